@@ -1,0 +1,182 @@
+//! The seam between the lock API and a store: the [`Backend`] trait and its value types.
+//!
+//! Everything above this trait (handles, guards, waiting, validation, macros) is written once.
+//! Each method is one atomic step on the store: one critical section in memory, one Lua script
+//! round trip on Redis.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::Result;
+use crate::owner::Owner;
+
+pub use event_listener::EventListener;
+
+/// A boxed, `Send` future: what backend methods return, so `dyn Backend` works.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A backend shared by handles and guards.
+pub type SharedBackend = Arc<dyn Backend>;
+
+/// A fencing token: grows strictly with every free→held transition of a key.
+///
+/// Pass it to the resource the lock protects and have the resource refuse tokens lower than the
+/// highest it has seen: that keeps data safe even when a paused holder outlives its lease.
+/// A reentrant acquire sees the token of the hold it re-enters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Fence(pub u64);
+
+impl std::fmt::Display for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// How long a remaining lease is, as reported by a backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RemainingLease {
+    /// Nobody holds the lock.
+    NotLocked,
+    /// Held with no expiry: it lasts until released.
+    Unlimited,
+    /// Held; the lease ends after this long.
+    Remaining(Duration),
+}
+
+impl RemainingLease {
+    /// Hazelcast's `get_remaining_lease_time()`: milliseconds, `-1` when not locked,
+    /// `i64::MAX` when held without expiry.
+    pub fn as_millis_or_minus_one(self) -> i64 {
+        match self {
+            RemainingLease::NotLocked => -1,
+            RemainingLease::Unlimited => i64::MAX,
+            RemainingLease::Remaining(left) => i64::try_from(left.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// Outcome of [`Backend::try_acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryAcquire {
+    /// The caller now holds the lock (`hold_count` > 1 when it re-entered its own hold).
+    Acquired {
+        /// The hold's fencing token.
+        fence: Fence,
+        /// The owner's hold count after this acquire.
+        hold_count: u32,
+    },
+    /// Another owner holds it.
+    Held {
+        /// What is left of the other owner's lease: a waiter sleeps at most this long.
+        remaining: RemainingLease,
+    },
+}
+
+/// Which of the owner's holds a release gives back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReleaseScope {
+    /// One hold (a guard or Hazelcast's `unlock`): the key frees when the count reaches zero.
+    One,
+    /// Every hold of the owner (py-cachify's `release`): the key frees now.
+    All,
+}
+
+/// Outcome of [`Backend::release`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Release {
+    /// The key is now free.
+    Freed,
+    /// The owner still holds it this many times.
+    StillHeld(u32),
+    /// Nobody holds it (never locked, released, or its lease ran out).
+    NotLocked,
+    /// Another owner (or another hold epoch, when a fence was given) holds it; nothing changed.
+    NotOwner,
+}
+
+/// A snapshot of one key, from [`Backend::inspect`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockState {
+    /// Whether anyone holds it.
+    pub locked: bool,
+    /// Whether the owner passed to `inspect` holds it.
+    pub held_by_owner: bool,
+    /// Reentrant hold count of whoever holds it (0 when free).
+    pub hold_count: u32,
+    /// The holder's fencing token.
+    pub fence: Option<Fence>,
+    /// What is left of the lease.
+    pub remaining: RemainingLease,
+}
+
+impl LockState {
+    /// The state of a free key.
+    pub const FREE: LockState = LockState {
+        locked: false,
+        held_by_owner: false,
+        hold_count: 0,
+        fence: None,
+        remaining: RemainingLease::NotLocked,
+    };
+}
+
+/// A lease to set on acquire or extend: `None` means the hold never expires.
+pub type LeaseTime = Option<Duration>;
+
+/// A store of keyed locks. Implement it to add a backend; every lock feature above works
+/// unchanged.
+///
+/// Contract, which the conformance tests check for every backend:
+/// - each method is atomic;
+/// - a key has at most one owner whose lease has not run out; a fence grows strictly with each
+///   free→held transition of a key, a reentrant acquire returns the current one;
+/// - `release` and `extend` act only when `owner` (and `fence`, when given) match the live hold;
+/// - whenever a key becomes free by `release` or `force_unlock`, listeners from
+///   [`Backend::listen`] on it are woken (expiry need not wake them: waiters sleep at most the
+///   remaining lease);
+/// - free and expired keys leave no state behind except what fencing needs.
+pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
+    /// Takes the lock for `owner`, or re-enters the owner's hold (incrementing its count and
+    /// extending, never shortening, its lease), or reports the other owner's remaining lease.
+    fn try_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<TryAcquire>>;
+
+    /// Gives back holds of `owner` (only those of hold epoch `fence`, when given).
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        fence: Option<Fence>,
+        scope: ReleaseScope,
+    ) -> BoxFuture<'a, Result<Release>>;
+
+    /// Frees the key whoever holds it. Returns whether it was held.
+    fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>>;
+
+    /// Reads the key's state, as seen by `owner`.
+    fn inspect<'a>(&'a self, key: &'a str, owner: Owner) -> BoxFuture<'a, Result<LockState>>;
+
+    /// Sets a new lease on the live hold of `owner` with `fence`. Returns false when that hold
+    /// is gone.
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        fence: Fence,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Registers interest in the key becoming free. Callers listen *before* trying to acquire,
+    /// so a release between the failed try and the wait is not missed.
+    fn listen(&self, key: &str) -> EventListener;
+
+    /// Releases one hold from a guard's `Drop`: must not block for long and cannot report
+    /// errors (a network backend sends it in the background; the lease bounds a lost release).
+    fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence);
+}

@@ -1,0 +1,102 @@
+//! The one error type of the lock API.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a lock operation can fail with.
+///
+/// Callers match on the variant: [`LockError::Locked`] and [`LockError::TimedOut`] mean "someone
+/// else holds it", [`LockError::NotOwner`] and [`LockError::LeaseLost`] mean "you no longer hold
+/// it", [`LockError::InvalidArgument`] is a caller bug, [`LockError::Backend`] is infrastructure.
+///
+/// ```
+/// use lock_core::{Lock, LockError, MemoryBackend};
+///
+/// let backend = MemoryBackend::shared();
+/// let lock = Lock::with_backend("report-7", &backend).nowait(true);
+/// let _held = lock.acquire_blocking()?;
+/// // A second owner (another thread) is refused at once, with py-cachify's message.
+/// let other = std::thread::spawn(move || lock.acquire_blocking().map(|_| ()));
+/// let err = other.join().unwrap().unwrap_err();
+/// assert!(matches!(err, LockError::Locked { .. }));
+/// assert_eq!(err.to_string(), "report-7 is already locked!");
+/// # Ok::<(), LockError>(())
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// The lock is held by another owner and the caller asked not to wait (`nowait`).
+    #[error("{key} is already locked!")]
+    Locked {
+        /// The lock's key.
+        key: Arc<str>,
+    },
+    /// The lock stayed held by another owner for the whole wait `timeout`.
+    #[error("{key} is still locked after waiting {waited:?}")]
+    TimedOut {
+        /// The lock's key.
+        key: Arc<str>,
+        /// The wait timeout that ran out.
+        waited: Duration,
+    },
+    /// The caller does not hold the lock (Hazelcast's `IllegalMonitorStateException`): it is
+    /// free, or held by another owner.
+    #[error("{key} is not held by the current owner")]
+    NotOwner {
+        /// The lock's key.
+        key: Arc<str>,
+    },
+    /// The hold behind a guard is gone: its lease ran out or it was force-unlocked, and the
+    /// key may now belong to someone else (whose lock was left intact).
+    #[error("lost the lease on {key}: it expired or was force-unlocked")]
+    LeaseLost {
+        /// The lock's key.
+        key: Arc<str>,
+    },
+    /// A key, duration or setting that cannot be used.
+    #[error("invalid {name}: {reason}")]
+    InvalidArgument {
+        /// Which argument (`"timeout"`, `"exp"`, `"key"`, ...).
+        name: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The backend failed (connection refused, authentication, protocol...).
+    #[error("backend error on {key}: {source}")]
+    Backend {
+        /// The lock's key.
+        key: Arc<str>,
+        /// The backend's own error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl LockError {
+    pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        LockError::InvalidArgument {
+            name,
+            reason: reason.into(),
+        }
+    }
+
+    /// The key the error is about, when it is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            LockError::Locked { key }
+            | LockError::TimedOut { key, .. }
+            | LockError::NotOwner { key }
+            | LockError::LeaseLost { key }
+            | LockError::Backend { key, .. } => Some(key),
+            LockError::InvalidArgument { .. } => None,
+        }
+    }
+
+    /// True for [`LockError::Locked`] and [`LockError::TimedOut`]: another owner holds the lock.
+    pub fn is_contention(&self) -> bool {
+        matches!(self, LockError::Locked { .. } | LockError::TimedOut { .. })
+    }
+}
+
+/// Shorthand for results of lock operations.
+pub type Result<T, E = LockError> = std::result::Result<T, E>;

@@ -1,0 +1,170 @@
+//! The RAII guard of one hold.
+
+use std::sync::Arc;
+
+use crate::backend::{Fence, LeaseTime, Release, ReleaseScope, SharedBackend};
+use crate::block_on::block_on;
+use crate::duration::IntoLockDuration;
+use crate::error::{LockError, Result};
+use crate::owner::Owner;
+
+/// One hold on a lock, released when dropped: at the end of scope, on `?` and `return`, during a
+/// panic's unwinding, and when the future that owns it is dropped.
+///
+/// The guard releases only its own hold: its fence identifies the hold, so a guard whose lease
+/// ran out (and whose key another owner took) can never release the new holder's lock; its
+/// explicit [`release`](LockGuard::release) reports [`LockError::LeaseLost`] instead.
+///
+/// ```
+/// use lock_core::{Lock, MemoryBackend};
+///
+/// let backend = MemoryBackend::shared();
+/// let lock = Lock::with_backend("ledger", &backend);
+/// {
+///     let guard = lock.acquire_blocking()?;
+///     println!("holding {} with fence {}", guard.key(), guard.fence());
+/// } // released here
+/// assert!(!lock.is_locked_blocking()?);
+/// # Ok::<(), lock_core::LockError>(())
+/// ```
+#[must_use = "the lock is released as soon as the guard is dropped"]
+#[derive(Debug)]
+pub struct LockGuard {
+    key: Arc<str>,
+    backend: SharedBackend,
+    owner: Owner,
+    fence: Fence,
+    hold_count: u32,
+    armed: bool,
+}
+
+impl LockGuard {
+    pub(crate) fn new(
+        key: Arc<str>,
+        backend: SharedBackend,
+        owner: Owner,
+        fence: Fence,
+        hold_count: u32,
+    ) -> Self {
+        LockGuard {
+            key,
+            backend,
+            owner,
+            fence,
+            hold_count,
+            armed: true,
+        }
+    }
+
+    /// The locked key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The hold's fencing token (shared by reentrant holds of one owner).
+    pub fn fence(&self) -> Fence {
+        self.fence
+    }
+
+    /// The owner that took the hold.
+    pub fn owner(&self) -> Owner {
+        self.owner
+    }
+
+    /// The owner's hold count right after this guard's acquire (1 unless it re-entered).
+    pub fn hold_count_at_acquire(&self) -> u32 {
+        self.hold_count
+    }
+
+    /// Gives the hold back now and says whether it was still ours (py-cachify's
+    /// `release()` on the context manager, Hazelcast's `unlock()`).
+    ///
+    /// # Errors
+    /// [`LockError::LeaseLost`] when the lease had run out or the lock was force-unlocked; the
+    /// current holder, if any, is untouched.
+    pub async fn release(mut self) -> Result<()> {
+        self.armed = false;
+        let outcome = self
+            .backend
+            .release(&self.key, self.owner, Some(self.fence), ReleaseScope::One)
+            .await?;
+        self.check_release(outcome)
+    }
+
+    /// Blocking form of [`release`](LockGuard::release).
+    pub fn release_blocking(self) -> Result<()> {
+        block_on(self.release())
+    }
+
+    /// Sets a new lease on this hold, counted from now (Redisson's lease extension).
+    ///
+    /// # Errors
+    /// [`LockError::LeaseLost`] when the hold is gone; [`LockError::InvalidArgument`] for a bad
+    /// duration.
+    pub async fn extend(&self, lease: impl IntoLockDuration) -> Result<()> {
+        let lease = lease.into_lock_duration("lease")?;
+        self.extend_to(Some(lease)).await
+    }
+
+    /// Blocking form of [`extend`](LockGuard::extend).
+    pub fn extend_blocking(&self, lease: impl IntoLockDuration) -> Result<()> {
+        block_on(self.extend(lease))
+    }
+
+    /// Removes the expiry from this hold: it lasts until released.
+    pub async fn persist(&self) -> Result<()> {
+        self.extend_to(None).await
+    }
+
+    async fn extend_to(&self, lease: LeaseTime) -> Result<()> {
+        if self
+            .backend
+            .extend(&self.key, self.owner, self.fence, lease)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(self.lease_lost())
+        }
+    }
+
+    /// Whether this hold is still live (not expired, not force-unlocked).
+    pub async fn is_held(&self) -> Result<bool> {
+        let state = self.backend.inspect(&self.key, self.owner).await?;
+        Ok(state.held_by_owner && state.fence == Some(self.fence))
+    }
+
+    /// Blocking form of [`is_held`](LockGuard::is_held).
+    pub fn is_held_blocking(&self) -> Result<bool> {
+        block_on(self.is_held())
+    }
+
+    /// Leaves the hold in place without a guard (Hazelcast's `lock()`, which holds until
+    /// `unlock()`), returning its fence.
+    pub(crate) fn disarm(mut self) -> Fence {
+        self.armed = false;
+        self.fence
+    }
+
+    fn check_release(&self, outcome: Release) -> Result<()> {
+        match outcome {
+            Release::Freed | Release::StillHeld(_) => Ok(()),
+            Release::NotLocked | Release::NotOwner => Err(self.lease_lost()),
+        }
+    }
+
+    fn lease_lost(&self) -> LockError {
+        LockError::LeaseLost {
+            key: Arc::clone(&self.key),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.backend
+                .release_on_drop(&self.key, self.owner, self.fence);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! The runtime of [lockwright](https://docs.rs/lockwright): keyed locks with py-cachify's
+//! options and Hazelcast's API, on a pluggable [`Backend`].
+//!
+//! - [`Lock`]: a handle on one key's lock, with async and `_blocking` forms of every operation.
+//! - [`LockGuard`]: one hold, released on drop, carrying a [`Fence`] token.
+//! - [`Backend`]: the seam; [`MemoryBackend`] is the default, used when nothing is set up.
+//!
+//! Guarantees (each is tested): only the owner releases a hold (force-unlock aside); a hold whose
+//! lease ran out can no longer release or extend anything; an owner re-enters its own lock; fences
+//! grow strictly per key; waiters are woken by the release, not by polling.
+//!
+//! ```
+//! use lock_core::Lock;
+//!
+//! let lock = Lock::new("job-42").exp(10);
+//! let guard = lock.acquire_blocking()?;
+//! assert!(lock.is_locked_blocking()?);
+//! drop(guard);
+//! # Ok::<(), lock_core::LockError>(())
+//! ```
+#![warn(missing_docs)]
+
+mod backend;
+mod block_on;
+mod duration;
+mod error;
+mod global;
+mod guard;
+mod lock;
+mod memory;
+mod owner;
+
+pub use backend::{
+    Backend, BoxFuture, EventListener, Fence, LeaseTime, LockState, Release, ReleaseScope,
+    RemainingLease, SharedBackend, TryAcquire,
+};
+pub use duration::{IntoLockDuration, MAX_DURATION};
+pub use error::{LockError, Result};
+pub use global::{default_lease, global_backend, set_default_lease, set_global_backend};
+pub use guard::LockGuard;
+pub use lock::{Lease, Lock, MAX_KEY_LEN};
+pub use memory::MemoryBackend;
+pub use owner::Owner;

@@ -1,0 +1,458 @@
+//! The lock handle: py-cachify's `lock(...)` and Hazelcast's `Lock`, on any backend.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use event_listener::{EventListener, Listener};
+
+use crate::backend::{
+    Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease, SharedBackend, TryAcquire,
+};
+use crate::block_on::block_on;
+use crate::duration::IntoLockDuration;
+use crate::error::{LockError, Result};
+use crate::global::{default_lease, global_backend};
+use crate::guard::LockGuard;
+use crate::owner::Owner;
+
+/// The longest key accepted, in bytes.
+pub const MAX_KEY_LEN: usize = 64 * 1024;
+
+/// How long a hold lasts if it is not released (py-cachify's `exp`, Hazelcast's `lease_time`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Lease {
+    /// The global [`default_lease`] (30 s unless changed), read at acquire time.
+    #[default]
+    Default,
+    /// Expires this long after acquire.
+    Fixed(Duration),
+    /// Held until released (py-cachify's `exp=None`, Hazelcast's `lease_time=-1`).
+    Never,
+}
+
+impl Lease {
+    fn resolve(self) -> LeaseTime {
+        match self {
+            Lease::Default => Some(default_lease()),
+            Lease::Fixed(lease) => Some(lease),
+            Lease::Never => None,
+        }
+    }
+}
+
+/// How long an acquire may wait.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    No,
+    For(Duration),
+    Forever,
+}
+
+/// Whether a wait parks the thread (blocking API) or awaits (async API).
+#[derive(Clone, Copy, Debug)]
+enum Waiter {
+    Thread,
+    Task,
+}
+
+/// A handle on the lock of one key, with py-cachify's options (`nowait`, `timeout`, `exp`).
+///
+/// Creating a handle does nothing on the backend; it is cheap to clone. Every operation has an
+/// async form and a blocking form (suffix `_blocking`). The owner of a hold is the current tokio
+/// task, or the current thread outside tasks (see [`Owner`]); an owner may acquire its own lock
+/// again (the hold count goes up) instead of deadlocking.
+///
+/// | py-cachify                          | Hazelcast                         | lockwright                                |
+/// |-------------------------------------|-----------------------------------|-------------------------------------------|
+/// | `with lock(...)`                    |                                   | [`acquire`](Lock::acquire) → guard        |
+/// | `is_locked()` / `is_alocked()`      | `is_locked()`                     | [`is_locked`](Lock::is_locked)            |
+/// | `release()` / `arelease()`          |                                   | [`release`](Lock::release) (owner only)   |
+/// |                                     | `lock(lease_time)`                | [`lock`](Lock::lock)                      |
+/// |                                     | `try_lock(timeout, lease_time)`   | [`try_lock`](Lock::try_lock), [`try_lock_for`](Lock::try_lock_for) |
+/// |                                     | `unlock()`                        | [`unlock`](Lock::unlock)                  |
+/// |                                     | `force_unlock()`                  | [`force_unlock`](Lock::force_unlock)      |
+/// |                                     | `is_locked_by_current_thread()`   | [`is_locked_by_current_owner`](Lock::is_locked_by_current_owner) |
+/// |                                     | `get_lock_count()`                | [`lock_count`](Lock::lock_count)          |
+/// |                                     | `get_remaining_lease_time()`      | [`remaining_lease`](Lock::remaining_lease) |
+///
+/// Invalid options (a zero, negative or NaN duration, an empty key) never panic: the handle
+/// remembers the first problem and every operation returns it as [`LockError::InvalidArgument`].
+///
+/// ```
+/// use lock_core::{Lock, MemoryBackend};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
+/// let backend = MemoryBackend::shared();
+/// let lock = Lock::with_backend("example-lock", &backend)
+///     .nowait(false)
+///     .timeout(4)
+///     .exp(2);
+/// let guard = lock.acquire().await?;
+/// assert!(lock.is_locked().await?);
+/// assert_eq!(lock.lock_count().await?, 1);
+/// guard.release().await?;
+/// assert!(!lock.is_locked().await?);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Lock {
+    key: Arc<str>,
+    backend: SharedBackend,
+    nowait: bool,
+    timeout: Option<Duration>,
+    lease: Lease,
+    invalid: Option<(&'static str, String)>,
+}
+
+impl Lock {
+    /// A handle on `key` in the [global backend](crate::global_backend), with py-cachify's
+    /// defaults: `nowait = true`, no timeout, the default lease.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
+        Self::with_backend(key, &global_backend())
+    }
+
+    /// A handle on `key` in `backend` (a non-global instance): every operation of the handle and
+    /// its guards goes to that backend.
+    pub fn with_backend(key: impl Into<Arc<str>>, backend: &SharedBackend) -> Self {
+        let key = key.into();
+        let invalid = if key.is_empty() {
+            Some(("key", "must not be empty".to_owned()))
+        } else if key.len() > MAX_KEY_LEN {
+            Some((
+                "key",
+                format!("{} bytes is longer than the maximum of {MAX_KEY_LEN}", key.len()),
+            ))
+        } else {
+            None
+        };
+        Lock {
+            key,
+            backend: Arc::clone(backend),
+            nowait: true,
+            timeout: None,
+            lease: Lease::Default,
+            invalid,
+        }
+    }
+
+    /// `true` (the default, as in py-cachify): [`acquire`](Lock::acquire) fails at once with
+    /// [`LockError::Locked`] when another owner holds the lock. `false`: it waits, up to the
+    /// [`timeout`](Lock::timeout) if one is set, else until the lock is free.
+    pub fn nowait(mut self, nowait: bool) -> Self {
+        self.nowait = nowait;
+        self
+    }
+
+    /// The longest [`acquire`](Lock::acquire) waits when `nowait(false)`; then it fails with
+    /// [`LockError::TimedOut`]. A `Duration` or seconds (`4`, `0.5`). With `nowait(true)` the
+    /// timeout is kept but unused, as in py-cachify.
+    pub fn timeout(mut self, timeout: impl IntoLockDuration) -> Self {
+        match timeout.into_lock_duration("timeout") {
+            Ok(timeout) => self.timeout = Some(timeout),
+            Err(err) => self.remember(err),
+        }
+        self
+    }
+
+    /// The hold expires this long after acquire unless released first (py-cachify's `exp`). A
+    /// `Duration` or seconds (`2`, `0.25`).
+    pub fn exp(mut self, exp: impl IntoLockDuration) -> Self {
+        match exp.into_lock_duration("exp") {
+            Ok(exp) => self.lease = Lease::Fixed(exp),
+            Err(err) => self.remember(err),
+        }
+        self
+    }
+
+    /// Holds never expire: they last until released (py-cachify's `exp=None`).
+    pub fn never_expires(mut self) -> Self {
+        self.lease = Lease::Never;
+        self
+    }
+
+    /// Sets the lease policy directly.
+    pub fn lease(mut self, lease: Lease) -> Self {
+        match lease {
+            Lease::Fixed(exp) => return self.exp(exp),
+            other => self.lease = other,
+        }
+        self
+    }
+
+    fn remember(&mut self, err: LockError) {
+        if let (None, LockError::InvalidArgument { name, reason }) = (&self.invalid, err) {
+            self.invalid = Some((name, reason));
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The backend this handle uses.
+    pub fn backend(&self) -> &SharedBackend {
+        &self.backend
+    }
+
+    /// `Ok` when the key and options are valid, else the first problem.
+    pub fn validate(&self) -> Result<&Self> {
+        match &self.invalid {
+            None => Ok(self),
+            Some((name, reason)) => Err(LockError::invalid(name, reason.clone())),
+        }
+    }
+
+    fn options_wait(&self) -> Wait {
+        match (self.nowait, self.timeout) {
+            (true, _) => Wait::No,
+            (false, Some(timeout)) => Wait::For(timeout),
+            (false, None) => Wait::Forever,
+        }
+    }
+
+    /// Acquires with the handle's options (py-cachify's `with lock(...)`): the guard releases on
+    /// drop.
+    ///
+    /// # Errors
+    /// [`LockError::Locked`] (nowait), [`LockError::TimedOut`], [`LockError::InvalidArgument`],
+    /// [`LockError::Backend`].
+    pub async fn acquire(&self) -> Result<LockGuard> {
+        self.acquire_with(self.options_wait(), Waiter::Task).await
+    }
+
+    /// Blocking form of [`acquire`](Lock::acquire).
+    pub fn acquire_blocking(&self) -> Result<LockGuard> {
+        block_on(self.acquire_with(self.options_wait(), Waiter::Thread))
+    }
+
+    /// Acquires without waiting, whatever the options: `None` when another owner holds it.
+    pub async fn try_acquire(&self) -> Result<Option<LockGuard>> {
+        contention_as_none(self.acquire_with(Wait::No, Waiter::Task).await)
+    }
+
+    /// Blocking form of [`try_acquire`](Lock::try_acquire).
+    pub fn try_acquire_blocking(&self) -> Result<Option<LockGuard>> {
+        block_on(self.try_acquire())
+    }
+
+    /// Hazelcast's `lock()`: waits as long as it takes, then holds (with the handle's lease)
+    /// until [`unlock`](Lock::unlock) or expiry. Returns the fencing token.
+    pub async fn lock(&self) -> Result<Fence> {
+        Ok(self.acquire_with(Wait::Forever, Waiter::Task).await?.disarm())
+    }
+
+    /// Blocking form of [`lock`](Lock::lock).
+    pub fn lock_blocking(&self) -> Result<Fence> {
+        Ok(block_on(self.acquire_with(Wait::Forever, Waiter::Thread))?.disarm())
+    }
+
+    /// Hazelcast's `try_lock()`: takes the lock (until [`unlock`](Lock::unlock)) if free or
+    /// already ours, without waiting.
+    pub async fn try_lock(&self) -> Result<bool> {
+        Ok(self.try_acquire().await?.map(LockGuard::disarm).is_some())
+    }
+
+    /// Blocking form of [`try_lock`](Lock::try_lock).
+    pub fn try_lock_blocking(&self) -> Result<bool> {
+        block_on(self.try_lock())
+    }
+
+    /// Hazelcast's `try_lock(timeout)`: waits up to `timeout` for the lock.
+    pub async fn try_lock_for(&self, timeout: impl IntoLockDuration) -> Result<bool> {
+        let wait = Wait::For(timeout.into_lock_duration("timeout")?);
+        let acquired = contention_as_none(self.acquire_with(wait, Waiter::Task).await)?;
+        Ok(acquired.map(LockGuard::disarm).is_some())
+    }
+
+    /// Blocking form of [`try_lock_for`](Lock::try_lock_for).
+    pub fn try_lock_for_blocking(&self, timeout: impl IntoLockDuration) -> Result<bool> {
+        let wait = Wait::For(timeout.into_lock_duration("timeout")?);
+        let acquired = contention_as_none(block_on(self.acquire_with(wait, Waiter::Thread)))?;
+        Ok(acquired.map(LockGuard::disarm).is_some())
+    }
+
+    /// Hazelcast's `unlock()`: gives back one hold of the current owner.
+    ///
+    /// # Errors
+    /// [`LockError::NotOwner`] when the current owner holds no hold on it.
+    pub async fn unlock(&self) -> Result<()> {
+        self.release_scope(ReleaseScope::One).await.map(|_| ())
+    }
+
+    /// Blocking form of [`unlock`](Lock::unlock).
+    pub fn unlock_blocking(&self) -> Result<()> {
+        block_on(self.unlock())
+    }
+
+    /// py-cachify's `release()`: the current owner gives back all its holds, freeing the key.
+    /// Returns `false` when nobody held it.
+    ///
+    /// # Errors
+    /// [`LockError::NotOwner`] when another owner holds it: only [`force_unlock`](Lock::force_unlock)
+    /// frees someone else's lock.
+    pub async fn release(&self) -> Result<bool> {
+        self.release_scope(ReleaseScope::All).await
+    }
+
+    /// Blocking form of [`release`](Lock::release) (py-cachify's sync `release()`).
+    pub fn release_blocking(&self) -> Result<bool> {
+        block_on(self.release())
+    }
+
+    async fn release_scope(&self, scope: ReleaseScope) -> Result<bool> {
+        self.validate()?;
+        let outcome = self
+            .backend
+            .release(&self.key, Owner::current(), None, scope)
+            .await?;
+        match (outcome, scope) {
+            (Release::Freed | Release::StillHeld(_), _) => Ok(true),
+            (Release::NotLocked, ReleaseScope::All) => Ok(false),
+            (Release::NotLocked | Release::NotOwner, _) => Err(LockError::NotOwner {
+                key: Arc::clone(&self.key),
+            }),
+        }
+    }
+
+    /// Hazelcast's `force_unlock()`: frees the lock whoever holds it, without waiting. Returns
+    /// whether it was held. The holder's guard then reports [`LockError::LeaseLost`].
+    pub async fn force_unlock(&self) -> Result<bool> {
+        self.validate()?;
+        self.backend.force_unlock(&self.key).await
+    }
+
+    /// Blocking form of [`force_unlock`](Lock::force_unlock).
+    pub fn force_unlock_blocking(&self) -> Result<bool> {
+        block_on(self.force_unlock())
+    }
+
+    /// Everything about the lock in one backend call.
+    pub async fn state(&self) -> Result<LockState> {
+        self.validate()?;
+        self.backend.inspect(&self.key, Owner::current()).await
+    }
+
+    /// Blocking form of [`state`](Lock::state).
+    pub fn state_blocking(&self) -> Result<LockState> {
+        block_on(self.state())
+    }
+
+    /// Whether anyone holds the lock (py-cachify's `is_alocked()`, Hazelcast's `is_locked()`).
+    pub async fn is_locked(&self) -> Result<bool> {
+        Ok(self.state().await?.locked)
+    }
+
+    /// Blocking form of [`is_locked`](Lock::is_locked) (py-cachify's `is_locked()`).
+    pub fn is_locked_blocking(&self) -> Result<bool> {
+        Ok(self.state_blocking()?.locked)
+    }
+
+    /// Whether the current owner (task or thread) holds it (Hazelcast's
+    /// `is_locked_by_current_thread()`).
+    pub async fn is_locked_by_current_owner(&self) -> Result<bool> {
+        Ok(self.state().await?.held_by_owner)
+    }
+
+    /// Blocking form of [`is_locked_by_current_owner`](Lock::is_locked_by_current_owner).
+    pub fn is_locked_by_current_owner_blocking(&self) -> Result<bool> {
+        Ok(self.state_blocking()?.held_by_owner)
+    }
+
+    /// The reentrant hold count, whoever holds it; 0 when free (Hazelcast's `get_lock_count()`).
+    pub async fn lock_count(&self) -> Result<u32> {
+        Ok(self.state().await?.hold_count)
+    }
+
+    /// Blocking form of [`lock_count`](Lock::lock_count).
+    pub fn lock_count_blocking(&self) -> Result<u32> {
+        Ok(self.state_blocking()?.hold_count)
+    }
+
+    /// What is left of the holder's lease (Hazelcast's `get_remaining_lease_time()`; see
+    /// [`RemainingLease::as_millis_or_minus_one`] for its number).
+    pub async fn remaining_lease(&self) -> Result<RemainingLease> {
+        Ok(self.state().await?.remaining)
+    }
+
+    /// Blocking form of [`remaining_lease`](Lock::remaining_lease).
+    pub fn remaining_lease_blocking(&self) -> Result<RemainingLease> {
+        Ok(self.state_blocking()?.remaining)
+    }
+
+    /// The acquire loop shared by every acquiring method: listen, try, then sleep until a
+    /// release wakes us, the holder's lease ends, or our deadline passes.
+    async fn acquire_with(&self, wait: Wait, waiter: Waiter) -> Result<LockGuard> {
+        self.validate()?;
+        let owner = Owner::current();
+        let lease = self.lease.resolve();
+        let deadline = match wait {
+            Wait::For(timeout) => Some(Instant::now() + timeout),
+            Wait::No | Wait::Forever => None,
+        };
+        loop {
+            // Listen before trying, so a release between the try and the wait still wakes us.
+            let listener = match wait {
+                Wait::No => None,
+                Wait::For(_) | Wait::Forever => Some(self.backend.listen(&self.key)),
+            };
+            let remaining = match self.backend.try_acquire(&self.key, owner, lease).await? {
+                TryAcquire::Acquired { fence, hold_count } => {
+                    return Ok(LockGuard::new(
+                        Arc::clone(&self.key),
+                        Arc::clone(&self.backend),
+                        owner,
+                        fence,
+                        hold_count,
+                    ))
+                }
+                TryAcquire::Held { remaining } => remaining,
+            };
+            let Some(listener) = listener else {
+                return Err(LockError::Locked {
+                    key: Arc::clone(&self.key),
+                });
+            };
+            let now = Instant::now();
+            let lease_end = match remaining {
+                RemainingLease::Remaining(left) => Some(now + left),
+                RemainingLease::Unlimited | RemainingLease::NotLocked => None,
+            };
+            let wake_at = match (deadline, lease_end) {
+                (Some(deadline), _) if deadline <= now => {
+                    return Err(LockError::TimedOut {
+                        key: Arc::clone(&self.key),
+                        waited: match wait {
+                            Wait::For(timeout) => timeout,
+                            Wait::No | Wait::Forever => Duration::ZERO,
+                        },
+                    })
+                }
+                (Some(deadline), Some(lease_end)) => Some(deadline.min(lease_end)),
+                (deadline, lease_end) => deadline.or(lease_end),
+            };
+            sleep_until(listener, wake_at, waiter).await;
+        }
+    }
+}
+
+async fn sleep_until(listener: EventListener, wake_at: Option<Instant>, waiter: Waiter) {
+    match (waiter, wake_at) {
+        (Waiter::Thread, Some(at)) => {
+            listener.wait_deadline(at);
+        }
+        (Waiter::Thread, None) => listener.wait(),
+        (Waiter::Task, Some(at)) => {
+            let _ = tokio::time::timeout_at(at.into(), listener).await;
+        }
+        (Waiter::Task, None) => listener.await,
+    }
+}
+
+fn contention_as_none(result: Result<LockGuard>) -> Result<Option<LockGuard>> {
+    match result {
+        Ok(guard) => Ok(Some(guard)),
+        Err(err) if err.is_contention() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
