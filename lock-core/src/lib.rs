@@ -30,6 +30,10 @@ mod lock;
 mod memory;
 mod owner;
 
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
 pub use backend::{
     Backend, BoxFuture, EventListener, Fence, LeaseTime, LockState, Release, ReleaseScope,
     RemainingLease, SharedBackend, TryAcquire,
