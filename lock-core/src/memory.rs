@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use event_listener::{Event, EventListener};
 
@@ -19,10 +19,10 @@ use crate::owner::Owner;
 /// re-check their own key. 64 stripes keep unrelated wake-ups rare without per-key state.
 const WAKE_STRIPES: usize = 64;
 
-/// Expired entries are swept when the map has doubled since the last sweep (amortised O(1) per
-/// operation) or at most this often, so leases nobody touches again do not accumulate.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
-const MIN_SWEEP_LEN: usize = 1024;
+/// Expired entries are swept once every `max(entries, MIN_SWEEP_OPS)` acquires: a sweep costs
+/// O(entries), so this is amortised O(1) per acquire, and holds that expire with nobody touching
+/// their key again are still reclaimed.
+const MIN_SWEEP_OPS: usize = 1024;
 
 /// The default backend: locks live in this process's memory. Exclusion holds between threads and
 /// tasks of the process; use the Redis backend for several processes.
@@ -52,8 +52,7 @@ pub struct MemoryBackend {
 #[derive(Debug)]
 struct Table {
     holds: HashMap<Box<str>, Hold>,
-    sweep_at_len: usize,
-    sweep_at_time: Instant,
+    acquires_since_sweep: usize,
 }
 
 #[derive(Debug)]
@@ -94,8 +93,7 @@ impl MemoryBackend {
         MemoryBackend {
             table: Mutex::new(Table {
                 holds: HashMap::new(),
-                sweep_at_len: MIN_SWEEP_LEN,
-                sweep_at_time: Instant::now() + SWEEP_INTERVAL,
+                acquires_since_sweep: 0,
             }),
             next_fence: AtomicU64::new(1),
             stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
@@ -247,17 +245,18 @@ impl MemoryBackend {
 
 impl Table {
     fn maybe_sweep(&mut self, now: Instant) {
-        if self.holds.len() >= self.sweep_at_len || now >= self.sweep_at_time {
+        self.acquires_since_sweep += 1;
+        if self.acquires_since_sweep >= self.holds.len().max(MIN_SWEEP_OPS) {
             self.sweep(now);
         }
     }
 
     fn sweep(&mut self, now: Instant) {
         self.holds.retain(|_, hold| !hold.expired(now));
-        self.sweep_at_len = (self.holds.len() * 2).max(MIN_SWEEP_LEN);
-        self.sweep_at_time = now + SWEEP_INTERVAL;
-        if self.holds.capacity() > 4 * self.sweep_at_len {
-            self.holds.shrink_to(self.sweep_at_len);
+        self.acquires_since_sweep = 0;
+        // Give back the memory of a burst of keys once they are gone.
+        if self.holds.capacity() > 4 * self.holds.len().max(MIN_SWEEP_OPS) {
+            self.holds.shrink_to(2 * self.holds.len());
         }
     }
 }

@@ -1,0 +1,681 @@
+//! The behaviour every backend must show, written once.
+//!
+//! `conformance_suite!(make_backend)` expands to the whole suite as `#[test]` functions, each
+//! calling `make_backend` (an expression of type `SharedBackend`) for its backend. Each test uses
+//! its own keys, so backends may be shared between tests.
+
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// A key no other test (or earlier run against the same server) uses.
+pub fn key(name: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nonce = lock_core::Owner::current().process_nonce();
+    format!("{name}-{nonce:x}-{}", NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Generous upper bound for "promptly": liveness, not speed (speed lives in the benches).
+pub const LIVENESS: Duration = Duration::from_secs(5);
+
+pub fn elapsed_since(start: Instant) -> Duration {
+    start.elapsed()
+}
+
+#[macro_export]
+macro_rules! conformance_suite {
+    ($make_backend:expr) => {
+        use std::sync::atomic::{AtomicU64 as __AtomicU64, Ordering as __Ordering};
+        use std::sync::Arc as __Arc;
+        use std::time::{Duration as __Duration, Instant as __Instant};
+
+        use lock_core::{Lock, LockError, RemainingLease, SharedBackend};
+
+        use $crate::conformance::{key, LIVENESS};
+
+        fn backend() -> SharedBackend {
+            $make_backend
+        }
+
+        fn lock(name: &str) -> Lock {
+            Lock::with_backend(key(name), &backend())
+        }
+
+        /// Runs `f` on a fresh OS thread (a different owner) and returns its result.
+        fn on_other_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+            std::thread::spawn(f).join().expect("helper thread panicked")
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn acquire_holds_until_guard_released() {
+            let lock = lock("acquire");
+            assert!(!lock.is_locked().await.unwrap());
+            let guard = lock.acquire().await.unwrap();
+            assert!(lock.is_locked().await.unwrap());
+            assert!(guard.is_held().await.unwrap());
+            guard.release().await.unwrap();
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[test]
+        fn blocking_acquire_holds_until_guard_released() {
+            let lock = lock("acquire-blocking");
+            assert!(!lock.is_locked_blocking().unwrap());
+            let guard = lock.acquire_blocking().unwrap();
+            assert!(lock.is_locked_blocking().unwrap());
+            assert!(guard.is_held_blocking().unwrap());
+            guard.release_blocking().unwrap();
+            assert!(!lock.is_locked_blocking().unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn dropping_the_guard_releases() {
+            let lock = lock("drop");
+            drop(lock.acquire().await.unwrap());
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn nowait_fails_at_once_with_an_error_naming_the_key() {
+            let lock = lock("nowait");
+            let _held = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let start = __Instant::now();
+            let err = tokio::spawn(async move { other.acquire().await.map(|_| ()) })
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert!(matches!(err, LockError::Locked { .. }), "{err:?}");
+            assert_eq!(err.to_string(), format!("{} is already locked!", lock.key()));
+            assert!(start.elapsed() < LIVENESS);
+        }
+
+        #[test]
+        fn blocking_nowait_fails_at_once_for_another_thread() {
+            let lock = lock("nowait-blocking");
+            let _held = lock.acquire_blocking().unwrap();
+            let other = lock.clone();
+            let err = on_other_thread(move || other.acquire_blocking().map(|_| ())).unwrap_err();
+            assert!(matches!(err, LockError::Locked { .. }), "{err:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiting_succeeds_when_holders_exp_is_shorter_than_timeout() {
+            let lock = lock("wait-ok").nowait(false).timeout(3).exp(0.3);
+            let _held = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let start = __Instant::now();
+            let guard = tokio::spawn(async move { other.acquire().await }).await.unwrap();
+            assert!(guard.is_ok(), "{guard:?}");
+            assert!(start.elapsed() >= __Duration::from_millis(250));
+        }
+
+        #[test]
+        fn blocking_waiting_succeeds_when_holders_exp_is_shorter_than_timeout() {
+            let lock = lock("wait-ok-blocking").nowait(false).timeout(3).exp(0.3);
+            let _held = lock.acquire_blocking().unwrap();
+            let other = lock.clone();
+            let got = on_other_thread(move || other.acquire_blocking().map(|g| g.fence()));
+            assert!(got.is_ok(), "{got:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiting_times_out_promptly_when_holders_exp_is_longer_than_timeout() {
+            let lock = lock("wait-timeout").nowait(false).timeout(0.3).exp(10);
+            let _held = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let start = __Instant::now();
+            let err = tokio::spawn(async move { other.acquire().await.map(|_| ()) })
+                .await
+                .unwrap()
+                .unwrap_err();
+            let waited = start.elapsed();
+            assert!(matches!(err, LockError::TimedOut { .. }), "{err:?}");
+            assert!(waited >= __Duration::from_millis(300), "{waited:?}");
+            assert!(waited < LIVENESS, "{waited:?}");
+        }
+
+        #[test]
+        fn blocking_waiting_times_out_when_holders_exp_is_longer_than_timeout() {
+            let lock = lock("wait-timeout-blocking").nowait(false).timeout(0.3).exp(10);
+            let _held = lock.acquire_blocking().unwrap();
+            let other = lock.clone();
+            let start = __Instant::now();
+            let err = on_other_thread(move || other.acquire_blocking().map(|_| ())).unwrap_err();
+            assert!(matches!(err, LockError::TimedOut { .. }), "{err:?}");
+            assert!(start.elapsed() >= __Duration::from_millis(300));
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiter_is_woken_by_the_release_not_by_the_lease() {
+            // The holder's lease is 60 s and the waiter's timeout 30 s: only a wake-up on
+            // release lets the waiter in within the liveness bound.
+            let lock = lock("wake").nowait(false).timeout(30).exp(60);
+            let held = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let waiter = tokio::spawn(async move {
+                let start = __Instant::now();
+                other.acquire().await.map(|_| start.elapsed())
+            });
+            tokio::time::sleep(__Duration::from_millis(100)).await;
+            held.release().await.unwrap();
+            let waited = waiter.await.unwrap().unwrap();
+            assert!(waited < LIVENESS, "waiter slept {waited:?}");
+        }
+
+        #[test]
+        fn blocking_waiter_is_woken_by_the_release_not_by_the_lease() {
+            let lock = lock("wake-blocking").nowait(false).timeout(30).exp(60);
+            let held = lock.acquire_blocking().unwrap();
+            let other = lock.clone();
+            let waiter = std::thread::spawn(move || {
+                let start = __Instant::now();
+                other.acquire_blocking().map(|_| start.elapsed())
+            });
+            std::thread::sleep(__Duration::from_millis(100));
+            held.release_blocking().unwrap();
+            let waited = waiter.join().unwrap().unwrap();
+            assert!(waited < LIVENESS, "waiter slept {waited:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn default_expiry_is_the_global_default_lease() {
+            let lock = lock("default-exp");
+            let _held = lock.acquire().await.unwrap();
+            let RemainingLease::Remaining(left) = lock.remaining_lease().await.unwrap() else {
+                panic!("a default hold must expire");
+            };
+            let default = lock_core::default_lease();
+            assert!(left <= default && left > default - __Duration::from_secs(2), "{left:?}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn explicit_expiry_frees_the_key_on_time() {
+            let lock = lock("exp").exp(0.2);
+            let held = lock.acquire().await.unwrap();
+            assert!(lock.is_locked().await.unwrap());
+            tokio::time::sleep(__Duration::from_millis(400)).await;
+            assert!(!lock.is_locked().await.unwrap());
+            assert_eq!(lock.remaining_lease().await.unwrap(), RemainingLease::NotLocked);
+            let other = lock.clone();
+            tokio::spawn(async move { other.acquire().await.map(|_| ()) })
+                .await
+                .unwrap()
+                .unwrap();
+            drop(held);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn never_expiring_hold_has_unlimited_lease() {
+            let lock = lock("never").never_expires();
+            let _held = lock.acquire().await.unwrap();
+            assert_eq!(lock.remaining_lease().await.unwrap(), RemainingLease::Unlimited);
+            assert_eq!(
+                lock.remaining_lease().await.unwrap().as_millis_or_minus_one(),
+                i64::MAX
+            );
+            assert!(lock.is_locked().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn is_locked_is_seen_from_another_thread_and_another_task() {
+            let lock = lock("seen");
+            let _held = lock.acquire().await.unwrap();
+            let from_thread = lock.clone();
+            assert!(on_other_thread(move || from_thread.is_locked_blocking().unwrap()));
+            let from_task = lock.clone();
+            assert!(tokio::spawn(async move { from_task.is_locked().await.unwrap() })
+                .await
+                .unwrap());
+        }
+
+        // py-cachify defect 1: a holder whose lease ran out freed the next holder's lock.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn stale_holder_cannot_release_new_holders_lock() {
+            let lock = lock("stale").exp(0.2);
+            let stale = lock.acquire().await.unwrap();
+            tokio::time::sleep(__Duration::from_millis(300)).await;
+            let other = lock.clone().exp(30);
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let new_holder = tokio::spawn(async move {
+                let guard = other.acquire().await.unwrap();
+                rx.await.unwrap();
+                guard.is_held().await.unwrap()
+            });
+            while !lock.is_locked().await.unwrap() {
+                tokio::task::yield_now().await;
+            }
+            let err = stale.release().await.unwrap_err();
+            assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
+            assert!(lock.is_locked().await.unwrap());
+            assert!(matches!(lock.unlock().await, Err(LockError::NotOwner { .. })));
+            tx.send(()).unwrap();
+            assert!(new_holder.await.unwrap(), "the new holder lost its lock");
+        }
+
+        #[test]
+        fn stale_guard_dropped_leaves_new_holders_lock_intact() {
+            let lock = lock("stale-drop").exp(0.2);
+            let stale = lock.acquire_blocking().unwrap();
+            std::thread::sleep(__Duration::from_millis(300));
+            let other = lock.clone().exp(30);
+            let (took, release) = (std::sync::mpsc::channel(), std::sync::mpsc::channel::<()>());
+            let new_holder = std::thread::spawn(move || {
+                let guard = other.acquire_blocking().unwrap();
+                took.0.send(()).unwrap();
+                release.1.recv().unwrap();
+                guard.is_held_blocking().unwrap()
+            });
+            took.1.recv().unwrap();
+            drop(stale);
+            assert!(lock.is_locked_blocking().unwrap());
+            release.0.send(()).unwrap();
+            assert!(new_holder.join().unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn stale_guard_of_the_same_owner_cannot_release_its_newer_hold() {
+            // Same owner: only the fence tells the expired hold from the new one.
+            let lock = lock("stale-same-owner").exp(0.1);
+            let stale = lock.acquire().await.unwrap();
+            tokio::time::sleep(__Duration::from_millis(250)).await;
+            let fresh = lock.clone().exp(30).acquire().await.unwrap();
+            assert_eq!(fresh.hold_count_at_acquire(), 1);
+            assert!(fresh.fence() > stale.fence());
+            let err = stale.release().await.unwrap_err();
+            assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
+            assert!(fresh.is_held().await.unwrap());
+            fresh.release().await.unwrap();
+        }
+
+        // py-cachify defect 3: nesting the same key raised or self-deadlocked.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn reentrant_acquire_counts_holds_and_frees_at_zero() {
+            let lock = lock("reentrant").nowait(false).timeout(2);
+            let outer = lock.acquire().await.unwrap();
+            let inner = lock.acquire().await.unwrap();
+            assert_eq!(inner.hold_count_at_acquire(), 2);
+            assert_eq!(lock.lock_count().await.unwrap(), 2);
+            drop(inner);
+            assert_eq!(lock.lock_count().await.unwrap(), 1);
+            assert!(lock.is_locked().await.unwrap());
+            drop(outer);
+            assert_eq!(lock.lock_count().await.unwrap(), 0);
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[test]
+        fn blocking_reentrant_acquire_does_not_deadlock() {
+            let lock = lock("reentrant-blocking").nowait(false).timeout(2);
+            let outer = lock.acquire_blocking().unwrap();
+            let inner = lock.acquire_blocking().unwrap();
+            assert_eq!(lock.lock_count_blocking().unwrap(), 2);
+            drop(outer);
+            drop(inner);
+            assert!(!lock.is_locked_blocking().unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn reentrant_acquire_keeps_its_fence() {
+            let lock = lock("reentrant-fence");
+            let outer = lock.acquire().await.unwrap();
+            let inner = lock.acquire().await.unwrap();
+            assert_eq!(outer.fence(), inner.fence());
+            assert_eq!(lock.state().await.unwrap().fence, Some(outer.fence()));
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn fences_grow_strictly_with_each_free_to_held_transition() {
+            let lock = lock("fence");
+            let mut last = None;
+            for _ in 0..20 {
+                let other = lock.clone();
+                let fence = tokio::spawn(async move { other.acquire().await.unwrap().fence() })
+                    .await
+                    .unwrap();
+                assert!(last < Some(fence), "{last:?} then {fence:?}");
+                last = Some(fence);
+            }
+        }
+
+        // py-cachify defect 4: a concurrent is_locked() could delete a freshly taken lock.
+        #[test]
+        fn concurrent_is_locked_never_frees_a_fresh_lock() {
+            let lock = lock("check-race").exp(0.01);
+            let stop = __Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let checkers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (lock, stop) = (lock.clone(), stop.clone());
+                    std::thread::spawn(move || {
+                        while !stop.load(__Ordering::Relaxed) {
+                            lock.is_locked_blocking().unwrap();
+                        }
+                    })
+                })
+                .collect();
+            let deadline = __Instant::now() + __Duration::from_millis(800);
+            let mut rounds = 0;
+            while __Instant::now() < deadline {
+                // Leave an expired hold behind, then take a fresh one while the checkers look.
+                std::mem::forget(lock.clone().exp(0.01).acquire_blocking().unwrap());
+                std::thread::sleep(__Duration::from_millis(12));
+                let guard = lock.clone().exp(5).acquire_blocking().unwrap();
+                for _ in 0..20 {
+                    assert!(guard.is_held_blocking().unwrap(), "a check freed a fresh lock");
+                }
+                guard.release_blocking().unwrap();
+                rounds += 1;
+            }
+            stop.store(true, __Ordering::Relaxed);
+            checkers.into_iter().for_each(|c| c.join().unwrap());
+            assert!(rounds > 5);
+        }
+
+        // py-cachify defect 5: exp=0 left is_locked() true forever while anyone could acquire.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn zero_exp_is_refused_and_locks_nothing() {
+            let lock = lock("zero-exp").exp(0);
+            let err = lock.acquire().await.unwrap_err();
+            assert!(matches!(err, LockError::InvalidArgument { name: "exp", .. }), "{err:?}");
+            assert!(!Lock::with_backend(lock.key(), lock.backend()).is_locked().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn invalid_durations_and_keys_are_typed_errors_on_every_path() {
+            let bad = [
+                lock("bad").exp(-1),
+                lock("bad").exp(f64::NAN),
+                lock("bad").exp(f64::INFINITY),
+                lock("bad").exp(-0.5),
+                lock("bad").exp(1e12),
+                lock("bad").timeout(0),
+                lock("bad").timeout(-3),
+                lock("bad").timeout(__Duration::ZERO),
+                lock("bad").timeout(__Duration::MAX),
+                Lock::with_backend("", &backend()),
+                Lock::with_backend("k".repeat(lock_core::MAX_KEY_LEN + 1), &backend()),
+            ];
+            for lock in bad {
+                let invalid = |r: Result<(), LockError>| {
+                    assert!(
+                        matches!(r, Err(LockError::InvalidArgument { .. })),
+                        "{:?}: {r:?}",
+                        lock
+                    )
+                };
+                invalid(lock.acquire().await.map(|_| ()));
+                invalid(lock.acquire_blocking().map(|_| ()));
+                invalid(lock.try_lock().await.map(|_| ()));
+                invalid(lock.lock().await.map(|_| ()));
+                invalid(lock.is_locked().await.map(|_| ()));
+                invalid(lock.force_unlock().await.map(|_| ()));
+                invalid(lock.release().await.map(|_| ()));
+            }
+            let ok = lock("ok");
+            assert!(matches!(
+                ok.try_lock_for(-1).await,
+                Err(LockError::InvalidArgument { name: "timeout", .. })
+            ));
+            let guard = ok.acquire().await.unwrap();
+            assert!(matches!(
+                guard.extend(f64::NAN).await,
+                Err(LockError::InvalidArgument { .. })
+            ));
+        }
+
+        // py-cachify defect 6: a lock on a non-global instance went through the global client.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn explicit_backend_instance_is_used_for_every_operation() {
+            let instance = backend();
+            let name = key("instance");
+            let on_instance = Lock::with_backend(name.as_str(), &instance);
+            let on_global = Lock::new(name.as_str());
+            let guard = on_instance.acquire().await.unwrap();
+            assert!(on_instance.is_locked().await.unwrap());
+            if !__Arc::ptr_eq(&instance, &lock_core::global_backend()) {
+                assert!(!on_global.is_locked().await.unwrap());
+            }
+            drop(guard);
+            assert!(!on_instance.is_locked().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unlock_by_a_non_owner_fails_and_changes_nothing() {
+            let lock = lock("unlock-non-owner");
+            let _held = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let err = tokio::spawn(async move { other.unlock().await })
+                .await
+                .unwrap()
+                .unwrap_err();
+            assert!(matches!(err, LockError::NotOwner { .. }), "{err:?}");
+            let other = lock.clone();
+            let err = on_other_thread(move || other.release_blocking()).unwrap_err();
+            assert!(matches!(err, LockError::NotOwner { .. }), "{err:?}");
+            assert!(lock.is_locked().await.unwrap());
+            lock.unlock().await.unwrap();
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn unlock_of_a_free_lock_is_not_owner() {
+            let lock = lock("unlock-free");
+            assert!(matches!(lock.unlock().await, Err(LockError::NotOwner { .. })));
+            assert!(!lock.release().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn hazelcast_lock_holds_until_unlock_and_counts_reentry() {
+            let lock = lock("hz").never_expires();
+            let fence = lock.lock().await.unwrap();
+            assert!(lock.try_lock().await.unwrap());
+            assert_eq!(lock.lock_count().await.unwrap(), 2);
+            assert!(lock.is_locked_by_current_owner().await.unwrap());
+            assert_eq!(lock.state().await.unwrap().fence, Some(fence));
+            let other = lock.clone();
+            let (mine, got) = tokio::spawn(async move {
+                (
+                    other.is_locked_by_current_owner().await.unwrap(),
+                    other.try_lock_for(0.1).await.unwrap(),
+                )
+            })
+            .await
+            .unwrap();
+            assert!(!mine && !got);
+            lock.unlock().await.unwrap();
+            assert!(lock.is_locked().await.unwrap());
+            lock.unlock().await.unwrap();
+            assert!(!lock.is_locked().await.unwrap());
+            assert_eq!(lock.lock_count().await.unwrap(), 0);
+        }
+
+        #[test]
+        fn blocking_hazelcast_methods_work_without_a_runtime() {
+            let lock = lock("hz-blocking").exp(30);
+            let fence = lock.lock_blocking().unwrap();
+            assert!(lock.try_lock_blocking().unwrap());
+            assert_eq!(lock.lock_count_blocking().unwrap(), 2);
+            assert!(lock.is_locked_by_current_owner_blocking().unwrap());
+            assert_eq!(lock.state_blocking().unwrap().fence, Some(fence));
+            let other = lock.clone();
+            assert!(!on_other_thread(move || other.try_lock_for_blocking(0.1).unwrap()));
+            let other = lock.clone();
+            assert!(!on_other_thread(move || other.is_locked_by_current_owner_blocking().unwrap()));
+            let RemainingLease::Remaining(left) = lock.remaining_lease_blocking().unwrap() else {
+                panic!("expected a lease")
+            };
+            assert!(left <= __Duration::from_secs(30));
+            lock.unlock_blocking().unwrap();
+            assert!(lock.release_blocking().unwrap());
+            assert!(!lock.is_locked_blocking().unwrap());
+            assert_eq!(lock.remaining_lease_blocking().unwrap().as_millis_or_minus_one(), -1);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn force_unlock_frees_any_holder_and_the_holder_sees_lease_lost() {
+            let lock = lock("force");
+            let guard = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let freed = on_other_thread(move || other.force_unlock_blocking().unwrap());
+            assert!(freed);
+            assert!(!lock.is_locked().await.unwrap());
+            assert!(!guard.is_held().await.unwrap());
+            assert!(matches!(guard.release().await, Err(LockError::LeaseLost { .. })));
+            assert!(!lock.force_unlock().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn remaining_lease_counts_down_and_extend_renews_it() {
+            let lock = lock("lease").exp(10);
+            assert_eq!(lock.remaining_lease().await.unwrap().as_millis_or_minus_one(), -1);
+            let guard = lock.acquire().await.unwrap();
+            let first = lock.remaining_lease().await.unwrap().as_millis_or_minus_one();
+            assert!(first > 8_000 && first <= 10_000, "{first}");
+            tokio::time::sleep(__Duration::from_millis(100)).await;
+            let later = lock.remaining_lease().await.unwrap().as_millis_or_minus_one();
+            assert!(later < first, "{later} !< {first}");
+            guard.extend(60).await.unwrap();
+            let extended = lock.remaining_lease().await.unwrap().as_millis_or_minus_one();
+            assert!(extended > 50_000, "{extended}");
+            guard.persist().await.unwrap();
+            assert_eq!(lock.remaining_lease().await.unwrap(), RemainingLease::Unlimited);
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn extend_after_the_lease_ran_out_is_lease_lost() {
+            let lock = lock("extend-lost").exp(0.1);
+            let guard = lock.acquire().await.unwrap();
+            tokio::time::sleep(__Duration::from_millis(250)).await;
+            let err = guard.extend(10).await.unwrap_err();
+            assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[test]
+        fn a_panicking_holder_releases_its_lock() {
+            let lock = lock("panic");
+            let holder = lock.clone();
+            let result = std::thread::spawn(move || {
+                let _guard = holder.acquire_blocking().unwrap();
+                panic!("the job failed");
+            })
+            .join();
+            assert!(result.is_err());
+            assert!(!lock.is_locked_blocking().unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_dropped_future_holding_the_lock_releases_it() {
+            let lock = lock("dropped-future");
+            let holder = lock.clone();
+            let job = async move {
+                let _guard = holder.acquire().await.unwrap();
+                tokio::time::sleep(__Duration::from_secs(60)).await;
+            };
+            assert!(tokio::time::timeout(__Duration::from_millis(100), job).await.is_err());
+            assert!(!lock.is_locked().await.unwrap());
+
+            let holder = lock.clone();
+            let task = tokio::spawn(async move {
+                let _guard = holder.acquire().await.unwrap();
+                std::future::pending::<()>().await;
+            });
+            while !lock.is_locked().await.unwrap() {
+                tokio::task::yield_now().await;
+            }
+            task.abort();
+            assert!(task.await.unwrap_err().is_cancelled());
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_dropped_waiter_takes_nothing() {
+            let lock = lock("dropped-waiter").nowait(false).exp(30);
+            let held = lock.acquire().await.unwrap();
+            let waiter = lock.clone();
+            let wait = tokio::spawn(async move {
+                tokio::time::timeout(__Duration::from_millis(100), waiter.acquire()).await
+            });
+            assert!(wait.await.unwrap().is_err(), "the waiter should have been cut off");
+            held.release().await.unwrap();
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[test]
+        fn no_lost_update_or_wakeup_under_contention_of_tasks_and_threads() {
+            // A read-then-write counter (not fetch_add) loses increments unless the lock excludes.
+            let counter = __Arc::new(__AtomicU64::new(0));
+            let lock = lock("contention").nowait(false).timeout(30).exp(30);
+            let increment = |counter: &__AtomicU64| {
+                let value = counter.load(__Ordering::Relaxed);
+                std::hint::spin_loop();
+                counter.store(value + 1, __Ordering::Relaxed);
+            };
+            let until = __Instant::now() + __Duration::from_secs(2);
+            let mut expected = 0;
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let (lock, counter) = (lock.clone(), counter.clone());
+                    std::thread::spawn(move || {
+                        let mut done = 0u64;
+                        while __Instant::now() < until {
+                            let guard = lock.acquire_blocking().unwrap();
+                            increment(&counter);
+                            drop(guard);
+                            done += 1;
+                        }
+                        done
+                    })
+                })
+                .collect();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let tasks: u64 = runtime.block_on(async {
+                let handles: Vec<_> = (0..16)
+                    .map(|_| {
+                        let (lock, counter) = (lock.clone(), counter.clone());
+                        tokio::spawn(async move {
+                            let mut done = 0u64;
+                            while __Instant::now() < until {
+                                let guard = lock.acquire().await.unwrap();
+                                increment(&counter);
+                                tokio::task::yield_now().await;
+                                drop(guard);
+                                done += 1;
+                            }
+                            done
+                        })
+                    })
+                    .collect();
+                let mut total = 0;
+                for handle in handles {
+                    total += handle.await.unwrap();
+                }
+                total
+            });
+            for thread in threads {
+                expected += thread.join().unwrap();
+            }
+            expected += tasks;
+            assert!(expected > 0);
+            assert_eq!(counter.load(__Ordering::Relaxed), expected);
+            assert!(!lock.is_locked_blocking().unwrap());
+        }
+
+        #[test]
+        fn lock_futures_and_guards_are_send() {
+            fn assert_send<T: Send>(_: &T) {}
+            let lock = lock("send");
+            assert_send(&lock.acquire());
+            assert_send(&lock.is_locked());
+            assert_send(&lock.lock());
+            let guard = lock.acquire_blocking().unwrap();
+            assert_send(&guard);
+            assert_send(&guard.release());
+        }
+    };
+}

@@ -1,0 +1,52 @@
+//! The conformance suite and the memory-only guarantees, on `MemoryBackend`.
+
+mod conformance;
+
+conformance_suite!(lock_core::MemoryBackend::shared());
+
+mod memory_only {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use lock_core::{Lock, MemoryBackend, SharedBackend};
+
+    #[test]
+    fn a_million_released_keys_leave_no_entries_behind() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: SharedBackend = memory.clone();
+        for i in 0..1_000_000u32 {
+            let guard = Lock::with_backend(format!("job-{i}"), &backend)
+                .acquire_blocking()
+                .unwrap();
+            drop(guard);
+        }
+        assert_eq!(memory.entry_count(), 0);
+    }
+
+    #[test]
+    fn expired_holds_nobody_touches_again_are_reclaimed() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: SharedBackend = memory.clone();
+        for i in 0..5_000 {
+            let lock = Lock::with_backend(format!("forgotten-{i}"), &backend).exp(0.05);
+            std::mem::forget(lock.acquire_blocking().unwrap());
+        }
+        assert_eq!(memory.entry_count(), 5_000);
+        std::thread::sleep(Duration::from_millis(100));
+        // Ordinary traffic on other keys sweeps the expired holds.
+        let busy = Lock::with_backend("busy", &backend);
+        for _ in 0..6_000 {
+            drop(busy.acquire_blocking().unwrap());
+        }
+        assert_eq!(memory.entry_count(), 0);
+    }
+
+    #[test]
+    fn the_default_global_backend_is_in_memory_and_needs_no_setup() {
+        let lock = Lock::new("global-default-key");
+        assert!(format!("{:?}", lock.backend()).contains("MemoryBackend"));
+        let guard = lock.acquire_blocking().unwrap();
+        assert!(Lock::new("global-default-key").is_locked_blocking().unwrap());
+        drop(guard);
+    }
+}
