@@ -55,10 +55,16 @@ impl IntoLockDuration for Duration {
 impl IntoLockDuration for f64 {
     fn into_lock_duration(self, name: &'static str) -> Result<Duration> {
         if !self.is_finite() {
-            return Err(LockError::invalid(name, format!("{self} seconds is not a finite number")));
+            return Err(LockError::invalid(
+                name,
+                format!("{self} seconds is not a finite number"),
+            ));
         }
         if self <= 0.0 {
-            return Err(LockError::invalid(name, format!("{self} seconds: must be greater than zero")));
+            return Err(LockError::invalid(
+                name,
+                format!("{self} seconds: must be greater than zero"),
+            ));
         }
         if self > MAX_DURATION.as_secs_f64() {
             return Err(LockError::invalid(

@@ -120,7 +120,10 @@ impl Lock {
         } else if key.len() > MAX_KEY_LEN {
             Some((
                 "key",
-                format!("{} bytes is longer than the maximum of {MAX_KEY_LEN}", key.len()),
+                format!(
+                    "{} bytes is longer than the maximum of {MAX_KEY_LEN}",
+                    key.len()
+                ),
             ))
         } else {
             None
@@ -239,7 +242,10 @@ impl Lock {
     /// Hazelcast's `lock()`: waits as long as it takes, then holds (with the handle's lease)
     /// until [`unlock`](Lock::unlock) or expiry. Returns the fencing token.
     pub async fn lock(&self) -> Result<Fence> {
-        Ok(self.acquire_with(Wait::Forever, Waiter::Task).await?.disarm())
+        Ok(self
+            .acquire_with(Wait::Forever, Waiter::Task)
+            .await?
+            .disarm())
     }
 
     /// Blocking form of [`lock`](Lock::lock).

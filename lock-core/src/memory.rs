@@ -1,12 +1,11 @@
 //! The embedded backend: locks of one process, kept in a hash map behind one mutex.
 
-use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use event_listener::{Event, EventListener};
+use hashbrown::HashTable;
 
 use crate::backend::{
     Backend, BoxFuture, Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease,
@@ -29,6 +28,7 @@ const MIN_SWEEP_OPS: usize = 1024;
 ///
 /// Free and released keys take no memory; expired holds are dropped when touched or swept.
 /// Fences come from one counter per backend, so they grow strictly per key (and globally).
+/// Each operation hashes its key once (seeded `foldhash`), for the table and the wake-up stripe.
 ///
 /// ```
 /// use lock_core::{Lock, MemoryBackend};
@@ -44,19 +44,21 @@ const MIN_SWEEP_OPS: usize = 1024;
 #[derive(Debug)]
 pub struct MemoryBackend {
     table: Mutex<Table>,
-    next_fence: AtomicU64,
     stripes: Box<[Event]>,
-    stripe_hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 #[derive(Debug)]
 struct Table {
-    holds: HashMap<Box<str>, Hold>,
+    holds: HashTable<Hold>,
+    next_fence: u64,
     acquires_since_sweep: usize,
 }
 
 #[derive(Debug)]
 struct Hold {
+    key: Box<str>,
+    hash: u64,
     owner: Owner,
     count: u32,
     fence: Fence,
@@ -92,12 +94,12 @@ impl MemoryBackend {
     pub fn new() -> Self {
         MemoryBackend {
             table: Mutex::new(Table {
-                holds: HashMap::new(),
+                holds: HashTable::new(),
+                next_fence: 1,
                 acquires_since_sweep: 0,
             }),
-            next_fence: AtomicU64::new(1),
             stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
-            stripe_hasher: Default::default(),
+            hasher: Default::default(),
         }
     }
 
@@ -121,25 +123,46 @@ impl MemoryBackend {
     fn table(&self) -> MutexGuard<'_, Table> {
         // A panic cannot happen while the table is mid-update (no user code runs under the
         // mutex), so a poisoned table is still consistent.
-        self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.table
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn wake(&self, key: &str) {
-        let stripe = self.stripe_hasher.hash_one(key) as usize % WAKE_STRIPES;
-        self.stripes[stripe].notify(usize::MAX);
+    fn hash(&self, key: &str) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    fn stripe(&self, hash: u64) -> &Event {
+        &self.stripes[hash as usize % WAKE_STRIPES]
     }
 
     fn try_acquire_now(&self, key: &str, owner: Owner, lease: LeaseTime) -> TryAcquire {
+        let hash = self.hash(key);
         let now = Instant::now();
         let mut table = self.table();
         table.maybe_sweep(now);
-        if let Some(hold) = table.holds.get_mut(key) {
+        let table = &mut *table;
+        let found = table.holds.find_mut(hash, |hold| *hold.key == *key);
+        if let Some(hold) = &found {
             if !hold.expired(now) {
                 if hold.owner != owner {
                     return TryAcquire::Held {
                         remaining: hold.remaining(now),
                     };
                 }
+            }
+        }
+        let fence = Fence(table.next_fence);
+        let fresh = |key: &str| Hold {
+            key: key.into(),
+            hash,
+            owner,
+            count: 1,
+            fence,
+            expires_at: expiry(now, lease),
+        };
+        match found {
+            Some(hold) if !hold.expired(now) => {
                 hold.count = hold.count.saturating_add(1);
                 // Re-entering extends the lease if the new one ends later; it never shortens it.
                 hold.expires_at = match (hold.expires_at, expiry(now, lease)) {
@@ -151,40 +174,39 @@ impl MemoryBackend {
                     hold_count: hold.count,
                 };
             }
-        }
-        let fence = Fence(self.next_fence.fetch_add(1, Ordering::Relaxed));
-        let hold = Hold {
-            owner,
-            count: 1,
-            fence,
-            expires_at: expiry(now, lease),
-        };
-        match table.holds.get_mut(key) {
-            Some(expired) => *expired = hold,
+            Some(expired) => *expired = fresh(key),
             None => {
-                table.holds.insert(key.into(), hold);
+                table
+                    .holds
+                    .insert_unique(hash, fresh(key), |hold| hold.hash);
             }
         }
+        table.next_fence += 1;
         TryAcquire::Acquired {
             fence,
             hold_count: 1,
         }
     }
 
+    /// `now` is `None` when the caller needs no expiry check: a guard's drop releases its own
+    /// hold epoch (owner and fence match), and removing an expired hold nobody took since is
+    /// what expiry would have done anyway, so it saves a clock read.
     fn release_now(
         &self,
         key: &str,
         owner: Owner,
         fence: Option<Fence>,
         scope: ReleaseScope,
+        now: Option<Instant>,
     ) -> Release {
-        let now = Instant::now();
+        let hash = self.hash(key);
         let mut table = self.table();
-        let Some(hold) = table.holds.get_mut(key) else {
+        let Ok(mut entry) = table.holds.find_entry(hash, |hold| *hold.key == *key) else {
             return Release::NotLocked;
         };
-        if hold.expired(now) {
-            table.holds.remove(key);
+        let hold = entry.get_mut();
+        if now.is_some_and(|now| hold.expired(now)) {
+            entry.remove();
             return Release::NotLocked;
         }
         if hold.owner != owner || fence.is_some_and(|fence| fence != hold.fence) {
@@ -197,26 +219,35 @@ impl MemoryBackend {
         if hold.count > 0 {
             return Release::StillHeld(hold.count);
         }
-        table.holds.remove(key);
+        entry.remove();
         drop(table);
-        self.wake(key);
+        self.stripe(hash).notify(usize::MAX);
         Release::Freed
     }
 
     fn force_unlock_now(&self, key: &str) -> bool {
+        let hash = self.hash(key);
         let now = Instant::now();
-        let removed = self.table().holds.remove(key);
+        let removed = match self
+            .table()
+            .holds
+            .find_entry(hash, |hold| *hold.key == *key)
+        {
+            Ok(entry) => Some(entry.remove().0),
+            Err(_) => None,
+        };
         let was_held = removed.is_some_and(|hold| !hold.expired(now));
         if was_held {
-            self.wake(key);
+            self.stripe(hash).notify(usize::MAX);
         }
         was_held
     }
 
     fn inspect_now(&self, key: &str, owner: Owner) -> LockState {
+        let hash = self.hash(key);
         let now = Instant::now();
         let table = self.table();
-        match table.holds.get(key) {
+        match table.holds.find(hash, |hold| *hold.key == *key) {
             Some(hold) if !hold.expired(now) => LockState {
                 locked: true,
                 held_by_owner: hold.owner == owner,
@@ -231,9 +262,10 @@ impl MemoryBackend {
     }
 
     fn extend_now(&self, key: &str, owner: Owner, fence: Fence, lease: LeaseTime) -> bool {
+        let hash = self.hash(key);
         let now = Instant::now();
         let mut table = self.table();
-        match table.holds.get_mut(key) {
+        match table.holds.find_mut(hash, |hold| *hold.key == *key) {
             Some(hold) if !hold.expired(now) && hold.owner == owner && hold.fence == fence => {
                 hold.expires_at = expiry(now, lease);
                 true
@@ -252,11 +284,11 @@ impl Table {
     }
 
     fn sweep(&mut self, now: Instant) {
-        self.holds.retain(|_, hold| !hold.expired(now));
+        self.holds.retain(|hold| !hold.expired(now));
         self.acquires_since_sweep = 0;
         // Give back the memory of a burst of keys once they are gone.
         if self.holds.capacity() > 4 * self.holds.len().max(MIN_SWEEP_OPS) {
-            self.holds.shrink_to(2 * self.holds.len());
+            self.holds.shrink_to(2 * self.holds.len(), |hold| hold.hash);
         }
     }
 }
@@ -278,7 +310,9 @@ impl Backend for MemoryBackend {
         fence: Option<Fence>,
         scope: ReleaseScope,
     ) -> BoxFuture<'a, Result<Release>> {
-        Box::pin(async move { Ok(self.release_now(key, owner, fence, scope)) })
+        Box::pin(
+            async move { Ok(self.release_now(key, owner, fence, scope, Some(Instant::now()))) },
+        )
     }
 
     fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
@@ -300,11 +334,10 @@ impl Backend for MemoryBackend {
     }
 
     fn listen(&self, key: &str) -> EventListener {
-        let stripe = self.stripe_hasher.hash_one(key) as usize % WAKE_STRIPES;
-        self.stripes[stripe].listen()
+        self.stripe(self.hash(key)).listen()
     }
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
-        self.release_now(key, owner, Some(fence), ReleaseScope::One);
+        self.release_now(key, owner, Some(fence), ReleaseScope::One, None);
     }
 }

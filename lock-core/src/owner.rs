@@ -85,7 +85,8 @@ fn process_nonce() -> u64 {
         // RandomState is seeded from the OS; mixing in the pid and clock keeps forks distinct.
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
-        if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+        if let Ok(since_epoch) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)
+        {
             hasher.write_u128(since_epoch.as_nanos());
         }
         hasher.finish()

@@ -46,7 +46,9 @@ mod memory_only {
         let lock = Lock::new("global-default-key");
         assert!(format!("{:?}", lock.backend()).contains("MemoryBackend"));
         let guard = lock.acquire_blocking().unwrap();
-        assert!(Lock::new("global-default-key").is_locked_blocking().unwrap());
+        assert!(Lock::new("global-default-key")
+            .is_locked_blocking()
+            .unwrap());
         drop(guard);
     }
 }

@@ -44,7 +44,9 @@ macro_rules! conformance_suite {
 
         /// Runs `f` on a fresh OS thread (a different owner) and returns its result.
         fn on_other_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-            std::thread::spawn(f).join().expect("helper thread panicked")
+            std::thread::spawn(f)
+                .join()
+                .expect("helper thread panicked")
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,7 +89,10 @@ macro_rules! conformance_suite {
                 .unwrap()
                 .unwrap_err();
             assert!(matches!(err, LockError::Locked { .. }), "{err:?}");
-            assert_eq!(err.to_string(), format!("{} is already locked!", lock.key()));
+            assert_eq!(
+                err.to_string(),
+                format!("{} is already locked!", lock.key())
+            );
             assert!(start.elapsed() < LIVENESS);
         }
 
@@ -106,7 +111,9 @@ macro_rules! conformance_suite {
             let _held = lock.acquire().await.unwrap();
             let other = lock.clone();
             let start = __Instant::now();
-            let guard = tokio::spawn(async move { other.acquire().await }).await.unwrap();
+            let guard = tokio::spawn(async move { other.acquire().await })
+                .await
+                .unwrap();
             assert!(guard.is_ok(), "{guard:?}");
             assert!(start.elapsed() >= __Duration::from_millis(250));
         }
@@ -138,7 +145,10 @@ macro_rules! conformance_suite {
 
         #[test]
         fn blocking_waiting_times_out_when_holders_exp_is_longer_than_timeout() {
-            let lock = lock("wait-timeout-blocking").nowait(false).timeout(0.3).exp(10);
+            let lock = lock("wait-timeout-blocking")
+                .nowait(false)
+                .timeout(0.3)
+                .exp(10);
             let _held = lock.acquire_blocking().unwrap();
             let other = lock.clone();
             let start = __Instant::now();
@@ -187,7 +197,10 @@ macro_rules! conformance_suite {
                 panic!("a default hold must expire");
             };
             let default = lock_core::default_lease();
-            assert!(left <= default && left > default - __Duration::from_secs(2), "{left:?}");
+            assert!(
+                left <= default && left > default - __Duration::from_secs(2),
+                "{left:?}"
+            );
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -197,7 +210,10 @@ macro_rules! conformance_suite {
             assert!(lock.is_locked().await.unwrap());
             tokio::time::sleep(__Duration::from_millis(400)).await;
             assert!(!lock.is_locked().await.unwrap());
-            assert_eq!(lock.remaining_lease().await.unwrap(), RemainingLease::NotLocked);
+            assert_eq!(
+                lock.remaining_lease().await.unwrap(),
+                RemainingLease::NotLocked
+            );
             let other = lock.clone();
             tokio::spawn(async move { other.acquire().await.map(|_| ()) })
                 .await
@@ -210,9 +226,15 @@ macro_rules! conformance_suite {
         async fn never_expiring_hold_has_unlimited_lease() {
             let lock = lock("never").never_expires();
             let _held = lock.acquire().await.unwrap();
-            assert_eq!(lock.remaining_lease().await.unwrap(), RemainingLease::Unlimited);
             assert_eq!(
-                lock.remaining_lease().await.unwrap().as_millis_or_minus_one(),
+                lock.remaining_lease().await.unwrap(),
+                RemainingLease::Unlimited
+            );
+            assert_eq!(
+                lock.remaining_lease()
+                    .await
+                    .unwrap()
+                    .as_millis_or_minus_one(),
                 i64::MAX
             );
             assert!(lock.is_locked().await.unwrap());
@@ -223,11 +245,15 @@ macro_rules! conformance_suite {
             let lock = lock("seen");
             let _held = lock.acquire().await.unwrap();
             let from_thread = lock.clone();
-            assert!(on_other_thread(move || from_thread.is_locked_blocking().unwrap()));
+            assert!(on_other_thread(move || from_thread
+                .is_locked_blocking()
+                .unwrap()));
             let from_task = lock.clone();
-            assert!(tokio::spawn(async move { from_task.is_locked().await.unwrap() })
-                .await
-                .unwrap());
+            assert!(
+                tokio::spawn(async move { from_task.is_locked().await.unwrap() })
+                    .await
+                    .unwrap()
+            );
         }
 
         // py-cachify defect 1: a holder whose lease ran out freed the next holder's lock.
@@ -249,7 +275,10 @@ macro_rules! conformance_suite {
             let err = stale.release().await.unwrap_err();
             assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
             assert!(lock.is_locked().await.unwrap());
-            assert!(matches!(lock.unlock().await, Err(LockError::NotOwner { .. })));
+            assert!(matches!(
+                lock.unlock().await,
+                Err(LockError::NotOwner { .. })
+            ));
             tx.send(()).unwrap();
             assert!(new_holder.await.unwrap(), "the new holder lost its lock");
         }
@@ -362,7 +391,10 @@ macro_rules! conformance_suite {
                 std::thread::sleep(__Duration::from_millis(12));
                 let guard = lock.clone().exp(5).acquire_blocking().unwrap();
                 for _ in 0..20 {
-                    assert!(guard.is_held_blocking().unwrap(), "a check freed a fresh lock");
+                    assert!(
+                        guard.is_held_blocking().unwrap(),
+                        "a check freed a fresh lock"
+                    );
                 }
                 guard.release_blocking().unwrap();
                 rounds += 1;
@@ -377,8 +409,14 @@ macro_rules! conformance_suite {
         async fn zero_exp_is_refused_and_locks_nothing() {
             let lock = lock("zero-exp").exp(0);
             let err = lock.acquire().await.unwrap_err();
-            assert!(matches!(err, LockError::InvalidArgument { name: "exp", .. }), "{err:?}");
-            assert!(!Lock::with_backend(lock.key(), lock.backend()).is_locked().await.unwrap());
+            assert!(
+                matches!(err, LockError::InvalidArgument { name: "exp", .. }),
+                "{err:?}"
+            );
+            assert!(!Lock::with_backend(lock.key(), lock.backend())
+                .is_locked()
+                .await
+                .unwrap());
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -415,7 +453,10 @@ macro_rules! conformance_suite {
             let ok = lock("ok");
             assert!(matches!(
                 ok.try_lock_for(-1).await,
-                Err(LockError::InvalidArgument { name: "timeout", .. })
+                Err(LockError::InvalidArgument {
+                    name: "timeout",
+                    ..
+                })
             ));
             let guard = ok.acquire().await.unwrap();
             assert!(matches!(
@@ -461,7 +502,10 @@ macro_rules! conformance_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn unlock_of_a_free_lock_is_not_owner() {
             let lock = lock("unlock-free");
-            assert!(matches!(lock.unlock().await, Err(LockError::NotOwner { .. })));
+            assert!(matches!(
+                lock.unlock().await,
+                Err(LockError::NotOwner { .. })
+            ));
             assert!(!lock.release().await.unwrap());
         }
 
@@ -499,9 +543,13 @@ macro_rules! conformance_suite {
             assert!(lock.is_locked_by_current_owner_blocking().unwrap());
             assert_eq!(lock.state_blocking().unwrap().fence, Some(fence));
             let other = lock.clone();
-            assert!(!on_other_thread(move || other.try_lock_for_blocking(0.1).unwrap()));
+            assert!(!on_other_thread(move || other
+                .try_lock_for_blocking(0.1)
+                .unwrap()));
             let other = lock.clone();
-            assert!(!on_other_thread(move || other.is_locked_by_current_owner_blocking().unwrap()));
+            assert!(!on_other_thread(move || other
+                .is_locked_by_current_owner_blocking()
+                .unwrap()));
             let RemainingLease::Remaining(left) = lock.remaining_lease_blocking().unwrap() else {
                 panic!("expected a lease")
             };
@@ -509,7 +557,12 @@ macro_rules! conformance_suite {
             lock.unlock_blocking().unwrap();
             assert!(lock.release_blocking().unwrap());
             assert!(!lock.is_locked_blocking().unwrap());
-            assert_eq!(lock.remaining_lease_blocking().unwrap().as_millis_or_minus_one(), -1);
+            assert_eq!(
+                lock.remaining_lease_blocking()
+                    .unwrap()
+                    .as_millis_or_minus_one(),
+                -1
+            );
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -521,25 +574,49 @@ macro_rules! conformance_suite {
             assert!(freed);
             assert!(!lock.is_locked().await.unwrap());
             assert!(!guard.is_held().await.unwrap());
-            assert!(matches!(guard.release().await, Err(LockError::LeaseLost { .. })));
+            assert!(matches!(
+                guard.release().await,
+                Err(LockError::LeaseLost { .. })
+            ));
             assert!(!lock.force_unlock().await.unwrap());
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn remaining_lease_counts_down_and_extend_renews_it() {
             let lock = lock("lease").exp(10);
-            assert_eq!(lock.remaining_lease().await.unwrap().as_millis_or_minus_one(), -1);
+            assert_eq!(
+                lock.remaining_lease()
+                    .await
+                    .unwrap()
+                    .as_millis_or_minus_one(),
+                -1
+            );
             let guard = lock.acquire().await.unwrap();
-            let first = lock.remaining_lease().await.unwrap().as_millis_or_minus_one();
+            let first = lock
+                .remaining_lease()
+                .await
+                .unwrap()
+                .as_millis_or_minus_one();
             assert!(first > 8_000 && first <= 10_000, "{first}");
             tokio::time::sleep(__Duration::from_millis(100)).await;
-            let later = lock.remaining_lease().await.unwrap().as_millis_or_minus_one();
+            let later = lock
+                .remaining_lease()
+                .await
+                .unwrap()
+                .as_millis_or_minus_one();
             assert!(later < first, "{later} !< {first}");
             guard.extend(60).await.unwrap();
-            let extended = lock.remaining_lease().await.unwrap().as_millis_or_minus_one();
+            let extended = lock
+                .remaining_lease()
+                .await
+                .unwrap()
+                .as_millis_or_minus_one();
             assert!(extended > 50_000, "{extended}");
             guard.persist().await.unwrap();
-            assert_eq!(lock.remaining_lease().await.unwrap(), RemainingLease::Unlimited);
+            assert_eq!(
+                lock.remaining_lease().await.unwrap(),
+                RemainingLease::Unlimited
+            );
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -573,7 +650,9 @@ macro_rules! conformance_suite {
                 let _guard = holder.acquire().await.unwrap();
                 tokio::time::sleep(__Duration::from_secs(60)).await;
             };
-            assert!(tokio::time::timeout(__Duration::from_millis(100), job).await.is_err());
+            assert!(tokio::time::timeout(__Duration::from_millis(100), job)
+                .await
+                .is_err());
             assert!(!lock.is_locked().await.unwrap());
 
             let holder = lock.clone();
@@ -597,7 +676,10 @@ macro_rules! conformance_suite {
             let wait = tokio::spawn(async move {
                 tokio::time::timeout(__Duration::from_millis(100), waiter.acquire()).await
             });
-            assert!(wait.await.unwrap().is_err(), "the waiter should have been cut off");
+            assert!(
+                wait.await.unwrap().is_err(),
+                "the waiter should have been cut off"
+            );
             held.release().await.unwrap();
             assert!(!lock.is_locked().await.unwrap());
         }
