@@ -143,13 +143,11 @@ impl MemoryBackend {
         table.maybe_sweep(now);
         let table = &mut *table;
         let found = table.holds.find_mut(hash, |hold| *hold.key == *key);
-        if let Some(hold) = &found {
-            if !hold.expired(now) {
-                if hold.owner != owner {
-                    return TryAcquire::Held {
-                        remaining: hold.remaining(now),
-                    };
-                }
+        if let Some(hold) = found.as_ref().filter(|hold| !hold.expired(now)) {
+            if hold.owner != owner {
+                return TryAcquire::Held {
+                    remaining: hold.remaining(now),
+                };
             }
         }
         let fence = Fence(table.next_fence);
