@@ -1,0 +1,50 @@
+//! The two examples of py-cachify's lock-methods page print exactly what that page shows.
+//!
+//! `cargo test` builds the examples next to the test binaries; this runs them as a user would.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+fn example(name: &str) -> PathBuf {
+    // target/<profile>/deps/seed_examples-<hash>  →  target/<profile>/examples/<name>
+    let deps = std::env::current_exe().expect("test binary path");
+    let path = deps
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("examples").join(name))
+        .expect("target directory layout");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`, which builds the examples",
+        path.display()
+    );
+    path
+}
+
+fn stdout_of(name: &str) -> String {
+    let output = Command::new(example(name)).output().expect("run example");
+    assert!(output.status.success(), "{name} failed: {output:?}");
+    String::from_utf8(output.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn is_locked_example_prints_the_five_lines_of_py_cachify() {
+    assert_eq!(
+        stdout_of("is_locked"),
+        "This code is executing under a lock with a timeout of 4 seconds and expiration set to 2 seconds\n\
+         Lock is still active! Waiting...\n\
+         Lock is still active! Waiting...\n\
+         Lock has been released\n\
+         Acquire the same lock again\n"
+    );
+}
+
+#[test]
+fn release_example_prints_the_three_lines_of_py_cachify() {
+    assert_eq!(
+        stdout_of("release"),
+        "This code is executing under a lock with a timeout of 4 seconds and expiration set to 2 seconds\n\
+         Is the lock currently locked: false\n\
+         Acquire the same lock again\n"
+    );
+}
