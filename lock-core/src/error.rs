@@ -61,6 +61,15 @@ pub enum LockError {
         /// Why it was refused.
         reason: String,
     },
+    /// A backend could not be set up: bad URL, unreachable server, wrong credentials.
+    #[error("cannot connect to {target}: {source}")]
+    Connection {
+        /// What was being connected to (passwords redacted).
+        target: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// The backend failed (connection refused, authentication, protocol...).
     #[error("backend error on {key}: {source}")]
     Backend {
@@ -88,7 +97,7 @@ impl LockError {
             | LockError::NotOwner { key }
             | LockError::LeaseLost { key }
             | LockError::Backend { key, .. } => Some(key),
-            LockError::InvalidArgument { .. } => None,
+            LockError::InvalidArgument { .. } | LockError::Connection { .. } => None,
         }
     }
 

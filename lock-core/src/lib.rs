@@ -29,6 +29,8 @@ mod guard;
 mod lock;
 mod memory;
 mod owner;
+#[cfg(feature = "redis")]
+mod redis;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -45,3 +47,5 @@ pub use guard::LockGuard;
 pub use lock::{Lease, Lock, MAX_KEY_LEN};
 pub use memory::MemoryBackend;
 pub use owner::Owner;
+#[cfg(feature = "redis")]
+pub use redis::{RedisBackend, RedisConfig};

@@ -1,0 +1,703 @@
+//! The Redis backend: locks shared by every process that talks to one Redis server.
+
+mod scripts;
+
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, aio::MultiplexedConnection, RedisError, Script};
+use event_listener::{Event, EventListener};
+use futures_util::StreamExt;
+use tokio::sync::{oneshot, Mutex as AsyncMutex};
+
+use crate::backend::{
+    Backend, BoxFuture, Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease,
+    SharedBackend, TryAcquire,
+};
+use crate::duration::IntoLockDuration;
+use crate::error::{LockError, Result};
+use crate::owner::Owner;
+
+const WAKE_STRIPES: usize = 64;
+
+/// Settings of a [`RedisBackend`]. Build with [`RedisConfig::new`] and the setters.
+///
+/// ```
+/// use lock_core::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://:secret@127.0.0.1:6379/0")
+///     .pool_size(2)
+///     .prefix("myapp:locks:")
+///     .command_timeout(2)?;
+/// assert!(!format!("{config:?}").contains("secret"));
+/// # Ok::<(), lock_core::LockError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    url: String,
+    pool_size: usize,
+    prefix: String,
+    connect_timeout: Duration,
+    command_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// Settings for the server at `url`: `redis://[user:password@]host[:port][/db]`,
+    /// `rediss://...` (TLS; needs a TLS feature of the `redis` crate, not enabled by default),
+    /// `redis+unix:///path/to/socket` or `unix:///path/to/socket`.
+    ///
+    /// Defaults: pool of 4 connections, key prefix `lockwright:`, 5 s connect and command
+    /// timeouts.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            pool_size: 4,
+            prefix: "lockwright:".to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// How many multiplexed connections the backend keeps (at least 1). Operations on one key
+    /// always use the same connection, which keeps them in order.
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Prefix of every Redis key and channel the backend uses (default `lockwright:`).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting may take before [`LockError::Connection`].
+    pub fn connect_timeout(mut self, timeout: impl IntoLockDuration) -> Result<Self> {
+        self.connect_timeout = timeout.into_lock_duration("connect timeout")?;
+        Ok(self)
+    }
+
+    /// How long one operation may take before [`LockError::Backend`].
+    pub fn command_timeout(mut self, timeout: impl IntoLockDuration) -> Result<Self> {
+        self.command_timeout = timeout.into_lock_duration("command timeout")?;
+        Ok(self)
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors.
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("pool_size", &self.pool_size)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .finish()
+    }
+}
+
+/// `scheme://user:password@host` → `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find('/')
+        .map_or(url.len(), |at| scheme_end + at);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &url[scheme_end..scheme_end + at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!(
+                "{}{user}{hidden}{}",
+                &url[..scheme_end],
+                &url[scheme_end + at..]
+            )
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Locks kept in Redis, shared by every process using the same server and prefix.
+///
+/// Each lock operation is one round trip: a cached Lua script (`EVALSHA`; the scripts are loaded
+/// on every new connection, and reloaded on `NOSCRIPT` after a `SCRIPT FLUSH`). Waiters are woken through one pattern subscription per
+/// backend. All Redis I/O runs on a small runtime the backend owns, so the blocking API works in
+/// programs without tokio and inside any runtime, and the backend survives the runtimes of its
+/// callers. Operations on one key issued by one task or thread reach Redis in the order issued
+/// (a guard's release on drop is never overtaken by the next operation on that key).
+///
+/// Key layout, for prefix `lockwright:` and key `job-42` (one Cluster hash tag per lock):
+/// `lockwright:{job-42}` (hash: owner, hold count, fence; TTL = lease),
+/// `lockwright:{job-42}:fence` (fence counter, no TTL), channel `lockwright:{job-42}:free`.
+///
+/// ```no_run
+/// use lock_core::{Lock, RedisBackend, RedisConfig};
+///
+/// let redis = RedisBackend::connect_blocking(RedisConfig::new("redis://127.0.0.1:6379"))?;
+/// let lock = Lock::with_backend("job-42", &redis.shared());
+/// let guard = lock.acquire_blocking()?;
+/// # Ok::<(), lock_core::LockError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RedisConfig,
+    pool: deadpool_redis::Pool,
+    slots: Box<[AsyncMutex<Option<deadpool_redis::Connection>>]>,
+    wakeups: Arc<Wakeups>,
+    hasher: foldhash::fast::RandomState,
+    runtime: OwnedRuntime,
+}
+
+/// The backend's runtime; shut down without blocking, so dropping the backend is fine anywhere.
+struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnedRuntime {
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0
+            .as_ref()
+            .expect("runtime lives as long as the backend")
+            .handle()
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+struct Wakeups {
+    stripes: Box<[Event]>,
+    hasher: foldhash::fast::RandomState,
+    closed: AtomicBool,
+}
+
+impl Wakeups {
+    fn stripe(&self, channel: &str) -> &Event {
+        &self.stripes[self.hasher.hash_one(channel) as usize % WAKE_STRIPES]
+    }
+
+    fn wake_everyone(&self) {
+        for stripe in self.stripes.iter() {
+            stripe.notify(usize::MAX);
+        }
+    }
+}
+
+impl fmt::Debug for RedisBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.wakeups.closed.store(true, Ordering::Relaxed);
+    }
+}
+
+impl RedisBackend {
+    /// Connects (and checks the server answers, so a bad URL, wrong password or unreachable
+    /// server fails here, typed and within the connect timeout).
+    ///
+    /// # Errors
+    /// [`LockError::Connection`].
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        let (backend, runtime_handle) = Self::build(config)?;
+        let checker = backend.clone();
+        runtime_handle
+            .spawn(async move { checker.check_connection().await })
+            .await
+            .map_err(|err| backend.connection_error(err))??;
+        backend.start_subscriber();
+        Ok(backend)
+    }
+
+    /// Blocking form of [`connect`](RedisBackend::connect); needs no runtime.
+    pub fn connect_blocking(config: RedisConfig) -> Result<Self> {
+        crate::block_on::block_on(Self::connect(config))
+    }
+
+    /// This backend as a [`SharedBackend`] for [`Lock::with_backend`](crate::Lock::with_backend)
+    /// or [`set_global_backend`](crate::set_global_backend).
+    pub fn shared(&self) -> SharedBackend {
+        Arc::new(self.clone())
+    }
+
+    /// The settings it was built with.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The Redis key holding `key`'s lock (see the key layout above).
+    pub fn lock_key(&self, key: &str) -> String {
+        format!("{}{{{key}}}", self.inner.config.prefix)
+    }
+
+    fn fence_key(&self, key: &str) -> String {
+        format!("{}{{{key}}}:fence", self.inner.config.prefix)
+    }
+
+    fn channel(&self, key: &str) -> String {
+        format!("{}{{{key}}}:free", self.inner.config.prefix)
+    }
+
+    fn build(config: RedisConfig) -> Result<(Self, tokio::runtime::Handle)> {
+        let url = config.redacted_url();
+        let connection = |source: Box<dyn std::error::Error + Send + Sync>| LockError::Connection {
+            target: url.clone(),
+            source,
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("lockwright-redis")
+            .enable_all()
+            .build()
+            .map_err(|err| connection(err.into()))?;
+        let mut pool_config = deadpool_redis::PoolConfig::new(config.pool_size);
+        pool_config.timeouts.create = Some(config.connect_timeout);
+        pool_config.timeouts.wait = Some(config.connect_timeout);
+        pool_config.timeouts.recycle = Some(config.command_timeout);
+        let pool = deadpool_redis::Config {
+            url: Some(config.url.clone()),
+            connection: None,
+            pool: Some(pool_config),
+        }
+        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .map_err(|err| connection(err.into()))?;
+        let handle = runtime.handle().clone();
+        let backend = RedisBackend {
+            inner: Arc::new(Inner {
+                slots: (0..config.pool_size)
+                    .map(|_| AsyncMutex::new(None))
+                    .collect(),
+                config,
+                pool,
+                wakeups: Arc::new(Wakeups {
+                    stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
+                    hasher: Default::default(),
+                    closed: AtomicBool::new(false),
+                }),
+                hasher: Default::default(),
+                runtime: OwnedRuntime(Some(runtime)),
+            }),
+        };
+        Ok((backend, handle))
+    }
+
+    fn connection_error(&self, err: impl std::error::Error + Send + Sync + 'static) -> LockError {
+        LockError::Connection {
+            target: self.inner.config.redacted_url(),
+            source: err.into(),
+        }
+    }
+
+    async fn check_connection(&self) -> Result<()> {
+        let mut conn = self
+            .connection("")
+            .await
+            .map_err(|err| self.connection_error(err))?;
+        let pong: String = tokio::time::timeout(
+            self.inner.config.connect_timeout,
+            redis::cmd("PING").query_async(&mut conn),
+        )
+        .await
+        .map_err(|_| self.connection_error(TimeoutError(self.inner.config.connect_timeout)))?
+        .map_err(|err| self.connection_error(err))?;
+        debug_assert_eq!(pong, "PONG");
+        Ok(())
+    }
+
+    /// The multiplexed connection of `key`'s slot, (re)connecting through the pool when needed.
+    async fn connection(&self, key: &str) -> std::result::Result<MultiplexedConnection, PoolError> {
+        let slot = &self.inner.slots[self.slot_of(key)];
+        // The slot mutex is FIFO: operations on a key keep their order even while reconnecting.
+        let mut slot = slot.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            return Ok(MultiplexedConnection::clone(conn));
+        }
+        let conn = self.inner.pool.get().await.map_err(PoolError)?;
+        let mut multiplexed = MultiplexedConnection::clone(&conn);
+        // Load the scripts now (a new connection may mean a restarted server): a NOSCRIPT retry
+        // later would let the next command on this connection overtake the retried one.
+        for script in scripts::all() {
+            script
+                .load_async(&mut multiplexed)
+                .await
+                .map_err(|err| PoolError(deadpool_redis::PoolError::Backend(err)))?;
+        }
+        *slot = Some(conn);
+        Ok(multiplexed)
+    }
+
+    fn slot_of(&self, key: &str) -> usize {
+        self.inner.hasher.hash_one(key) as usize % self.inner.slots.len()
+    }
+
+    /// Forgets a broken connection so the next operation gets a fresh one from the pool.
+    async fn discard_connection(&self, key: &str) {
+        *self.inner.slots[self.slot_of(key)].lock().await = None;
+    }
+
+    /// Runs one script on `key`'s connection, within the command timeout.
+    async fn eval<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T> {
+        let backend_error = |source: Box<dyn std::error::Error + Send + Sync>| LockError::Backend {
+            key: key.into(),
+            source,
+        };
+        let attempt = async {
+            let mut conn = self
+                .connection(key)
+                .await
+                .map_err(|err| backend_error(err.into()))?;
+            let mut invocation = script.prepare_invoke();
+            for k in keys {
+                invocation.key(*k);
+            }
+            for a in args {
+                invocation.arg(*a);
+            }
+            match invocation.invoke_async::<T>(&mut conn).await {
+                Ok(value) => Ok(value),
+                Err(err) => {
+                    if is_connection_failure(&err) {
+                        self.discard_connection(key).await;
+                    }
+                    Err(backend_error(err.into()))
+                }
+            }
+        };
+        let timeout = self.inner.config.command_timeout;
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.discard_connection(key).await;
+                Err(backend_error(TimeoutError(timeout).into()))
+            }
+        }
+    }
+
+    /// Runs `op` on the backend's runtime; the returned future works on any executor.
+    fn run<T, F>(&self, key: &str, op: F) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let task = self.inner.runtime.handle().spawn(op);
+        let key: Arc<str> = key.into();
+        Box::pin(async move {
+            task.await.map_err(|err| LockError::Backend {
+                key,
+                source: err.into(),
+            })?
+        })
+    }
+
+    fn start_subscriber(&self) {
+        let client = match redis::Client::open(self.inner.config.url.as_str()) {
+            Ok(client) => client,
+            Err(err) => {
+                tracing::warn!(error = %err, "lockwright: cannot open the Redis subscriber");
+                return;
+            }
+        };
+        let pattern = format!("{}{{*}}:free", escape_glob(&self.inner.config.prefix));
+        let wakeups = Arc::clone(&self.inner.wakeups);
+        let connect_timeout = self.inner.config.connect_timeout;
+        let url = self.inner.config.redacted_url();
+        self.inner.runtime.handle().spawn(async move {
+            while !wakeups.closed.load(Ordering::Relaxed) {
+                let subscribed = async {
+                    let mut pubsub = client.get_async_pubsub().await?;
+                    pubsub.psubscribe(&pattern).await?;
+                    Ok::<_, RedisError>(pubsub)
+                };
+                match tokio::time::timeout(connect_timeout, subscribed).await {
+                    Ok(Ok(mut pubsub)) => {
+                        // Anything released while we were not listening: everyone re-checks.
+                        wakeups.wake_everyone();
+                        let mut messages = pubsub.on_message();
+                        while let Some(message) = messages.next().await {
+                            wakeups.stripe(message.get_channel_name()).notify(usize::MAX);
+                        }
+                        tracing::warn!(%url, "lockwright: Redis subscriber disconnected; reconnecting");
+                    }
+                    Ok(Err(err)) => {
+                        tracing::warn!(%url, error = %err, "lockwright: Redis subscriber failed")
+                    }
+                    Err(_) => tracing::warn!(%url, "lockwright: Redis subscriber timed out"),
+                }
+                wakeups.wake_everyone();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        });
+    }
+
+    async fn release_now(
+        self,
+        key: Arc<str>,
+        owner: Owner,
+        fence: Option<Fence>,
+        scope: ReleaseScope,
+    ) -> Result<Release> {
+        let fence = fence.map(|fence| fence.0.to_string()).unwrap_or_default();
+        let scope = match scope {
+            ReleaseScope::One => "one",
+            ReleaseScope::All => "all",
+        };
+        let outcome: i64 = self
+            .eval(
+                &key,
+                &scripts::RELEASE,
+                &[&self.lock_key(&key)],
+                &[&owner.to_string(), &fence, scope, &self.channel(&key)],
+            )
+            .await?;
+        Ok(match outcome {
+            0 => Release::Freed,
+            -1 => Release::NotLocked,
+            -2 => Release::NotOwner,
+            count => Release::StillHeld(u32::try_from(count).unwrap_or(u32::MAX)),
+        })
+    }
+}
+
+/// Milliseconds for Redis: rounded up, at least 1; `0` means no expiry.
+fn lease_millis(lease: LeaseTime) -> String {
+    match lease {
+        None => "0".to_owned(),
+        Some(lease) => lease.as_nanos().div_ceil(1_000_000).max(1).to_string(),
+    }
+}
+
+fn remaining_from_pttl(pttl: i64) -> RemainingLease {
+    match pttl {
+        -1 => RemainingLease::Unlimited,
+        // -2: the key vanished between the check and PTTL, i.e. it just expired.
+        ms if ms < 0 => RemainingLease::Remaining(Duration::ZERO),
+        ms => RemainingLease::Remaining(Duration::from_millis(ms as u64)),
+    }
+}
+
+fn escape_glob(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn is_connection_failure(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+}
+
+#[derive(Debug)]
+struct TimeoutError(Duration);
+
+impl fmt::Display for TimeoutError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "no answer from Redis within {:?}", self.0)
+    }
+}
+
+impl std::error::Error for TimeoutError {}
+
+#[derive(Debug)]
+struct PoolError(deadpool_redis::PoolError);
+
+impl fmt::Display for PoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cannot get a Redis connection: {}", self.0)
+    }
+}
+
+impl std::error::Error for PoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+impl Backend for RedisBackend {
+    fn try_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<TryAcquire>> {
+        let backend = self.clone();
+        let key: Arc<str> = key.into();
+        let key_for_error = Arc::clone(&key);
+        let (sender, receiver) = oneshot::channel();
+        self.inner.runtime.handle().spawn(async move {
+            let reply: Result<Vec<i64>> = backend
+                .eval(
+                    &key,
+                    &scripts::ACQUIRE,
+                    &[&backend.lock_key(&key), &backend.fence_key(&key)],
+                    &[&owner.to_string(), &lease_millis(lease)],
+                )
+                .await;
+            let outcome = reply.and_then(|reply| match reply.as_slice() {
+                [1, fence, count] => Ok(TryAcquire::Acquired {
+                    fence: Fence(*fence as u64),
+                    hold_count: u32::try_from(*count).unwrap_or(u32::MAX),
+                }),
+                [0, pttl, _] => Ok(TryAcquire::Held {
+                    remaining: remaining_from_pttl(*pttl),
+                }),
+                other => Err(LockError::Backend {
+                    key: Arc::clone(&key),
+                    source: format!("unexpected acquire reply {other:?}").into(),
+                }),
+            });
+            // The caller dropped its future while the acquire was in flight: give the hold
+            // back at once instead of leaving it until the lease ends.
+            if let Err(Ok(TryAcquire::Acquired { fence, .. })) = sender.send(outcome) {
+                let released = backend
+                    .release_now(key, owner, Some(fence), ReleaseScope::One)
+                    .await;
+                if let Err(err) = released {
+                    tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
+                }
+            }
+        });
+        Box::pin(async move {
+            receiver.await.map_err(|err| LockError::Backend {
+                key: key_for_error,
+                source: err.into(),
+            })?
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        fence: Option<Fence>,
+        scope: ReleaseScope,
+    ) -> BoxFuture<'a, Result<Release>> {
+        let backend = self.clone();
+        self.run(key, backend.release_now(key.into(), owner, fence, scope))
+    }
+
+    fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        let backend = self.clone();
+        let key_owned: Arc<str> = key.into();
+        self.run(key, async move {
+            let freed: i64 = backend
+                .eval(
+                    &key_owned,
+                    &scripts::FORCE_UNLOCK,
+                    &[&backend.lock_key(&key_owned)],
+                    &[&backend.channel(&key_owned)],
+                )
+                .await?;
+            Ok(freed == 1)
+        })
+    }
+
+    fn inspect<'a>(&'a self, key: &'a str, owner: Owner) -> BoxFuture<'a, Result<LockState>> {
+        let backend = self.clone();
+        let key_owned: Arc<str> = key.into();
+        self.run(key, async move {
+            let reply: Vec<i64> = backend
+                .eval(
+                    &key_owned,
+                    &scripts::INSPECT,
+                    &[&backend.lock_key(&key_owned)],
+                    &[&owner.to_string()],
+                )
+                .await?;
+            match reply.as_slice() {
+                [0] => Ok(LockState::FREE),
+                [1, mine, count, fence, pttl] => Ok(LockState {
+                    locked: true,
+                    held_by_owner: *mine == 1,
+                    hold_count: u32::try_from(*count).unwrap_or(u32::MAX),
+                    fence: Some(Fence(*fence as u64)),
+                    remaining: remaining_from_pttl(*pttl),
+                }),
+                other => Err(LockError::Backend {
+                    key: key_owned,
+                    source: format!("unexpected inspect reply {other:?}").into(),
+                }),
+            }
+        })
+    }
+
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        fence: Fence,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let backend = self.clone();
+        let key_owned: Arc<str> = key.into();
+        self.run(key, async move {
+            let extended: i64 = backend
+                .eval(
+                    &key_owned,
+                    &scripts::EXTEND,
+                    &[&backend.lock_key(&key_owned)],
+                    &[
+                        &owner.to_string(),
+                        &fence.0.to_string(),
+                        &lease_millis(lease),
+                    ],
+                )
+                .await?;
+            Ok(extended == 1)
+        })
+    }
+
+    fn listen(&self, key: &str) -> EventListener {
+        self.inner.wakeups.stripe(&self.channel(key)).listen()
+    }
+
+    fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
+        let release = self
+            .clone()
+            .release_now(key.into(), owner, Some(fence), ReleaseScope::One);
+        let task = self.inner.runtime.handle().spawn(release);
+        // Outside any runtime (plain threads) wait for it, so the key is free when drop returns;
+        // inside one, blocking could stall the caller's executor, so it completes in the
+        // background (still before any later operation on this key from this process).
+        if tokio::runtime::Handle::try_current().is_err() {
+            if let Err(err) = crate::block_on::block_on(task) {
+                tracing::warn!(error = %err, "lockwright: release on drop failed");
+            }
+        }
+    }
+}

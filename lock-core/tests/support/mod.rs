@@ -1,0 +1,160 @@
+//! Test harness: a real `redis-server` per test binary (or per test), started on a free port and
+//! stopped with the test process. No mock: a missing binary fails loudly.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lock_core::{RedisBackend, RedisConfig, SharedBackend};
+
+pub const INSTALL_HINT: &str =
+    "redis-server was not found on PATH. The Redis tests run against a real \
+     server and never skip: install it with `apt-get install redis-server` (Debian/Ubuntu), or \
+     run `.ci/run` as root, which installs it.";
+
+/// A running `redis-server`, killed on drop.
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    dir: PathBuf,
+    extra_args: Vec<String>,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra `redis-server` arguments (e.g. `["--requirepass", "pw"]`).
+    pub fn start_with(extra_args: &[&str]) -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("lockwright-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        let child = spawn(port, &dir, &extra_args);
+        let server = RedisServer {
+            child,
+            port,
+            dir,
+            extra_args,
+        };
+        server.wait_ready();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (SIGKILL) and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Kills and starts it again on the same port (data is not persisted).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = spawn(self.port, &self.dir, &self.extra_args);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                let mut reply = [0u8; 64];
+                if stream.write_all(b"PING\r\n").is_ok() {
+                    if let Ok(n) = stream.read(&mut reply) {
+                        // `-NOAUTH` also proves the server is up.
+                        if n > 0 {
+                            return;
+                        }
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "redis-server on port {} did not start within 10 s",
+            self.port
+        );
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn spawn(port: u16, dir: &PathBuf, extra_args: &[String]) -> Child {
+    match Command::new("redis-server").arg("--version").output() {
+        Ok(_) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
+        Err(err) => panic!("cannot run redis-server: {err}. {INSTALL_HINT}"),
+    }
+    let mut args: Vec<String> = [
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir.display().to_string(),
+        "--loglevel",
+        "warning",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra_args.iter().cloned());
+    // A small shell keeps watch: when the test process dies (even by a signal) it kills the
+    // server, so no redis-server outlives the tests. Killing the shell kills the server too.
+    Command::new("sh")
+        .arg("-c")
+        .arg(
+            r#"redis-server "$@" & pid=$!
+trap 'kill -9 $pid 2>/dev/null; exit 0' TERM KILL EXIT
+while kill -0 $PPID 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.2; done
+kill -9 $pid 2>/dev/null"#,
+        )
+        .arg("sh")
+        .args(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start redis-server: {err}. {INSTALL_HINT}"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free local port")
+}
+
+/// One server and one backend shared by the tests of a binary (each test uses its own keys).
+pub fn shared_redis() -> &'static (RedisServer, RedisBackend) {
+    static SHARED: OnceLock<(RedisServer, RedisBackend)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let server = RedisServer::start();
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(server.url()))
+            .expect("connect to the test redis-server");
+        (server, backend)
+    })
+}
+
+pub fn shared_redis_backend() -> SharedBackend {
+    shared_redis().1.shared()
+}
