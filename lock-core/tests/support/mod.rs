@@ -5,7 +5,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -95,7 +95,7 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &PathBuf, extra_args: &[String]) -> Child {
+fn spawn(port: u16, dir: &Path, extra_args: &[String]) -> Child {
     match Command::new("redis-server").arg("--version").output() {
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
