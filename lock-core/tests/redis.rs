@@ -4,3 +4,245 @@ mod conformance;
 mod support;
 
 conformance_suite!(support::shared_redis_backend());
+
+mod redis_only {
+    use std::time::{Duration, Instant};
+
+    use lock_core::{Lock, LockError, RedisBackend, RedisConfig};
+
+    use crate::conformance::key;
+    use crate::support::{shared_redis, RedisServer};
+
+    fn redis_client(url: &str) -> redis::Connection {
+        redis::Client::open(url)
+            .and_then(|client| client.get_connection())
+            .expect("raw redis connection")
+    }
+
+    #[test]
+    fn unreachable_server_is_a_fast_typed_connection_error() {
+        let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = RedisConfig::new(format!("redis://127.0.0.1:{closed_port}"))
+            .connect_timeout(2)
+            .unwrap();
+        let start = Instant::now();
+        let err = RedisBackend::connect_blocking(config).unwrap_err();
+        assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn malformed_urls_are_typed_connection_errors() {
+        for url in [
+            "",
+            "not a url",
+            "http://127.0.0.1:6379",
+            "redis://:99999999",
+        ] {
+            let err = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap_err();
+            assert!(
+                matches!(err, LockError::Connection { .. }),
+                "{url}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn wrong_password_is_a_typed_error_that_never_shows_the_password() {
+        let server = RedisServer::start_with(&["--requirepass", "right-password"]);
+        let url = format!("redis://:wrong-password@127.0.0.1:{}", server.port);
+        let err = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap_err();
+        assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("wrong-password"), "{shown}");
+
+        let url = format!("redis://:right-password@127.0.0.1:{}", server.port);
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap();
+        assert!(!format!("{backend:?}").contains("right-password"));
+        let lock = Lock::with_backend(key("auth"), &backend.shared());
+        drop(lock.acquire_blocking().unwrap());
+    }
+
+    #[test]
+    fn unix_socket_urls_work() {
+        let dir = std::env::temp_dir().join(format!("lockwright-sock-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let socket_arg = socket.display().to_string();
+        let _server = RedisServer::start_with(&["--unixsocket", &socket_arg]);
+        for scheme in ["unix", "redis+unix"] {
+            let url = format!("{scheme}://{}", socket.display());
+            let backend = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap();
+            let lock = Lock::with_backend(key("unix"), &backend.shared());
+            let guard = lock.acquire_blocking().unwrap();
+            assert!(lock.is_locked_blocking().unwrap());
+            drop(guard);
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn keys_follow_the_documented_layout_with_one_hash_tag_per_lock() {
+        let (server, backend) = shared_redis();
+        let name = key("layout");
+        let lock = Lock::with_backend(name.as_str(), &backend.shared()).never_expires();
+        let guard = lock.acquire_blocking().unwrap();
+        let mut raw = redis_client(&server.url());
+        let lock_key = format!("lockwright:{{{name}}}");
+        assert_eq!(backend.lock_key(&name), lock_key);
+        let fields: Vec<String> = redis::cmd("HKEYS").arg(&lock_key).query(&mut raw).unwrap();
+        assert_eq!(fields.len(), 3, "{fields:?}");
+        let fence: u64 = redis::cmd("GET")
+            .arg(format!("{lock_key}:fence"))
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(fence, guard.fence().0);
+        drop(guard);
+        let exists: bool = redis::cmd("EXISTS").arg(&lock_key).query(&mut raw).unwrap();
+        assert!(!exists, "a released lock leaves no lock key");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn script_cache_flushed_mid_run_is_reloaded() {
+        let (server, backend) = shared_redis();
+        let lock = Lock::with_backend(key("flush"), &backend.shared());
+        drop(lock.acquire().await.unwrap());
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut redis_client(&server.url()))
+            .unwrap();
+        let guard = lock.acquire().await.unwrap();
+        assert!(lock.is_locked().await.unwrap());
+        assert_eq!(lock.lock_count().await.unwrap(), 1);
+        guard.release().await.unwrap();
+        assert!(!lock.force_unlock().await.unwrap());
+    }
+
+    #[test]
+    fn blocking_api_works_inside_a_current_thread_runtime() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (_, backend) = shared_redis();
+        let lock = Lock::with_backend(key("nested"), &backend.shared());
+        runtime.block_on(async {
+            let guard = lock.acquire_blocking().unwrap();
+            assert!(lock.is_locked_blocking().unwrap());
+            guard.release_blocking().unwrap();
+            let guard = lock.acquire().await.unwrap();
+            drop(guard);
+        });
+        // The drop above ran inside the runtime, so its release may still be in flight: the next
+        // operation on the key is ordered after it.
+        assert!(!lock.is_locked_blocking().unwrap());
+    }
+
+    #[test]
+    fn server_restart_gives_typed_errors_then_recovers() {
+        let mut server = RedisServer::start();
+        let config = RedisConfig::new(server.url())
+            .command_timeout(1)
+            .unwrap()
+            .connect_timeout(1)
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap();
+        let lock = Lock::with_backend(key("restart"), &backend.shared());
+        drop(lock.acquire_blocking().unwrap());
+        server.kill();
+        let start = Instant::now();
+        let err = lock.acquire_blocking().unwrap_err();
+        assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+        server.restart();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let guard = loop {
+            match lock.acquire_blocking() {
+                Ok(guard) => break guard,
+                Err(err) if Instant::now() < deadline => {
+                    assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(err) => panic!("no recovery after restart: {err}"),
+            }
+        };
+        assert!(lock.is_locked_blocking().unwrap());
+        drop(guard);
+        assert!(!lock.is_locked_blocking().unwrap());
+    }
+
+    /// Worker process for `locks_exclude_across_processes`: not a test of its own.
+    #[test]
+    #[ignore = "run as a child process by locks_exclude_across_processes"]
+    fn cross_process_worker() {
+        let url = std::env::var("LOCKWRIGHT_WORKER_URL").expect("started by the parent test");
+        let name = std::env::var("LOCKWRIGHT_WORKER_KEY").unwrap();
+        let rounds: u32 = std::env::var("LOCKWRIGHT_WORKER_ROUNDS")
+            .unwrap()
+            .parse()
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(url.as_str())).unwrap();
+        let lock = Lock::with_backend(name.as_str(), &backend.shared())
+            .nowait(false)
+            .timeout(30)
+            .exp(30);
+        let mut raw = redis_client(&url);
+        let counter = format!("{name}:counter");
+        for _ in 0..rounds {
+            let guard = lock.acquire_blocking().unwrap();
+            // Read, then write: two round trips that lose updates unless the lock excludes.
+            let value: u64 = redis::cmd("GET")
+                .arg(&counter)
+                .query::<Option<u64>>(&mut raw)
+                .unwrap()
+                .unwrap_or(0);
+            let _: () = redis::cmd("SET")
+                .arg(&counter)
+                .arg(value + 1)
+                .query(&mut raw)
+                .unwrap();
+            guard.release_blocking().unwrap();
+        }
+    }
+
+    #[test]
+    fn locks_exclude_across_processes() {
+        let (server, _) = shared_redis();
+        let name = key("cross-process");
+        const PROCESSES: u32 = 3;
+        const ROUNDS: u32 = 200;
+        let children: Vec<_> = (0..PROCESSES)
+            .map(|_| {
+                std::process::Command::new(std::env::current_exe().unwrap())
+                    .args([
+                        "--ignored",
+                        "--exact",
+                        "redis_only::cross_process_worker",
+                        "--test-threads=1",
+                    ])
+                    .env("LOCKWRIGHT_WORKER_URL", server.url())
+                    .env("LOCKWRIGHT_WORKER_KEY", &name)
+                    .env("LOCKWRIGHT_WORKER_ROUNDS", ROUNDS.to_string())
+                    .stdout(std::process::Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            assert!(child.wait().unwrap().success(), "a worker process failed");
+        }
+        let total: u64 = redis::cmd("GET")
+            .arg(format!("{name}:counter"))
+            .query(&mut redis_client(&server.url()))
+            .unwrap();
+        assert_eq!(total, u64::from(PROCESSES * ROUNDS));
+    }
+}

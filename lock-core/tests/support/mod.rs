@@ -52,6 +52,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id (for signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server (SIGKILL) and waits for it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -119,22 +124,35 @@ fn spawn(port: u16, dir: &Path, extra_args: &[String]) -> Child {
     .map(|a| a.to_string())
     .collect();
     args.extend(extra_args.iter().cloned());
-    // A small shell keeps watch: when the test process dies (even by a signal) it kills the
-    // server, so no redis-server outlives the tests. Killing the shell kills the server too.
-    Command::new("sh")
+    args.extend([
+        "--logfile".to_owned(),
+        dir.join("redis.log").display().to_string(),
+    ]);
+    let server = Command::new("redis-server")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("cannot start redis-server: {err}. {INSTALL_HINT}"));
+    // A watchdog kills the server if the test process dies first (a shared server lives in a
+    // static, which is never dropped). It exits by itself once the server is gone.
+    let _ = Command::new("sh")
         .arg("-c")
         .arg(
-            r#"redis-server "$@" & pid=$!
-trap 'kill -9 $pid 2>/dev/null; exit 0' TERM KILL EXIT
-while kill -0 $PPID 2>/dev/null && kill -0 $pid 2>/dev/null; do sleep 0.2; done
-kill -9 $pid 2>/dev/null"#,
+            r#"while kill -0 "$1" 2>/dev/null; do
+  kill -0 "$2" 2>/dev/null || { kill -9 "$1"; exit 0; }
+  sleep 0.2
+done"#,
         )
         .arg("sh")
-        .args(&args)
+        .arg(server.id().to_string())
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap_or_else(|err| panic!("cannot start redis-server: {err}. {INSTALL_HINT}"))
+        .stderr(Stdio::null())
+        .spawn();
+    server
 }
 
 fn free_port() -> u16 {
