@@ -179,4 +179,41 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Releases one hold from a guard's `Drop`: must not block for long and cannot report
     /// errors (a network backend sends it in the background; the lease bounds a lost release).
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence);
+
+    /// Renews many holds at once (the lease watchdog's batch): returns, per hold, whether it
+    /// was still live. The default calls [`Backend::extend`] for each; a network backend should
+    /// do it in one round trip.
+    fn extend_many<'a>(
+        &'a self,
+        holds: &'a [RenewHold],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<bool>>> {
+        Box::pin(async move {
+            let mut live = Vec::with_capacity(holds.len());
+            for hold in holds {
+                live.push(
+                    self.extend(&hold.key, hold.owner, hold.fence, Some(lease))
+                        .await?,
+                );
+            }
+            Ok(live)
+        })
+    }
+
+    /// This backend's lease for holds acquired without `exp`, if it overrides the global
+    /// [`default_lease`](crate::default_lease).
+    fn default_lease(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// One hold to renew, for [`Backend::extend_many`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenewHold {
+    /// The lock's key.
+    pub key: Arc<str>,
+    /// The hold's owner.
+    pub owner: Owner,
+    /// The hold's fence.
+    pub fence: Fence,
 }

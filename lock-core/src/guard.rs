@@ -7,6 +7,7 @@ use crate::block_on::block_on;
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
+use crate::watchdog::{self, Ticket};
 
 /// One hold on a lock, released when dropped: at the end of scope, on `?` and `return`, during a
 /// panic's unwinding, and when the future that owns it is dropped.
@@ -36,6 +37,7 @@ pub struct LockGuard {
     fence: Fence,
     hold_count: u32,
     armed: bool,
+    watch: Option<Ticket>,
 }
 
 impl LockGuard {
@@ -45,7 +47,16 @@ impl LockGuard {
         owner: Owner,
         fence: Fence,
         hold_count: u32,
+        renewed_lease: Option<std::time::Duration>,
     ) -> Self {
+        let watch = renewed_lease.map(|lease| {
+            let hold = crate::backend::RenewHold {
+                key: Arc::clone(&key),
+                owner,
+                fence,
+            };
+            watchdog::watch(Arc::clone(&backend), hold, lease)
+        });
         LockGuard {
             key,
             backend,
@@ -53,6 +64,7 @@ impl LockGuard {
             fence,
             hold_count,
             armed: true,
+            watch,
         }
     }
 
@@ -84,6 +96,8 @@ impl LockGuard {
     /// current holder, if any, is untouched.
     pub async fn release(mut self) -> Result<()> {
         self.armed = false;
+        // Stop renewing before releasing: no renewal can follow the release.
+        self.watch = None;
         let outcome = self
             .backend
             .release(&self.key, self.owner, Some(self.fence), ReleaseScope::One)
@@ -96,27 +110,74 @@ impl LockGuard {
         block_on(self.release())
     }
 
-    /// Sets a new lease on this hold, counted from now (Redisson's lease extension).
+    /// Sets a new lease on this hold, counted from now (Redisson's lease extension). The caller
+    /// then owns the lease: the watchdog, if it renewed this hold, stops.
     ///
     /// # Errors
     /// [`LockError::LeaseLost`] when the hold is gone; [`LockError::InvalidArgument`] for a bad
     /// duration.
-    pub async fn extend(&self, lease: impl IntoLockDuration) -> Result<()> {
+    pub async fn extend(&mut self, lease: impl IntoLockDuration) -> Result<()> {
         let lease = lease.into_lock_duration("lease")?;
         self.extend_to(Some(lease)).await
     }
 
     /// Blocking form of [`extend`](LockGuard::extend).
-    pub fn extend_blocking(&self, lease: impl IntoLockDuration) -> Result<()> {
+    pub fn extend_blocking(&mut self, lease: impl IntoLockDuration) -> Result<()> {
         block_on(self.extend(lease))
     }
 
-    /// Removes the expiry from this hold: it lasts until released.
-    pub async fn persist(&self) -> Result<()> {
+    /// Removes the expiry from this hold: it lasts until released (the watchdog stops).
+    pub async fn persist(&mut self) -> Result<()> {
         self.extend_to(None).await
     }
 
-    async fn extend_to(&self, lease: LeaseTime) -> Result<()> {
+    /// Whether the lease watchdog renews this hold (acquired without `exp`).
+    pub fn is_renewed(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    /// Whether the watchdog found this hold gone (expired while renewals failed, force-unlocked,
+    /// or its key deleted). Always `false` for holds the watchdog does not renew.
+    pub fn is_lease_lost(&self) -> bool {
+        self.watch
+            .as_ref()
+            .is_some_and(|watch| watch.signal.is_lost())
+    }
+
+    /// Resolves when the watchdog finds this hold gone: stop working on what the lock protects.
+    /// For holds the watchdog does not renew (`exp` given, or `never_expires`) it never resolves.
+    ///
+    /// ```
+    /// use lock_core::{Lock, MemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
+    /// let backend = MemoryBackend::shared();
+    /// let lock = Lock::with_backend("report", &backend).renewed_lease(0.3);
+    /// let guard = lock.acquire().await?;
+    /// lock.force_unlock().await?; // someone takes the lock away
+    /// guard.lease_lost().await;   // the watchdog notices at its next renewal
+    /// assert!(guard.is_lease_lost());
+    /// # Ok(()) }
+    /// ```
+    pub async fn lease_lost(&self) {
+        match &self.watch {
+            Some(watch) => watch.signal.wait().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Blocking form of [`lease_lost`](LockGuard::lease_lost).
+    pub fn lease_lost_blocking(&self) {
+        match &self.watch {
+            Some(watch) => watch.signal.wait_blocking(),
+            None => loop {
+                std::thread::park();
+            },
+        }
+    }
+
+    async fn extend_to(&mut self, lease: LeaseTime) -> Result<()> {
+        self.watch = None;
         if self
             .backend
             .extend(&self.key, self.owner, self.fence, lease)
@@ -124,7 +185,7 @@ impl LockGuard {
         {
             Ok(())
         } else {
-            Err(self.lease_lost())
+            Err(self.lease_lost_error())
         }
     }
 
@@ -143,17 +204,18 @@ impl LockGuard {
     /// `unlock()`), returning its fence.
     pub(crate) fn disarm(mut self) -> Fence {
         self.armed = false;
+        self.watch = None;
         self.fence
     }
 
     fn check_release(&self, outcome: Release) -> Result<()> {
         match outcome {
             Release::Freed | Release::StillHeld(_) => Ok(()),
-            Release::NotLocked | Release::NotOwner => Err(self.lease_lost()),
+            Release::NotLocked | Release::NotOwner => Err(self.lease_lost_error()),
         }
     }
 
-    fn lease_lost(&self) -> LockError {
+    fn lease_lost_error(&self) -> LockError {
         LockError::LeaseLost {
             key: Arc::clone(&self.key),
         }
@@ -162,6 +224,7 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
+        self.watch = None;
         if self.armed {
             self.backend
                 .release_on_drop(&self.key, self.owner, self.fence);

@@ -31,6 +31,7 @@ mod memory;
 mod owner;
 #[cfg(feature = "redis")]
 mod redis;
+mod watchdog;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -38,7 +39,7 @@ pub mod __private;
 
 pub use backend::{
     Backend, BoxFuture, EventListener, Fence, LeaseTime, LockState, Release, ReleaseScope,
-    RemainingLease, SharedBackend, TryAcquire,
+    RemainingLease, RenewHold, SharedBackend, TryAcquire,
 };
 pub use duration::{IntoLockDuration, MAX_DURATION};
 pub use error::{LockError, Result};

@@ -21,21 +21,31 @@ pub const MAX_KEY_LEN: usize = 64 * 1024;
 /// How long a hold lasts if it is not released (py-cachify's `exp`, Hazelcast's `lease_time`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Lease {
-    /// The global [`default_lease`] (30 s unless changed), read at acquire time.
+    /// No `exp` given: the backend's default lease (else the global [`default_lease`], 30 s),
+    /// renewed by the lease watchdog every third of it while the guard lives (Redisson's
+    /// watchdog). A crashed process's hold ends within one lease; a live one never overlaps
+    /// the next run (py-cachify defect 2).
     #[default]
     Default,
-    /// Expires this long after acquire.
+    /// Like [`Lease::Default`], with this lease instead of the default.
+    Renewed(Duration),
+    /// Expires this long after acquire, renewed by nobody.
     Fixed(Duration),
     /// Held until released (py-cachify's `exp=None`, Hazelcast's `lease_time=-1`).
     Never,
 }
 
 impl Lease {
-    fn resolve(self) -> LeaseTime {
+    /// The lease to set on acquire, and the watchdog's lease when the hold is to be renewed.
+    fn resolve(self, backend: &SharedBackend) -> (LeaseTime, Option<Duration>) {
         match self {
-            Lease::Default => Some(default_lease()),
-            Lease::Fixed(lease) => Some(lease),
-            Lease::Never => None,
+            Lease::Default => {
+                let lease = backend.default_lease().unwrap_or_else(default_lease);
+                (Some(lease), Some(lease))
+            }
+            Lease::Renewed(lease) => (Some(lease), Some(lease)),
+            Lease::Fixed(lease) => (Some(lease), None),
+            Lease::Never => (None, None),
         }
     }
 }
@@ -167,6 +177,16 @@ impl Lock {
         self
     }
 
+    /// Holds get this lease, renewed by the watchdog every third of it while the guard lives
+    /// (like no `exp`, with a lease other than the default).
+    pub fn renewed_lease(mut self, lease: impl IntoLockDuration) -> Self {
+        match lease.into_lock_duration("renewed lease") {
+            Ok(lease) => self.lease = Lease::Renewed(lease),
+            Err(err) => self.remember(err),
+        }
+        self
+    }
+
     /// Holds never expire: they last until released (py-cachify's `exp=None`).
     pub fn never_expires(mut self) -> Self {
         self.lease = Lease::Never;
@@ -176,10 +196,13 @@ impl Lock {
     /// Sets the lease policy directly.
     pub fn lease(mut self, lease: Lease) -> Self {
         match lease {
-            Lease::Fixed(exp) => return self.exp(exp),
-            other => self.lease = other,
+            Lease::Fixed(exp) => self.exp(exp),
+            Lease::Renewed(lease) => self.renewed_lease(lease),
+            Lease::Default | Lease::Never => {
+                self.lease = lease;
+                self
+            }
         }
-        self
     }
 
     fn remember(&mut self, err: LockError) {
@@ -240,7 +263,8 @@ impl Lock {
     }
 
     /// Hazelcast's `lock()`: waits as long as it takes, then holds (with the handle's lease)
-    /// until [`unlock`](Lock::unlock) or expiry. Returns the fencing token.
+    /// until [`unlock`](Lock::unlock) or expiry. Returns the fencing token. With no guard there
+    /// is no watchdog: without `exp` the hold lasts one default lease unless unlocked first.
     pub async fn lock(&self) -> Result<Fence> {
         Ok(self
             .acquire_with(Wait::Forever, Waiter::Task)
@@ -391,7 +415,7 @@ impl Lock {
     async fn acquire_with(&self, wait: Wait, waiter: Waiter) -> Result<LockGuard> {
         self.validate()?;
         let owner = Owner::current();
-        let lease = self.lease.resolve();
+        let (lease, renewed_lease) = self.lease.resolve(&self.backend);
         let deadline = match wait {
             Wait::For(timeout) => Some(Instant::now() + timeout),
             Wait::No | Wait::Forever => None,
@@ -410,6 +434,7 @@ impl Lock {
                         owner,
                         fence,
                         hold_count,
+                        renewed_lease,
                     ))
                 }
                 TryAcquire::Held { remaining } => remaining,

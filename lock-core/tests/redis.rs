@@ -246,3 +246,49 @@ mod redis_only {
         assert_eq!(total, u64::from(PROCESSES * ROUNDS));
     }
 }
+
+mod redis_watchdog {
+    use std::time::Duration;
+
+    use lock_core::Lock;
+
+    use crate::conformance::{key, LIVENESS};
+    use crate::support::shared_redis;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lost_lease_signal_fires_when_the_key_is_deleted_behind_its_back() {
+        let (server, backend) = shared_redis();
+        let name = key("deleted");
+        let lock = Lock::with_backend(name.as_str(), &backend.shared()).renewed_lease(0.3);
+        let guard = lock.acquire().await.unwrap();
+        let mut raw = redis::Client::open(server.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let deleted: u32 = redis::cmd("DEL")
+            .arg(backend.lock_key(&name))
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(deleted, 1);
+        tokio::time::timeout(LIVENESS, guard.lease_lost())
+            .await
+            .expect("the lost-lease signal did not fire");
+        assert!(guard.is_lease_lost());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn renewal_keeps_the_redis_ttl_topped_up() {
+        let (_, backend) = shared_redis();
+        let lock = Lock::with_backend(key("ttl"), &backend.shared()).renewed_lease(0.6);
+        let _guard = lock.acquire().await.unwrap();
+        for _ in 0..6 {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let left = lock
+                .remaining_lease()
+                .await
+                .unwrap()
+                .as_millis_or_minus_one();
+            assert!(left > 0 && left <= 600, "remaining lease {left} ms");
+        }
+    }
+}

@@ -458,7 +458,7 @@ macro_rules! conformance_suite {
                     ..
                 })
             ));
-            let guard = ok.acquire().await.unwrap();
+            let mut guard = ok.acquire().await.unwrap();
             assert!(matches!(
                 guard.extend(f64::NAN).await,
                 Err(LockError::InvalidArgument { .. })
@@ -591,7 +591,7 @@ macro_rules! conformance_suite {
                     .as_millis_or_minus_one(),
                 -1
             );
-            let guard = lock.acquire().await.unwrap();
+            let mut guard = lock.acquire().await.unwrap();
             let first = lock
                 .remaining_lease()
                 .await
@@ -622,11 +622,78 @@ macro_rules! conformance_suite {
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn extend_after_the_lease_ran_out_is_lease_lost() {
             let lock = lock("extend-lost").exp(0.1);
-            let guard = lock.acquire().await.unwrap();
+            let mut guard = lock.acquire().await.unwrap();
             tokio::time::sleep(__Duration::from_millis(250)).await;
             let err = guard.extend(10).await.unwrap_err();
             assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
             assert!(!lock.is_locked().await.unwrap());
+        }
+
+        // py-cachify defect 2: no renewal, so a job longer than exp overlapped the next run.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn watchdog_keeps_a_hold_alive_well_past_its_lease() {
+            let lock = lock("watchdog").renewed_lease(0.3);
+            let guard = lock.acquire().await.unwrap();
+            assert!(guard.is_renewed());
+            tokio::time::sleep(__Duration::from_millis(1500)).await;
+            assert!(
+                guard.is_held().await.unwrap(),
+                "the hold expired despite the watchdog"
+            );
+            assert!(!guard.is_lease_lost());
+            let other = lock.clone();
+            let taken = tokio::spawn(async move { other.try_acquire().await.unwrap().is_some() });
+            assert!(!taken.await.unwrap(), "another owner took a renewed lock");
+            drop(guard);
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn watchdog_signals_a_lost_lease_when_the_lock_is_taken_away() {
+            let lock = lock("watchdog-lost").renewed_lease(0.3);
+            let guard = lock.acquire().await.unwrap();
+            assert!(lock.force_unlock().await.unwrap());
+            tokio::time::timeout(LIVENESS, guard.lease_lost())
+                .await
+                .expect("the lost-lease signal did not fire");
+            assert!(guard.is_lease_lost());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn watchdog_stops_exactly_at_release() {
+            let lock = lock("watchdog-stop").renewed_lease(0.3);
+            lock.acquire().await.unwrap().release().await.unwrap();
+            // A new holder with a short fixed lease: a stale renewal would keep it alive.
+            let other = lock.clone().exp(0.3);
+            let fresh = tokio::spawn(async move { other.acquire().await.unwrap() })
+                .await
+                .unwrap();
+            tokio::time::sleep(__Duration::from_millis(700)).await;
+            assert!(
+                !lock.is_locked().await.unwrap(),
+                "something renewed the new hold"
+            );
+            assert!(!fresh.is_held().await.unwrap());
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn only_holds_without_exp_are_renewed() {
+            let by_default = lock("renewed-default").acquire().await.unwrap();
+            assert!(by_default.is_renewed());
+            let fixed = lock("renewed-fixed").exp(5).acquire().await.unwrap();
+            assert!(!fixed.is_renewed());
+            let never = lock("renewed-never")
+                .never_expires()
+                .acquire()
+                .await
+                .unwrap();
+            assert!(!never.is_renewed());
+            let mut extended = lock("renewed-extended").acquire().await.unwrap();
+            extended.extend(60).await.unwrap();
+            assert!(
+                !extended.is_renewed(),
+                "an explicit extend hands the lease to the caller"
+            );
         }
 
         #[test]
