@@ -277,3 +277,17 @@ impl IntoFuture for ForceRelease {
         Box::pin(async move { self.0.force_unlock().await })
     }
 }
+
+/// `LockedReturn::from_lock_error` for return types the macro cannot name (`-> impl Trait`).
+#[inline]
+pub fn from_lock_error<R: LockedReturn>(err: LockError) -> R {
+    R::from_lock_error(err)
+}
+
+/// With `on_locked` and an unnameable return type (`-> impl Trait`): a failure other than
+/// contention has no value to become.
+#[cold]
+#[track_caller]
+pub fn unroutable(err: LockError) -> ! {
+    panic!("#[locked]: cannot acquire the lock and the return type cannot carry the error: {err}")
+}

@@ -161,19 +161,20 @@ impl Watchdog {
         }
     }
 
-    /// Sleeps until some hold is due, then returns the due ones.
+    /// Sleeps until some hold is due, then returns it with every hold due within a sixth of
+    /// its lease: renewing those a little early lets them share one batch, and still renews each
+    /// hold at least every third of its lease.
     fn wait_for_due(&self) -> Vec<(u64, SharedBackend, RenewHold, Duration)> {
         let mut registry = self.registry();
         loop {
             let now = Instant::now();
-            let due: Vec<_> = registry
-                .watched
-                .iter()
-                .filter(|(_, watched)| watched.renew_at <= now)
-                .map(|(id, w)| (*id, Arc::clone(&w.backend), w.hold.clone(), w.lease))
-                .collect();
-            if !due.is_empty() {
-                return due;
+            if registry.watched.values().any(|watched| watched.renew_at <= now) {
+                return registry
+                    .watched
+                    .iter()
+                    .filter(|(_, watched)| watched.renew_at <= now + watched.lease / 6)
+                    .map(|(id, w)| (*id, Arc::clone(&w.backend), w.hold.clone(), w.lease))
+                    .collect();
             }
             let next = registry.watched.values().map(|w| w.renew_at).min();
             registry = match next {

@@ -291,4 +291,63 @@ mod redis_watchdog {
             assert!(left > 0 && left <= 600, "remaining lease {left} ms");
         }
     }
+
+    fn evalsha_calls(url: &str) -> u64 {
+        let mut raw = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query(&mut raw)
+            .unwrap();
+        info.lines()
+            .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |calls| calls.parse().unwrap())
+    }
+
+    #[test]
+    fn many_renewed_locks_are_renewed_in_batches_and_stay_held() {
+        use lock_core::{RedisBackend, RedisConfig};
+        let server = crate::support::RedisServer::start();
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(server.url()))
+            .unwrap()
+            .shared();
+        const LOCKS: u64 = 300;
+        let guards: Vec<_> = (0..LOCKS)
+            .map(|i| {
+                Lock::with_backend(format!("batch-{i}"), &backend)
+                    .renewed_lease(0.6)
+                    .acquire_blocking()
+                    .unwrap()
+            })
+            .collect();
+        let after_acquire = evalsha_calls(&server.url());
+        // About six renewal rounds (every 200 ms), well past the 600 ms lease.
+        std::thread::sleep(Duration::from_millis(1300));
+        let renewal_calls = evalsha_calls(&server.url()) - after_acquire;
+        for guard in &guards {
+            assert!(guard.is_held_blocking().unwrap(), "{} expired", guard.key());
+        }
+        // One call per hold per round would be ~1800; batches of up to 256 need ~2 per round.
+        assert!(
+            renewal_calls < LOCKS,
+            "{renewal_calls} renewal calls for {LOCKS} locks"
+        );
+        assert!(renewal_calls >= 2, "no renewals at all ({renewal_calls})");
+    }
+
+    #[test]
+    fn backend_default_lease_applies_to_holds_without_exp() {
+        use lock_core::{RedisBackend, RedisConfig, RemainingLease};
+        let (server, _) = shared_redis();
+        let config = RedisConfig::new(server.url()).default_lease(0.5).unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+        let lock = Lock::with_backend(key("backend-default"), &backend);
+        let guard = lock.acquire_blocking().unwrap();
+        assert!(guard.is_renewed());
+        let RemainingLease::Remaining(left) = lock.remaining_lease_blocking().unwrap() else {
+            panic!("expected a lease");
+        };
+        assert!(left <= Duration::from_millis(500), "{left:?}");
+        assert!(RedisConfig::new("redis://x").default_lease(0).is_err());
+    }
 }

@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, Mutex as AsyncMutex};
 
 use crate::backend::{
     Backend, BoxFuture, Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease,
-    SharedBackend, TryAcquire,
+    RenewHold, SharedBackend, TryAcquire,
 };
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
@@ -43,7 +43,11 @@ pub struct RedisConfig {
     prefix: String,
     connect_timeout: Duration,
     command_timeout: Duration,
+    default_lease: Option<Duration>,
 }
+
+/// Most holds renewed by one watchdog script call.
+const RENEW_BATCH: usize = 256;
 
 impl RedisConfig {
     /// Settings for the server at `url`: `redis://[user:password@]host[:port][/db]`,
@@ -59,7 +63,16 @@ impl RedisConfig {
             prefix: "lockwright:".to_owned(),
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
+            default_lease: None,
         }
+    }
+
+    /// The lease of holds acquired without `exp` on this backend (renewed by the watchdog every
+    /// third of it), instead of the global [`default_lease`](crate::default_lease). It bounds how
+    /// long a crashed process's locks outlive it.
+    pub fn default_lease(mut self, lease: impl IntoLockDuration) -> Result<Self> {
+        self.default_lease = Some(lease.into_lock_duration("default lease")?);
+        Ok(self)
     }
 
     /// How many multiplexed connections the backend keeps (at least 1). Operations on one key
@@ -101,6 +114,7 @@ impl fmt::Debug for RedisConfig {
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
+            .field("default_lease", &self.default_lease)
             .finish()
     }
 }
@@ -680,6 +694,42 @@ impl Backend for RedisBackend {
                 .await?;
             Ok(extended == 1)
         })
+    }
+
+    fn extend_many<'a>(
+        &'a self,
+        holds: &'a [RenewHold],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<bool>>> {
+        let backend = self.clone();
+        let holds = holds.to_vec();
+        let Some(first) = holds.first() else {
+            return Box::pin(async { Ok(Vec::new()) });
+        };
+        let first_key = Arc::clone(&first.key);
+        self.run(&first_key, async move {
+            let lease = lease_millis(Some(lease));
+            let mut renewed = Vec::with_capacity(holds.len());
+            for batch in holds.chunks(RENEW_BATCH) {
+                let keys: Vec<String> = batch.iter().map(|h| backend.lock_key(&h.key)).collect();
+                let mut args = vec![lease.clone()];
+                for hold in batch {
+                    args.push(hold.owner.to_string());
+                    args.push(hold.fence.0.to_string());
+                }
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let live: Vec<i64> = backend
+                    .eval(&batch[0].key, &scripts::EXTEND_MANY, &keys, &args)
+                    .await?;
+                renewed.extend(live.into_iter().map(|live| live == 1));
+            }
+            Ok(renewed)
+        })
+    }
+
+    fn default_lease(&self) -> Option<Duration> {
+        self.inner.config.default_lease
     }
 
     fn listen(&self, key: &str) -> EventListener {

@@ -93,7 +93,34 @@ return 1
     )
 });
 
+/// The watchdog's batch. KEYS: lock keys. ARGV: lease ms, then owner and fence per key.
+/// Returns one 1 (renewed) or 0 (gone) per key.
+pub(super) static EXTEND_MANY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  local held = redis.call('HMGET', key, 'o', 'f')
+  if held[1] == ARGV[2 * i] and held[2] == ARGV[2 * i + 1] then
+    redis.call('PEXPIRE', key, ARGV[1])
+    renewed[i] = 1
+  else
+    renewed[i] = 0
+  end
+end
+return renewed
+",
+    )
+});
+
 /// Every script, for loading them all into a new connection's server at once.
-pub(super) fn all() -> [&'static Script; 5] {
-    [&ACQUIRE, &RELEASE, &FORCE_UNLOCK, &INSPECT, &EXTEND]
+pub(super) fn all() -> [&'static Script; 6] {
+    [
+        &ACQUIRE,
+        &RELEASE,
+        &FORCE_UNLOCK,
+        &INSPECT,
+        &EXTEND,
+        &EXTEND_MANY,
+    ]
 }
