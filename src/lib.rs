@@ -18,3 +18,6 @@
 
 #[doc(inline)]
 pub use lock_core::*;
+
+#[doc(inline)]
+pub use lock_macros::{is_locked, locked, release};

@@ -1,1 +1,35 @@
+//! Procedural macros of [lockwright](https://docs.rs/lockwright): `#[locked]`, `is_locked!` and
+//! `release!`. Use them through the `lockwright` crate, which re-exports them and provides the
+//! runtime they expand to.
+//!
+//! The work is split in stages: `args` parses the attribute, `key` scans the key template,
+//! `valid` checks both against the function, `expand` writes the code, `call` rewrites the
+//! calls given to `is_locked!` / `release!`; `item` is the glue.
 
+mod args;
+mod call;
+mod errors;
+mod expand;
+mod item;
+mod key;
+mod valid;
+
+use proc_macro::TokenStream;
+
+#[doc = include_str!("../docs/locked.md")]
+#[proc_macro_attribute]
+pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
+    item::locked(args.into(), item.into()).into()
+}
+
+#[doc = include_str!("../docs/is_locked.md")]
+#[proc_macro]
+pub fn is_locked(call: TokenStream) -> TokenStream {
+    call::expand(call.into(), call::Op::IsLocked).into()
+}
+
+#[doc = include_str!("../docs/release.md")]
+#[proc_macro]
+pub fn release(call: TokenStream) -> TokenStream {
+    call::expand(call.into(), call::Op::Release).into()
+}

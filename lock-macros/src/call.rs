@@ -1,0 +1,94 @@
+//! `is_locked!(call)` and `release!(call)`: the call is rewritten into a call of the function's
+//! hidden companion (see `expand.rs`), with every argument taken by reference, and the
+//! companion's `LockedCall` is asked the question. The function itself does not run.
+
+use proc_macro2::TokenStream;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprCall, ExprMethodCall, ExprPath};
+
+use crate::expand::{method_companion, path_companion};
+
+/// Which question is asked.
+#[derive(Clone, Copy)]
+pub enum Op {
+    IsLocked,
+    Release,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::IsLocked => "is_locked",
+            Op::Release => "release",
+        }
+    }
+}
+
+pub fn expand(input: TokenStream, op: Op) -> TokenStream {
+    match syn::parse2::<Expr>(input).and_then(|call| rewrite(call, op)) {
+        Ok(companion_call) => {
+            let method = syn::Ident::new(op.name(), proc_macro2::Span::call_site());
+            quote!((#companion_call).#method())
+        }
+        Err(err) => err.to_compile_error(),
+    }
+}
+
+fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
+    let name = op.name();
+    match call {
+        Expr::Paren(paren) => rewrite(*paren.expr, op),
+        Expr::Group(group) => rewrite(*group.expr, op),
+        Expr::Call(ExprCall { func, args, .. }) => match *func {
+            Expr::Path(ExprPath {
+                attrs: _,
+                qself,
+                mut path,
+            }) => {
+                let span = path.span();
+                let last = path
+                    .segments
+                    .last_mut()
+                    .ok_or_else(|| syn::Error::new(span, "expected a function path"))?;
+                last.ident = path_companion(&last.ident);
+                let path = ExprPath {
+                    attrs: Vec::new(),
+                    qself,
+                    path,
+                };
+                let args = args.iter();
+                Ok(quote!(#path(#(&(#args)),*)))
+            }
+            other => Err(syn::Error::new(
+                other.span(),
+                format_args!(
+                    "`{name}!` needs a call of a `#[locked]` function by name, like `{name}!(process(42))`"
+                ),
+            )),
+        },
+        Expr::MethodCall(ExprMethodCall {
+            receiver,
+            method,
+            turbofish,
+            args,
+            ..
+        }) => {
+            let method = method_companion(&method);
+            let args = args.iter();
+            Ok(quote!((#receiver).#method #turbofish (#(&(#args)),*)))
+        }
+        Expr::Await(awaited) => Err(syn::Error::new(
+            awaited.span(),
+            format_args!(
+                "`{name}!` takes the call without `.await` and gives a future: write `{name}!(process(42)).await`"
+            ),
+        )),
+        other => Err(syn::Error::new(
+            other.span(),
+            format_args!(
+                "`{name}!` needs a call of a `#[locked]` function, like `{name}!(process(42))` or `{name}!(worker.process(42))`"
+            ),
+        )),
+    }
+}

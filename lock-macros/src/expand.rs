@@ -1,0 +1,308 @@
+//! Writing the code of a `#[locked]` function and of its hidden companions.
+//!
+//! The function keeps its signature and its body untouched: a prologue formats the key, builds
+//! the lock and acquires it into a guard, then the original block runs; `return`, `?`, panics
+//! and a dropped future all leave through the guard's `Drop` (tracing's `#[instrument]` shape).
+//!
+//! The companions build, from the same arguments taken by reference, the lock a call would take,
+//! without running anything. `is_locked!` and `release!` rewrite a call into a companion call:
+//! - `__lockwright_locked_<name>(&args..)` for path calls (`process(42)`, `Type::process(..)`);
+//!   for methods its first parameter is the receiver (`&T`, `&mut T`, `T`, `Box<T>`...);
+//! - `__lockwright_locked_method_<name>(&self, &args..)` for method calls (`worker.process(42)`).
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{format_ident, quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
+use syn::spanned::Spanned;
+use syn::{FnArg, GenericParam, Ident, ItemFn, LitStr, Member, Pat, ReturnType};
+
+use crate::key::Template;
+use crate::valid::{Lease, Options};
+
+/// The name of the companion that path calls are rewritten to.
+pub fn path_companion(name: &Ident) -> Ident {
+    format_ident!("__lockwright_locked_{}", name.unraw(), span = name.span())
+}
+
+/// The name of the companion that method calls are rewritten to.
+pub fn method_companion(name: &Ident) -> Ident {
+    format_ident!(
+        "__lockwright_locked_method_{}",
+        name.unraw(),
+        span = name.span()
+    )
+}
+
+/// The function with its lock prologue.
+pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
+    let krate = &opts.krate;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+    let guard = Ident::new("__lockwright_guard", Span::mixed_site());
+    let lock = Ident::new("__lockwright_lock", Span::mixed_site());
+    let err = Ident::new("__lockwright_err", Span::mixed_site());
+    let build = build_lock(opts, func);
+    let acquire = if sig.asyncness.is_some() {
+        quote!(#lock.acquire().await)
+    } else {
+        quote!(#lock.acquire_blocking())
+    };
+    let on_err = on_error(opts, &sig.output, &err);
+    quote! {
+        #(#attrs)*
+        #vis #sig {
+            let #guard = {
+                let #lock = #build;
+                match #acquire {
+                    #krate::__private::Ok(#guard) => #guard,
+                    #krate::__private::Err(#err) => #on_err,
+                }
+            };
+            #block
+        }
+    }
+}
+
+/// What the prologue does with an acquire error `err`: return it through the return type, or
+/// with `on_locked`, return that value for contention and route anything else.
+fn on_error(opts: &Options, output: &ReturnType, err: &Ident) -> TokenStream {
+    let krate = &opts.krate;
+    let (ret, span) = match output {
+        ReturnType::Default => (quote!(()), Span::call_site()),
+        ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
+    };
+    let nameable = !mentions_impl(&ret);
+    let through_return = if nameable {
+        quote_spanned! {span=>
+            <#ret as #krate::__private::LockedReturn>::from_lock_error(#err)
+        }
+    } else {
+        quote_spanned! {span=> #krate::__private::from_lock_error(#err) }
+    };
+    match &opts.on_locked {
+        None => quote!(return #through_return),
+        Some(value) => {
+            let other = if nameable {
+                quote! {{
+                    use #krate::__private::{RouteViaPanic as _, RouteViaReturn as _};
+                    (&#krate::__private::Route::<#ret>::new()).route(#err)
+                }}
+            } else {
+                quote!(#krate::__private::unroutable(#err))
+            };
+            quote! {{
+                if #krate::__private::LockError::is_contention(&#err) {
+                    return #value;
+                }
+                return #other;
+            }}
+        }
+    }
+}
+
+fn mentions_impl(tokens: &TokenStream) -> bool {
+    tokens.clone().into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "impl",
+        TokenTree::Group(group) => mentions_impl(&group.stream()),
+        _ => false,
+    })
+}
+
+/// The expression building the `Lock` of one call: key, backend and options.
+fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
+    let krate = &opts.krate;
+    let key = key_expr(&opts.template, func, krate);
+    let mut lock = match &opts.backend {
+        None => quote!(#krate::__private::Lock::new(#key)),
+        Some(backend) => quote! {
+            #krate::__private::Lock::with_backend(#key, #krate::__private::backend(&(#backend)))
+        },
+    };
+    if let Some(nowait) = opts.nowait {
+        lock.extend(quote!(.nowait(#nowait)));
+    }
+    if let Some(timeout) = opts.timeout {
+        let (secs, nanos) = (timeout.as_secs(), timeout.subsec_nanos());
+        lock.extend(quote!(.timeout(#krate::__private::Duration::new(#secs, #nanos))));
+    }
+    match opts.lease {
+        None => {}
+        Some(Lease::Fixed(exp)) => {
+            let (secs, nanos) = (exp.as_secs(), exp.subsec_nanos());
+            lock.extend(quote!(.exp(#krate::__private::Duration::new(#secs, #nanos))));
+        }
+        Some(Lease::Never) => lock.extend(quote!(.never_expires())),
+    }
+    lock
+}
+
+/// `"text"` for a constant key, else one `format!` over the placeholders' values.
+fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path) -> TokenStream {
+    let span = template.lit.span();
+    if let Some(text) = template.constant() {
+        return LitStr::new(&text, span).into_token_stream();
+    }
+    let format = LitStr::new(&template.format_string(), span);
+    let values = template.holes().map(|hole| {
+        let root = if hole.root == "self" {
+            let span = func
+                .sig
+                .receiver()
+                .map_or_else(Span::call_site, |receiver| receiver.self_token.span);
+            quote_spanned!(span=> self)
+        } else {
+            // The parameter's own identifier, so it resolves to the binding in the signature.
+            binding_ident(func, &hole.root).into_token_stream()
+        };
+        let members = hole
+            .members
+            .iter()
+            .map(|member| match member.parse::<u32>() {
+                Ok(index) => Member::Unnamed(syn::Index { index, span }),
+                Err(_) => Member::Named(Ident::new(member, span)),
+            });
+        quote!(&(#root #(.#members)*))
+    });
+    quote!(#krate::__private::format!(#format, #(#values),*))
+}
+
+fn binding_ident(func: &ItemFn, name: &str) -> Ident {
+    crate::valid::Params::of(&func.sig)
+        .bindings
+        .into_iter()
+        .map(|binding| binding.ident)
+        .find(|ident| ident == name)
+        .unwrap_or_else(|| Ident::new(name, Span::call_site()))
+}
+
+/// The companions of `func` (see the module docs). `vis` is their visibility.
+pub fn companions(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenStream {
+    let krate = &opts.krate;
+    let sig = &func.sig;
+    let name = &sig.ident;
+    let generics = &sig.generics;
+    let where_clause = &generics.where_clause;
+    let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    let attrs = quote! {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+        #[inline]
+    };
+    let typed: Vec<&syn::PatType> = sig
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            FnArg::Typed(typed) => Some(typed),
+            FnArg::Receiver(_) => None,
+        })
+        .collect();
+    let params = typed.iter().map(|typed| {
+        let pat = companion_pat(&typed.pat);
+        let ty = &typed.ty;
+        let param_attrs = &typed.attrs;
+        quote!(#(#param_attrs)* #pat: &#ty)
+    });
+    let build = build_lock(opts, func);
+    let path_name = path_companion(name);
+    let ret = quote!(#krate::__private::LockedCall);
+    if sig.receiver().is_none() {
+        return quote! {
+            #attrs
+            #vis fn #path_name #generics (#(#params),*) -> #ret #where_clause {
+                #krate::__private::LockedCall::new(#build)
+            }
+        };
+    }
+    let method_name = method_companion(name);
+    let this = Ident::new("__lockwright_this", Span::mixed_site());
+    let args: Vec<Ident> = (0..typed.len())
+        .map(|i| Ident::new(&format!("__lockwright_arg{i}"), Span::mixed_site()))
+        .collect();
+    let arg_types = typed.iter().map(|typed| &typed.ty);
+    let explicit: Vec<&Ident> = generics
+        .params
+        .iter()
+        .filter_map(|param| match param {
+            GenericParam::Type(ty) => Some(&ty.ident),
+            GenericParam::Const(constant) => Some(&constant.ident),
+            GenericParam::Lifetime(_) => None,
+        })
+        .collect();
+    let turbofish = if explicit.is_empty() {
+        quote!()
+    } else {
+        quote!(::<#(#explicit),*>)
+    };
+    quote! {
+        #attrs
+        #vis fn #method_name #generics (&self, #(#params),*) -> #ret #where_clause {
+            #krate::__private::LockedCall::new(#build)
+        }
+        #attrs
+        #vis fn #path_name #generics (
+            #this: &impl #krate::__private::Receiver<Self>,
+            #(#args: &#arg_types),*
+        ) -> #ret #where_clause {
+            Self::#method_name #turbofish (
+                #krate::__private::Receiver::<Self>::receiver(#this),
+                #(#args),*
+            )
+        }
+    }
+}
+
+/// The parameter pattern taken by reference: the same names, without `mut` / `ref` (match
+/// ergonomics binds them as references); `_` for patterns with `&`, which cannot match a
+/// reference to the value (a placeholder using such a name was refused by `valid.rs`).
+fn companion_pat(pat: &Pat) -> Pat {
+    if has_reference(pat) {
+        return syn::parse_quote!(_);
+    }
+    let mut pat = pat.clone();
+    strip_modes(&mut pat);
+    pat
+}
+
+fn has_reference(pat: &Pat) -> bool {
+    match pat {
+        Pat::Reference(_) => true,
+        Pat::Ident(ident) => ident
+            .subpat
+            .as_ref()
+            .is_some_and(|(_, sub)| has_reference(sub)),
+        Pat::Tuple(tuple) => tuple.elems.iter().any(has_reference),
+        Pat::TupleStruct(tuple) => tuple.elems.iter().any(has_reference),
+        Pat::Struct(fields) => fields.fields.iter().any(|field| has_reference(&field.pat)),
+        Pat::Slice(slice) => slice.elems.iter().any(has_reference),
+        Pat::Paren(paren) => has_reference(&paren.pat),
+        Pat::Type(typed) => has_reference(&typed.pat),
+        _ => false,
+    }
+}
+
+fn strip_modes(pat: &mut Pat) {
+    match pat {
+        Pat::Ident(ident) => {
+            ident.by_ref = None;
+            ident.mutability = None;
+            if let Some((_, sub)) = &mut ident.subpat {
+                strip_modes(sub);
+            }
+        }
+        Pat::Tuple(tuple) => tuple.elems.iter_mut().for_each(strip_modes),
+        Pat::TupleStruct(tuple) => tuple.elems.iter_mut().for_each(strip_modes),
+        Pat::Struct(fields) => fields
+            .fields
+            .iter_mut()
+            .for_each(|field| strip_modes(&mut field.pat)),
+        Pat::Slice(slice) => slice.elems.iter_mut().for_each(strip_modes),
+        Pat::Paren(paren) => strip_modes(&mut paren.pat),
+        Pat::Type(typed) => strip_modes(&mut typed.pat),
+        _ => {}
+    }
+}

@@ -1,0 +1,361 @@
+//! Checking a `#[locked]` attribute against its function: option values, the key template's
+//! placeholders against the parameters, and the shape of the item.
+//!
+//! Produces [`Options`], from which `expand.rs` writes code without further checks.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::spanned::Spanned;
+use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, Pat, Path, Signature, UnOp};
+
+use crate::args::{Args, VALID_OPTIONS};
+use crate::errors::Errors;
+use crate::key::{self, Template};
+
+/// The longest timeout or lease accepted: 365 days, as in lock-core (`MAX_DURATION`).
+const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
+
+/// How long a hold lasts.
+pub enum Lease {
+    Fixed(Duration),
+    Never,
+}
+
+/// Checked options.
+pub struct Options {
+    pub template: Template,
+    /// `Some` when the generated code must call `.nowait(..)`; `None` keeps the runtime default
+    /// (`true`, as in py-cachify).
+    pub nowait: Option<bool>,
+    pub timeout: Option<Duration>,
+    pub lease: Option<Lease>,
+    pub on_locked: Option<Expr>,
+    pub backend: Option<Expr>,
+    /// The runtime crate: `::lockwright` unless `crate = ...` says otherwise.
+    pub krate: Path,
+}
+
+/// A name bound by a parameter pattern.
+pub struct Binding {
+    pub ident: Ident,
+    /// Bound inside a `&pat` / `&mut pat` pattern, which the companion cannot take by reference.
+    pub through_reference: bool,
+}
+
+/// The names a placeholder may use.
+pub struct Params {
+    /// The span of `self`, for methods.
+    pub receiver: Option<Span>,
+    pub bindings: Vec<Binding>,
+}
+
+impl Params {
+    pub fn of(sig: &Signature) -> Params {
+        let mut params = Params {
+            receiver: sig.receiver().map(|receiver| receiver.self_token.span),
+            bindings: Vec::new(),
+        };
+        for input in &sig.inputs {
+            if let FnArg::Typed(typed) = input {
+                collect(&typed.pat, false, &mut params.bindings);
+            }
+        }
+        params
+    }
+
+    fn find(&self, name: &str) -> Option<&Binding> {
+        self.bindings.iter().find(|binding| binding.ident == name)
+    }
+}
+
+fn collect(pat: &Pat, through_reference: bool, out: &mut Vec<Binding>) {
+    match pat {
+        Pat::Ident(ident) => {
+            out.push(Binding {
+                ident: ident.ident.clone(),
+                through_reference,
+            });
+            if let Some((_, sub)) = &ident.subpat {
+                collect(sub, through_reference, out);
+            }
+        }
+        Pat::Tuple(tuple) => {
+            for elem in &tuple.elems {
+                collect(elem, through_reference, out);
+            }
+        }
+        Pat::TupleStruct(tuple) => {
+            for elem in &tuple.elems {
+                collect(elem, through_reference, out);
+            }
+        }
+        Pat::Struct(fields) => {
+            for field in &fields.fields {
+                collect(&field.pat, through_reference, out);
+            }
+        }
+        Pat::Slice(slice) => {
+            for elem in &slice.elems {
+                collect(elem, through_reference, out);
+            }
+        }
+        Pat::Reference(reference) => collect(&reference.pat, true, out),
+        Pat::Paren(paren) => collect(&paren.pat, through_reference, out),
+        Pat::Type(typed) => collect(&typed.pat, through_reference, out),
+        _ => {}
+    }
+}
+
+/// Items `#[locked]` cannot wrap, with the reason.
+pub fn check_item(func: &ItemFn, errors: &mut Errors) {
+    let sig = &func.sig;
+    if let Some(constness) = &sig.constness {
+        errors.at(
+            constness.span,
+            "`#[locked]` cannot be used on a `const fn`: taking a lock happens at run time; remove `const`",
+        );
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.at(
+            variadic.span(),
+            "`#[locked]` cannot be used on a variadic function",
+        );
+    }
+}
+
+/// Checks `args` for `func`; `None` when anything is wrong (errors recorded).
+pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Options> {
+    let Args {
+        mut key,
+        mut nowait,
+        mut timeout,
+        mut exp,
+        mut on_locked,
+        mut backend,
+        mut krate,
+        errors: parse_errors,
+    } = args;
+    if let Err(err) = parse_errors.finish() {
+        errors.push(err);
+    }
+    check_item(func, errors);
+    let params = Params::of(&func.sig);
+
+    let template = match key.take() {
+        None => {
+            errors.at(
+                Span::call_site(),
+                format_args!(
+                    "missing `key = \"...\"`: the lock's key template, e.g. `#[locked(key = \"job-{{id}}\")]`; valid options: {VALID_OPTIONS}"
+                ),
+            );
+            None
+        }
+        Some((
+            _,
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }),
+        )) => {
+            let template = key::parse(lit, errors);
+            check_placeholders(&template, &params, &func.sig.ident, errors);
+            Some(template)
+        }
+        Some((_, other)) => {
+            errors.at(
+                other.span(),
+                "`key` must be a string literal: `key = \"job-{id}\"`",
+            );
+            None
+        }
+    };
+
+    let nowait_value = match nowait.take() {
+        None => None,
+        Some((_, None)) => Some(true),
+        Some((
+            _,
+            Some(Expr::Lit(ExprLit {
+                lit: Lit::Bool(value),
+                ..
+            })),
+        )) => Some(value.value),
+        Some((_, Some(other))) => {
+            errors.at(
+                other.span(),
+                "`nowait` takes `true` or `false` (or write `nowait` alone for `true`)",
+            );
+            None
+        }
+    };
+    let timeout = timeout
+        .take()
+        .and_then(|(_, value)| seconds(&value, "timeout", errors));
+    let lease = exp.take().and_then(|(_, value)| match &value {
+        Expr::Path(path) if path.qself.is_none() && path.path.is_ident("never") => {
+            Some(Lease::Never)
+        }
+        Expr::Path(path) if path.qself.is_none() && path.path.is_ident("None") => {
+            errors.at(
+                value.span(),
+                "write `exp = never` for a lock that never expires (py-cachify's `exp=None`)",
+            );
+            None
+        }
+        _ => seconds(&value, "exp", errors).map(Lease::Fixed),
+    });
+    // `timeout` alone means "wait up to timeout": without this, py-cachify's default `nowait`
+    // would silently ignore it. An explicit `nowait` (the card's `nowait, timeout = 4`) wins.
+    let nowait = match (nowait_value, &timeout) {
+        (Some(value), _) => Some(value),
+        (None, Some(_)) => Some(false),
+        (None, None) => None,
+    };
+    let krate = match krate.take() {
+        None => syn::parse_quote!(::lockwright),
+        Some((_, Expr::Path(path))) if path.qself.is_none() => path.path,
+        Some((
+            _,
+            Expr::Lit(ExprLit {
+                lit: Lit::Str(lit), ..
+            }),
+        )) => match lit.parse::<Path>() {
+            Ok(path) => path,
+            Err(_) => {
+                errors.at(lit.span(), "`crate` must be a path: `crate = ::lockwright`");
+                syn::parse_quote!(::lockwright)
+            }
+        },
+        Some((_, other)) => {
+            errors.at(
+                other.span(),
+                "`crate` must be a path: `crate = ::lockwright`",
+            );
+            syn::parse_quote!(::lockwright)
+        }
+    };
+    let on_locked = on_locked.take().map(|(_, value)| value);
+    let backend = backend.take().map(|(_, value)| value);
+
+    if !errors.is_empty() {
+        return None;
+    }
+    Some(Options {
+        template: template?,
+        nowait,
+        timeout,
+        lease,
+        on_locked,
+        backend,
+        krate,
+    })
+}
+
+fn check_placeholders(template: &Template, params: &Params, function: &Ident, errors: &mut Errors) {
+    for hole in template.holes() {
+        let span = template.span_of(hole.range.clone());
+        let written = hole.written();
+        if hole.root == "self" {
+            if params.receiver.is_none() {
+                errors.at(
+                    span,
+                    format_args!(
+                        "placeholder `{written}` uses `self`, but `{function}` takes no `self` receiver"
+                    ),
+                );
+            }
+            continue;
+        }
+        match params.find(&hole.root) {
+            Some(binding) if binding.through_reference => errors.at(
+                span,
+                format_args!(
+                    "placeholder `{written}` uses `{}`, which is bound through a reference pattern (`&{}`): `is_locked!` cannot re-bind it; take the parameter as `{}: &T`",
+                    hole.root, hole.root, hole.root
+                ),
+            ),
+            Some(_) => {}
+            None => {
+                let mut names: Vec<String> =
+                    params.bindings.iter().map(|b| format!("`{}`", b.ident)).collect();
+                if params.receiver.is_some() {
+                    names.insert(0, "`self`".to_owned());
+                }
+                let known = if names.is_empty() {
+                    format!("`{function}` has no parameters")
+                } else {
+                    format!("the parameters of `{function}` are {}", names.join(", "))
+                };
+                errors.at(
+                    span,
+                    format_args!(
+                        "placeholder `{written}` does not name a parameter: {known}"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// A positive number of seconds, at most 365 days.
+fn seconds(value: &Expr, option: &str, errors: &mut Errors) -> Option<Duration> {
+    let usage =
+        format!("`{option}` is a number of seconds, like `{option} = 4` or `{option} = 0.5`");
+    let zero = format!("`{option}` must be greater than zero");
+    let parsed = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => {
+            if !matches!(
+                int.suffix(),
+                "" | "u8"
+                    | "u16"
+                    | "u32"
+                    | "u64"
+                    | "u128"
+                    | "usize"
+                    | "i8"
+                    | "i16"
+                    | "i32"
+                    | "i64"
+                    | "i128"
+                    | "isize"
+            ) {
+                errors.at(int.span(), usage);
+                return None;
+            }
+            match int.base10_parse::<u64>() {
+                Ok(0) => Err(zero),
+                Ok(secs) if secs > MAX_SECONDS => Err(format!(
+                    "`{option}` of {secs} seconds is longer than the maximum of 365 days"
+                )),
+                Ok(secs) => Ok(Duration::from_secs(secs)),
+                Err(_) => Err(usage),
+            }
+        }
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(float),
+            ..
+        }) => {
+            if !matches!(float.suffix(), "" | "f32" | "f64") {
+                errors.at(float.span(), usage);
+                return None;
+            }
+            match float.base10_parse::<f64>() {
+                Ok(secs) if secs <= 0.0 => Err(zero),
+                Ok(secs) if secs > MAX_SECONDS as f64 => Err(format!(
+                    "`{option}` of {secs} seconds is longer than the maximum of 365 days"
+                )),
+                Ok(secs) if Duration::from_secs_f64(secs).is_zero() => Err(zero),
+                Ok(secs) => Ok(Duration::from_secs_f64(secs)),
+                Err(_) => Err(usage),
+            }
+        }
+        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => Err(zero),
+        _ => Err(usage),
+    };
+    parsed
+        .map_err(|message| errors.at(value.span(), message))
+        .ok()
+}
