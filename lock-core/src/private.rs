@@ -6,9 +6,7 @@
 
 use std::future::IntoFuture;
 use std::marker::PhantomData;
-use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 pub use crate::backend::{BoxFuture, SharedBackend};
 pub use crate::error::LockError;
@@ -133,76 +131,6 @@ impl<T: BackendRef + ?Sized> BackendRef for &mut T {
 #[inline]
 pub fn backend<B: BackendRef + ?Sized>(backend: &B) -> &SharedBackend {
     backend.shared_backend()
-}
-
-/// What the first argument of `Type::method(receiver, ...)` may be in `is_locked!` and
-/// `release!`: the receiver as the method takes it (`&T`, `&mut T`, `T`, `Box<T>`, ...).
-pub trait Receiver<S: ?Sized> {
-    /// The receiver, borrowed.
-    fn receiver(&self) -> &S;
-}
-
-impl<S> Receiver<S> for S {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for &S {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for &mut S {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for Box<S> {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for Rc<S> {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for Arc<S> {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for Pin<&S> {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for Pin<&mut S> {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
-}
-
-impl<S: ?Sized> Receiver<S> for Pin<Box<S>> {
-    #[inline]
-    fn receiver(&self) -> &S {
-        self
-    }
 }
 
 /// The lock a call of a `#[locked]` function would take, built by the function's hidden

@@ -7,7 +7,7 @@ use quote::quote;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprCall, ExprMethodCall, ExprPath};
 
-use crate::expand::{method_companion, path_companion};
+use crate::expand::companion_name;
 
 /// Which question is asked.
 #[derive(Clone, Copy)]
@@ -51,7 +51,7 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
                     .segments
                     .last_mut()
                     .ok_or_else(|| syn::Error::new(span, "expected a function path"))?;
-                last.ident = path_companion(&last.ident);
+                last.ident = companion_name(&last.ident);
                 let path = ExprPath {
                     attrs: Vec::new(),
                     qself,
@@ -74,7 +74,7 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
             args,
             ..
         }) => {
-            let method = method_companion(&method);
+            let method = companion_name(&method);
             let args = args.iter();
             Ok(quote!((#receiver).#method #turbofish (#(&(#args)),*)))
         }

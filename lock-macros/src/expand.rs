@@ -4,33 +4,26 @@
 //! the lock and acquires it into a guard, then the original block runs; `return`, `?`, panics
 //! and a dropped future all leave through the guard's `Drop` (tracing's `#[instrument]` shape).
 //!
-//! The companions build, from the same arguments taken by reference, the lock a call would take,
-//! without running anything. `is_locked!` and `release!` rewrite a call into a companion call:
-//! - `__lockwright_locked_<name>(&args..)` for path calls (`process(42)`, `Type::process(..)`);
-//!   for methods its first parameter is the receiver (`&T`, `&mut T`, `T`, `Box<T>`...);
-//! - `__lockwright_locked_method_<name>(&self, &args..)` for method calls (`worker.process(42)`).
+//! The companion `__lockwright_locked_<name>` takes the same parameters by reference (`&self`
+//! for any receiver) and builds the lock a call would take, without running anything.
+//! `is_locked!` and `release!` rewrite a call into a companion call with every argument borrowed:
+//! `process(42)` → `__lockwright_locked_process(&(42))`, `worker.process(42)` →
+//! `worker.__lockwright_locked_process(&(42))`, `Type::process(&worker, 42)` →
+//! `Type::__lockwright_locked_process(&(&worker), &(42))`, where deref coercion turns the
+//! borrowed receiver (`&&T`, `&&mut T`, `&T`, `&Box<T>`...) into `&self`.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{FnArg, GenericParam, Ident, ItemFn, LitStr, Member, Pat, ReturnType};
+use syn::{FnArg, Ident, ItemFn, LitStr, Member, Pat, ReturnType, Type};
 
 use crate::key::Template;
 use crate::valid::{Lease, Options};
 
-/// The name of the companion that path calls are rewritten to.
-pub fn path_companion(name: &Ident) -> Ident {
+/// The name of the companion of the function `name`.
+pub fn companion_name(name: &Ident) -> Ident {
     format_ident!("__lockwright_locked_{}", name.unraw(), span = name.span())
-}
-
-/// The name of the companion that method calls are rewritten to.
-pub fn method_companion(name: &Ident) -> Ident {
-    format_ident!(
-        "__lockwright_locked_method_{}",
-        name.unraw(),
-        span = name.span()
-    )
 }
 
 /// The function with its lock prologue.
@@ -179,8 +172,8 @@ fn binding_ident(func: &ItemFn, name: &str) -> Ident {
         .unwrap_or_else(|| Ident::new(name, Span::call_site()))
 }
 
-/// The companions of `func` (see the module docs). `vis` is their visibility.
-pub fn companions(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenStream {
+/// The companion of `func` (see the module docs). `vis` is its visibility.
+pub fn companion(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenStream {
     let krate = &opts.krate;
     let sig = &func.sig;
     let name = &sig.ident;
@@ -205,53 +198,19 @@ pub fn companions(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> Token
         let pat = companion_pat(&typed.pat);
         let ty = &typed.ty;
         let param_attrs = &typed.attrs;
-        quote!(#(#param_attrs)* #pat: &#ty)
+        match &**ty {
+            // `&impl A + B` would be ambiguous.
+            Type::ImplTrait(_) | Type::TraitObject(_) => quote!(#(#param_attrs)* #pat: &(#ty)),
+            _ => quote!(#(#param_attrs)* #pat: &#ty),
+        }
     });
     let build = build_lock(opts, func);
-    let path_name = path_companion(name);
-    let ret = quote!(#krate::__private::LockedCall);
-    if sig.receiver().is_none() {
-        return quote! {
-            #attrs
-            #vis fn #path_name #generics (#(#params),*) -> #ret #where_clause {
-                #krate::__private::LockedCall::new(#build)
-            }
-        };
-    }
-    let method_name = method_companion(name);
-    let this = Ident::new("__lockwright_this", Span::mixed_site());
-    let args: Vec<Ident> = (0..typed.len())
-        .map(|i| Ident::new(&format!("__lockwright_arg{i}"), Span::mixed_site()))
-        .collect();
-    let arg_types = typed.iter().map(|typed| &typed.ty);
-    let explicit: Vec<&Ident> = generics
-        .params
-        .iter()
-        .filter_map(|param| match param {
-            GenericParam::Type(ty) => Some(&ty.ident),
-            GenericParam::Const(constant) => Some(&constant.ident),
-            GenericParam::Lifetime(_) => None,
-        })
-        .collect();
-    let turbofish = if explicit.is_empty() {
-        quote!()
-    } else {
-        quote!(::<#(#explicit),*>)
-    };
+    let companion = companion_name(name);
+    let receiver = sig.receiver().map(|_| quote!(&self,));
     quote! {
         #attrs
-        #vis fn #method_name #generics (&self, #(#params),*) -> #ret #where_clause {
+        #vis fn #companion #generics (#receiver #(#params),*) -> #krate::__private::LockedCall #where_clause {
             #krate::__private::LockedCall::new(#build)
-        }
-        #attrs
-        #vis fn #path_name #generics (
-            #this: &impl #krate::__private::Receiver<Self>,
-            #(#args: &#arg_types),*
-        ) -> #ret #where_clause {
-            Self::#method_name #turbofish (
-                #krate::__private::Receiver::<Self>::receiver(#this),
-                #(#args),*
-            )
         }
     }
 }

@@ -15,11 +15,10 @@ use crate::valid;
 pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
     match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(func)) => {
-            let companions_vis = func.vis.clone();
             match function(args, &func) {
                 Ok((function, opts)) => {
-                    let companions = expand::companions(&func, &opts, &companions_vis);
-                    quote!(#function #companions)
+                    let companion = expand::companion(&func, &opts, &func.vis);
+                    quote!(#function #companion)
                 }
                 Err(err) => fallback(err, &func),
             }
@@ -85,7 +84,7 @@ fn unsupported(item: &Item) -> syn::Error {
 }
 
 /// `#[locked]` on an `impl` block: expands the `#[locked(...)]` methods inside, and puts their
-/// companions in an inherent `impl` of the same type, since a trait impl cannot hold them.
+/// companions (see `expand::companion`) in an inherent `impl` of the same type, since a trait impl cannot hold them.
 fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
     if !args.is_empty() {
@@ -124,7 +123,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         };
         *item = match function(args, &func) {
             Ok((tokens, opts)) => {
-                companions.push(expand::companions(&func, &opts, &vis));
+                companions.push(expand::companion(&func, &opts, &vis));
                 ImplItem::Verbatim(tokens)
             }
             Err(err) => ImplItem::Verbatim(fallback(err, &func)),

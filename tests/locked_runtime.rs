@@ -1,0 +1,870 @@
+//! `#[locked]`, `is_locked!` and `release!` at run time, on the in-memory backend: exclusion,
+//! waiting, methods, `on_locked`, reentrancy, release on every exit, `backend = ...` (py-cachify
+//! defect 6) and inner lock errors kept as they are (defect 7). Sync tests contend from threads,
+//! async tests from tasks (the lock owner is the task, else the thread).
+//!
+//! Every test uses its own keys: tests share the process-wide global backend.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::LazyLock;
+use std::thread;
+use std::time::Duration;
+
+use lockwright::{
+    is_locked, locked, release, Lock, LockError, MemoryBackend, RemainingLease, SharedBackend,
+};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Holds `lock` on another thread until dropped.
+struct HeldElsewhere {
+    release: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+fn hold_elsewhere(lock: Lock) -> HeldElsewhere {
+    let (acquired_tx, acquired_rx) = mpsc::channel();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let thread = thread::spawn(move || {
+        let guard = lock
+            .acquire_blocking()
+            .expect("the helper thread takes the lock");
+        acquired_tx.send(()).unwrap();
+        let _ = release_rx.recv();
+        drop(guard);
+    });
+    acquired_rx.recv().expect("the helper thread took the lock");
+    HeldElsewhere {
+        release: Some(release_tx),
+        thread: Some(thread),
+    }
+}
+
+impl HeldElsewhere {
+    /// Releases after `delay` without blocking the caller.
+    fn release_after(mut self, delay: Duration) {
+        let release = self.release.take().unwrap();
+        thread::spawn(move || {
+            thread::sleep(delay);
+            let _ = release.send(());
+        });
+        self.thread.take();
+    }
+}
+
+impl Drop for HeldElsewhere {
+    fn drop(&mut self) {
+        if let Some(release) = self.release.take() {
+            let _ = release.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+fn locked_now(key: &str) -> bool {
+    Lock::new(key).is_locked_blocking().unwrap()
+}
+
+/// The application error of most tests: a lock failure, or a failure of the body.
+#[derive(Debug)]
+enum AppError {
+    Lock(LockError),
+    Failed(&'static str),
+}
+
+impl From<LockError> for AppError {
+    fn from(err: LockError) -> Self {
+        AppError::Lock(err)
+    }
+}
+
+/// An alias, as applications write them: the macro must see through it.
+type AppResult<T> = std::result::Result<T, AppError>;
+
+fn is_locked_error(result: &AppResult<impl fmt::Debug>, key: &str) -> bool {
+    matches!(result, Err(AppError::Lock(LockError::Locked { key: k })) if &**k == key)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exclusion by formatted key, sync
+
+/// Signals when it is inside, then stays until told to leave.
+#[locked(key = "gate-{id}")]
+fn gated(id: u32, entered: mpsc::Sender<()>, leave: mpsc::Receiver<()>) -> AppResult<u32> {
+    entered.send(()).unwrap();
+    leave.recv().unwrap();
+    Ok(id)
+}
+
+/// Runs `gated(id)` on a thread and returns once it is inside, with the means to let it go.
+fn park_in_gated(id: u32) -> (mpsc::Sender<()>, thread::JoinHandle<AppResult<u32>>) {
+    let (entered_tx, entered_rx) = mpsc::channel();
+    let (leave_tx, leave_rx) = mpsc::channel();
+    let thread = thread::spawn(move || gated(id, entered_tx, leave_rx));
+    entered_rx.recv().unwrap();
+    (leave_tx, thread)
+}
+
+#[test]
+fn same_arguments_exclude_and_different_arguments_do_not() {
+    let (leave, parked) = park_in_gated(1);
+    assert!(is_locked!(gated(1, mpsc::channel().0, mpsc::channel().1))
+        .blocking()
+        .unwrap());
+
+    // Same id from another thread: refused at once (nowait is the default, as in py-cachify).
+    let (entered, _) = mpsc::channel();
+    let (_, never) = mpsc::channel();
+    assert!(is_locked_error(&gated(1, entered, never), "gate-1"));
+
+    // Another id runs while id 1 is held.
+    let (other_leave, other) = park_in_gated(2);
+    other_leave.send(()).unwrap();
+    assert_eq!(other.join().unwrap().unwrap(), 2);
+
+    leave.send(()).unwrap();
+    assert_eq!(parked.join().unwrap().unwrap(), 1);
+    assert!(!locked_now("gate-1"));
+}
+
+#[test]
+fn a_lock_handle_and_a_locked_function_share_the_key_namespace() {
+    #[locked(key = "ledger-{account}")]
+    fn post(account: u64) -> Result<(), LockError> {
+        Ok(())
+    }
+
+    let held = hold_elsewhere(Lock::new("ledger-7"));
+    assert!(matches!(post(7), Err(LockError::Locked { .. })));
+    assert!(is_locked!(post(7)).blocking().unwrap());
+    drop(held);
+    post(7).unwrap();
+
+    // And the other way round: inside the function, a handle on the same key is refused.
+    #[locked(key = "journal-{account}")]
+    fn inside(account: u64) -> Result<bool, LockError> {
+        let other = thread::spawn(move || {
+            Lock::new(format!("journal-{account}"))
+                .acquire_blocking()
+                .map(drop)
+        });
+        Ok(matches!(
+            other.join().unwrap(),
+            Err(LockError::Locked { .. })
+        ))
+    }
+    assert!(inside(3).unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exclusion, async
+
+#[locked(key = "async-gate-{id}")]
+async fn async_gated(
+    id: u32,
+    entered: tokio::sync::oneshot::Sender<()>,
+    leave: tokio::sync::oneshot::Receiver<()>,
+) -> AppResult<u32> {
+    entered.send(()).unwrap();
+    leave.await.unwrap();
+    Ok(id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_same_arguments_exclude_and_different_arguments_do_not() {
+    use tokio::sync::oneshot;
+    let (entered_tx, entered_rx) = oneshot::channel();
+    let (leave_tx, leave_rx) = oneshot::channel();
+    let parked = tokio::spawn(async_gated(1, entered_tx, leave_rx));
+    entered_rx.await.unwrap();
+
+    assert!(
+        is_locked!(async_gated(1, oneshot::channel().0, oneshot::channel().1))
+            .await
+            .unwrap()
+    );
+    // Another task, same id: refused.
+    let refused = tokio::spawn(async_gated(1, oneshot::channel().0, oneshot::channel().1))
+        .await
+        .unwrap();
+    assert!(is_locked_error(&refused, "async-gate-1"));
+
+    // Another task, another id: runs.
+    let (other_entered_tx, other_entered_rx) = oneshot::channel();
+    let (other_leave_tx, other_leave_rx) = oneshot::channel();
+    let other = tokio::spawn(async_gated(2, other_entered_tx, other_leave_rx));
+    other_entered_rx.await.unwrap();
+    other_leave_tx.send(()).unwrap();
+    assert_eq!(other.await.unwrap().unwrap(), 2);
+
+    leave_tx.send(()).unwrap();
+    assert_eq!(parked.await.unwrap().unwrap(), 1);
+    assert!(
+        !is_locked!(async_gated(1, oneshot::channel().0, oneshot::channel().1))
+            .await
+            .unwrap()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting: nowait / timeout matrix
+
+#[locked(key = "matrix-{case}")]
+fn by_default(case: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(key = "matrix-{case}", nowait)]
+fn flag_nowait(case: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+// The design card's form: nowait wins, the timeout is unused (py-cachify).
+#[locked(key = "matrix-{case}", nowait, timeout = 4, exp = 2)]
+fn card_form(case: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(key = "matrix-{case}", nowait = false, timeout = 0.2)]
+fn waits_with_timeout(case: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+// `timeout` alone waits (without it, py-cachify's default nowait would ignore the timeout).
+#[locked(key = "matrix-{case}", timeout = 0.25)]
+fn timeout_alone(case: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[locked(key = "matrix-{case}", nowait = false)]
+fn waits_forever(case: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[test]
+fn nowait_fails_at_once_whatever_the_timeout() {
+    let _held = hold_elsewhere(Lock::new("matrix-nowait"));
+    for result in [
+        by_default("nowait"),
+        flag_nowait("nowait"),
+        card_form("nowait"),
+    ] {
+        assert!(
+            matches!(result, Err(LockError::Locked { .. })),
+            "{result:?}"
+        );
+    }
+}
+
+#[test]
+fn a_timeout_bounds_the_wait() {
+    let _held = hold_elsewhere(Lock::new("matrix-timeout"));
+    match waits_with_timeout("timeout") {
+        Err(LockError::TimedOut { waited, .. }) => assert_eq!(waited, Duration::from_millis(200)),
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    match timeout_alone("timeout") {
+        Err(LockError::TimedOut { waited, .. }) => assert_eq!(waited, Duration::from_millis(250)),
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+}
+
+#[test]
+fn waiting_functions_get_the_lock_once_it_is_released() {
+    hold_elsewhere(Lock::new("matrix-handoff")).release_after(Duration::from_millis(50));
+    waits_forever("handoff").unwrap();
+    hold_elsewhere(Lock::new("matrix-handoff")).release_after(Duration::from_millis(50));
+    // A 0.2 s timeout is enough when the holder leaves early; retry for slow machines.
+    let mut attempts = 0;
+    while let Err(LockError::TimedOut { .. }) = waits_with_timeout("handoff") {
+        attempts += 1;
+        assert!(attempts < 50, "the lock was never handed over");
+    }
+}
+
+#[tokio::test]
+async fn async_waits_time_out_and_get_the_lock() {
+    #[locked(key = "amatrix-{case}", nowait = false, timeout = 0.2)]
+    async fn waits(case: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+    #[locked(key = "amatrix-{case}", nowait, timeout = 4)]
+    async fn nowait(case: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+    let held = hold_elsewhere(Lock::new("amatrix-a"));
+    assert!(matches!(nowait("a").await, Err(LockError::Locked { .. })));
+    match waits("a").await {
+        Err(LockError::TimedOut { waited, .. }) => assert_eq!(waited, Duration::from_millis(200)),
+        other => panic!("expected TimedOut, got {other:?}"),
+    }
+    held.release_after(Duration::from_millis(20));
+    let mut attempts = 0;
+    while let Err(LockError::TimedOut { .. }) = waits("a").await {
+        attempts += 1;
+        assert!(attempts < 50, "the lock was never handed over");
+    }
+}
+
+#[test]
+fn exp_sets_the_lease_and_never_removes_it() {
+    #[locked(key = "lease-{case}", exp = 30)]
+    fn thirty(case: &str) -> Result<RemainingLease, LockError> {
+        Lock::new(format!("lease-{case}")).remaining_lease_blocking()
+    }
+    #[locked(key = "lease-{case}", exp = never)]
+    fn forever(case: &str) -> Result<RemainingLease, LockError> {
+        Lock::new(format!("lease-{case}")).remaining_lease_blocking()
+    }
+    match thirty("a").unwrap() {
+        RemainingLease::Remaining(left) => {
+            assert!(left <= Duration::from_secs(30) && left > Duration::from_secs(20));
+        }
+        other => panic!("expected a 30 s lease, got {other:?}"),
+    }
+    assert_eq!(forever("b").unwrap(), RemainingLease::Unlimited);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Key templates
+
+/// Counts how often it is formatted.
+struct Counted<'a>(&'a AtomicUsize, u32);
+
+impl fmt::Display for Counted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        write!(f, "{}", self.1)
+    }
+}
+
+#[test]
+fn the_key_is_formatted_once_per_call_before_the_body() {
+    #[locked(key = "counted-{value}")]
+    fn counted(value: Counted<'_>) -> Result<usize, LockError> {
+        Ok(value.0.load(Ordering::SeqCst))
+    }
+    let formats = AtomicUsize::new(0);
+    assert_eq!(counted(Counted(&formats, 1)).unwrap(), 1);
+    assert_eq!(formats.load(Ordering::SeqCst), 1);
+    assert_eq!(counted(Counted(&formats, 1)).unwrap(), 2);
+}
+
+struct Customer {
+    id: u64,
+}
+
+struct Order {
+    customer: Customer,
+    lines: (u32, &'static str),
+}
+
+#[test]
+fn templates_reach_fields_and_apply_format_specs() {
+    #[locked(key = "order-{order.customer.id}-{order.lines.1}-{tag:?}-{n:>6}-{{literal}}")]
+    fn place(order: &Order, tag: &str, n: u32) -> Result<(), LockError> {
+        Ok(())
+    }
+    let order = Order {
+        customer: Customer { id: 9 },
+        lines: (2, "apples"),
+    };
+    let key = "order-9-apples-\"eu\"-    42-{literal}";
+    assert!(is_locked!(place(&order, "eu", 42)).blocking().unwrap() == locked_now(key));
+    let held = hold_elsewhere(Lock::new(key));
+    assert!(matches!(place(&order, "eu", 42), Err(LockError::Locked { key: k }) if &*k == key));
+    assert!(is_locked!(place(&order, "eu", 42)).blocking().unwrap());
+    drop(held);
+    place(&order, "eu", 42).unwrap();
+}
+
+#[test]
+fn destructured_and_mut_parameters_can_be_named() {
+    #[locked(key = "pair-{left}-{right}-{count}")]
+    fn pair((left, right): (u32, u32), mut count: u32) -> Result<u32, LockError> {
+        count += left + right;
+        Ok(count)
+    }
+    assert_eq!(pair((1, 2), 3).unwrap(), 6);
+    let _held = hold_elsewhere(Lock::new("pair-1-2-3"));
+    assert!(is_locked!(pair((1, 2), 3)).blocking().unwrap());
+    assert!(pair((1, 2), 3).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Methods and `{self.field}`
+
+struct Worker {
+    shard: u32,
+    done: Vec<u64>,
+}
+
+impl Worker {
+    #[locked(key = "shard-{self.shard}-job-{job}")]
+    fn peek(&self, job: u64) -> AppResult<bool> {
+        Ok(locked_now(&format!("shard-{}-job-{job}", self.shard)))
+    }
+
+    #[locked(key = "shard-{self.shard}-job-{job}")]
+    fn record(&mut self, job: u64) -> AppResult<usize> {
+        self.done.push(job);
+        Ok(self.done.len())
+    }
+
+    #[locked(key = "shard-{self.shard}-final")]
+    fn finish(self) -> AppResult<Vec<u64>> {
+        Ok(self.done)
+    }
+
+    #[locked(key = "shard-new-{shard}")]
+    fn create(shard: u32) -> AppResult<Worker> {
+        Ok(Worker {
+            shard,
+            done: Vec::new(),
+        })
+    }
+
+    #[locked(key = "shard-{self.shard}-async-{job}")]
+    async fn process(&self, job: u64) -> AppResult<u64> {
+        tokio::task::yield_now().await;
+        Ok(job + u64::from(self.shard))
+    }
+}
+
+#[test]
+fn methods_lock_on_their_fields() {
+    let mut worker = Worker::create(4).unwrap();
+    assert!(worker.peek(1).unwrap());
+    assert_eq!(worker.record(1).unwrap(), 1);
+
+    let held = hold_elsewhere(Lock::new("shard-4-job-2"));
+    assert!(is_locked!(worker.peek(2)).blocking().unwrap());
+    assert!(is_locked!(Worker::peek(&worker, 2)).blocking().unwrap());
+    assert!(is_locked!(Worker::record(&mut worker, 2))
+        .blocking()
+        .unwrap());
+    assert!(!is_locked!(worker.peek(3)).blocking().unwrap());
+    assert!(is_locked_error(&worker.record(2), "shard-4-job-2"));
+    // Another shard, same job: another key.
+    let mut other = Worker::create(5).unwrap();
+    assert_eq!(other.record(2).unwrap(), 1);
+    drop(held);
+    assert_eq!(worker.record(2).unwrap(), 2);
+
+    let held = hold_elsewhere(Lock::new("shard-4-final"));
+    assert!(is_locked!(Worker::finish(&worker)).blocking().unwrap());
+    assert!(is_locked!(worker.finish()).blocking().unwrap());
+    drop(held);
+    assert_eq!(worker.finish().unwrap(), [1, 2]);
+
+    let _held = hold_elsewhere(Lock::new("shard-new-6"));
+    assert!(is_locked!(Worker::create(6)).blocking().unwrap());
+    assert!(Worker::create(6).is_err());
+}
+
+#[tokio::test]
+async fn async_methods_lock_on_their_fields() {
+    let worker = std::sync::Arc::new(Worker::create(7).unwrap());
+    assert_eq!(worker.process(1).await.unwrap(), 8);
+    let held = hold_elsewhere(Lock::new("shard-7-async-2"));
+    assert!(is_locked!(worker.process(2)).await.unwrap());
+    assert!(is_locked!(Worker::process(&worker, 2)).await.unwrap());
+    assert!(is_locked_error(&worker.process(2).await, "shard-7-async-2"));
+    drop(held);
+    assert_eq!(worker.process(2).await.unwrap(), 9);
+}
+
+// ---------------------------------------------------------------------------------------------
+// `on_locked` (py-cachify's `once`)
+
+#[locked(key = "once-{id}", on_locked = 0)]
+fn once_count(id: u32) -> u32 {
+    id
+}
+
+#[locked(key = "once-{id}", on_locked = Err(AppError::Failed("busy")))]
+fn once_result(id: u32) -> AppResult<u32> {
+    Ok(id)
+}
+
+#[locked(key = "once-{id}", on_locked = format!("{id} is busy"))]
+async fn once_async(id: u32) -> String {
+    format!("{id} done")
+}
+
+#[test]
+fn on_locked_returns_its_value_when_the_lock_is_taken() {
+    assert_eq!(once_count(5), 5);
+    let held = hold_elsewhere(Lock::new("once-5"));
+    assert_eq!(once_count(5), 0);
+    assert!(matches!(once_result(5), Err(AppError::Failed("busy"))));
+    assert_eq!(once_count(6), 6);
+    drop(held);
+    assert_eq!(once_result(5).unwrap(), 5);
+}
+
+#[tokio::test]
+async fn async_on_locked_returns_its_value_when_the_lock_is_taken() {
+    assert_eq!(once_async(8).await, "8 done");
+    let _held = hold_elsewhere(Lock::new("once-8"));
+    assert_eq!(once_async(8).await, "8 is busy");
+}
+
+#[test]
+fn on_locked_still_returns_other_lock_failures_through_a_result() {
+    // An empty key is an invalid argument, not contention: it must not become the on_locked value.
+    #[locked(key = "{name}", on_locked = Ok(0))]
+    fn named(name: &str) -> AppResult<u32> {
+        Ok(1)
+    }
+    assert!(matches!(
+        named(""),
+        Err(AppError::Lock(LockError::InvalidArgument { .. }))
+    ));
+    assert_eq!(named("x").unwrap(), 1);
+}
+
+#[test]
+fn on_locked_panics_on_other_failures_when_the_return_type_has_no_room() {
+    #[locked(key = "{name}", on_locked = 0)]
+    fn named(name: &str) -> u32 {
+        1
+    }
+    let outcome = std::panic::catch_unwind(|| named(""));
+    let message = outcome.unwrap_err();
+    let message = message.downcast_ref::<String>().unwrap();
+    assert!(message.contains("invalid key"), "{message}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reentrancy
+
+#[locked(key = "tree-{name}")]
+fn countdown(name: &str, n: u32) -> Result<u32, LockError> {
+    if n == 0 {
+        return Lock::new(format!("tree-{name}")).lock_count_blocking();
+    }
+    countdown(name, n - 1)
+}
+
+#[locked(key = "account-{id}", nowait = false)]
+fn transfer(id: u32) -> Result<u32, LockError> {
+    audit(id)
+}
+
+#[locked(key = "account-{id}", nowait = false)]
+fn audit(id: u32) -> Result<u32, LockError> {
+    Lock::new(format!("account-{id}")).lock_count_blocking()
+}
+
+#[test]
+fn a_locked_function_re_enters_its_own_lock() {
+    assert_eq!(countdown("a", 3).unwrap(), 4);
+    assert!(!locked_now("tree-a"));
+    // Waiting functions re-enter too, instead of waiting for themselves.
+    assert_eq!(transfer(1).unwrap(), 2);
+    assert!(!locked_now("account-1"));
+}
+
+#[locked(key = "atree-{name}")]
+async fn async_countdown(name: &str, n: u32) -> Result<u32, LockError> {
+    if n == 0 {
+        return Lock::new(format!("atree-{name}")).lock_count().await;
+    }
+    Box::pin(async_countdown(name, n - 1)).await
+}
+
+#[tokio::test]
+async fn an_async_locked_function_re_enters_its_own_lock() {
+    assert_eq!(async_countdown("b", 2).await.unwrap(), 3);
+    assert!(!locked_now("atree-b"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Release on every exit
+
+#[locked(key = "exit-{id}")]
+fn fails(id: u32) -> AppResult<u32> {
+    assert!(locked_now(&format!("exit-{id}")));
+    Err(AppError::Failed("body failed"))
+}
+
+#[locked(key = "exit-{id}")]
+fn question_mark(id: u32) -> AppResult<u32> {
+    let parsed: u32 = "not a number"
+        .parse()
+        .map_err(|_| AppError::Failed("parse"))?;
+    Ok(parsed + id)
+}
+
+#[locked(key = "exit-{id}")]
+fn panics(id: u32) -> AppResult<u32> {
+    assert!(locked_now(&format!("exit-{id}")));
+    panic!("body panicked");
+}
+
+#[test]
+fn the_lock_is_released_on_error_question_mark_and_panic() {
+    assert!(matches!(fails(1), Err(AppError::Failed("body failed"))));
+    assert!(!locked_now("exit-1"));
+    assert!(matches!(question_mark(2), Err(AppError::Failed("parse"))));
+    assert!(!locked_now("exit-2"));
+    assert!(std::panic::catch_unwind(|| panics(3)).is_err());
+    assert!(!locked_now("exit-3"));
+    assert!(!is_locked!(panics(3)).blocking().unwrap());
+}
+
+#[locked(key = "parked-{id}")]
+async fn parked(id: u32, entered: tokio::sync::oneshot::Sender<()>) -> Result<(), LockError> {
+    entered.send(()).unwrap();
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[locked(key = "apanic-{id}")]
+async fn async_panics(id: u32) -> Result<(), LockError> {
+    tokio::task::yield_now().await;
+    panic!("async body panicked");
+}
+
+#[tokio::test]
+async fn the_lock_is_released_when_the_future_is_dropped_or_panics() {
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(parked(1, entered_tx));
+    entered_rx.await.unwrap();
+    assert!(is_locked!(parked(1, tokio::sync::oneshot::channel().0))
+        .await
+        .unwrap());
+    task.abort();
+    assert!(task.await.unwrap_err().is_cancelled());
+    assert!(!is_locked!(parked(1, tokio::sync::oneshot::channel().0))
+        .await
+        .unwrap());
+
+    assert!(tokio::spawn(async_panics(2)).await.unwrap_err().is_panic());
+    assert!(!is_locked!(async_panics(2)).await.unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// `backend = ...` (py-cachify defect 6: a decorator on a non-global instance used the global one)
+
+static REPORTS: LazyLock<SharedBackend> = LazyLock::new(MemoryBackend::shared);
+
+#[locked(key = "report-{id}", backend = REPORTS)]
+fn report(id: u32) -> Result<(bool, bool), LockError> {
+    let key = format!("report-{id}");
+    Ok((
+        Lock::with_backend(key.as_str(), &REPORTS).is_locked_blocking()?,
+        Lock::new(key).is_locked_blocking()?,
+    ))
+}
+
+#[test]
+fn a_backend_option_is_used_for_acquire_is_locked_and_release() {
+    // Inside: locked in REPORTS, not in the global backend.
+    assert_eq!(report(1).unwrap(), (true, false));
+
+    // A holder in the global backend does not block it.
+    let global = hold_elsewhere(Lock::new("report-2"));
+    assert!(!is_locked!(report(2)).blocking().unwrap());
+    assert_eq!(report(2).unwrap(), (true, true));
+    drop(global);
+
+    // A holder in REPORTS does, and is_locked! / release! ask REPORTS.
+    let held = hold_elsewhere(Lock::with_backend("report-3", &REPORTS));
+    assert!(matches!(report(3), Err(LockError::Locked { .. })));
+    assert!(is_locked!(report(3)).blocking().unwrap());
+    assert!(!locked_now("report-3"));
+    assert!(release!(report(3)).blocking().unwrap());
+    assert!(!is_locked!(report(3)).blocking().unwrap());
+    assert_eq!(report(3).unwrap(), (true, false));
+    drop(held);
+}
+
+struct Tenant {
+    backend: SharedBackend,
+    name: &'static str,
+}
+
+impl Tenant {
+    #[locked(key = "tenant-{self.name}", backend = self.backend)]
+    async fn sync_accounts(&self) -> Result<bool, LockError> {
+        Lock::with_backend(format!("tenant-{}", self.name), &self.backend)
+            .is_locked()
+            .await
+    }
+}
+
+#[tokio::test]
+async fn a_backend_option_may_be_a_field_of_self() {
+    let tenant = Tenant {
+        backend: MemoryBackend::shared(),
+        name: "acme",
+    };
+    assert!(tenant.sync_accounts().await.unwrap());
+    let held = hold_elsewhere(Lock::with_backend("tenant-acme", &tenant.backend));
+    assert!(is_locked!(tenant.sync_accounts()).await.unwrap());
+    assert!(!locked_now("tenant-acme"));
+    assert!(tenant.sync_accounts().await.is_err());
+    assert!(release!(tenant.sync_accounts()).await.unwrap());
+    assert!(tenant.sync_accounts().await.unwrap());
+    drop(held);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inner lock errors (py-cachify defect 7: `once` swallowed lock errors raised inside)
+
+#[locked(key = "outer-{id}")]
+fn outer_result(id: u32) -> AppResult<u32> {
+    let _inner = Lock::new(format!("inner-{id}")).acquire_blocking()?;
+    Ok(id)
+}
+
+#[locked(key = "outer-{id}", on_locked = Ok(0))]
+fn outer_once(id: u32) -> AppResult<u32> {
+    let _inner = Lock::new(format!("inner-{id}")).acquire_blocking()?;
+    Ok(id)
+}
+
+#[locked(key = "outer-{id}", on_locked = Ok(0))]
+async fn outer_once_async(id: u32) -> AppResult<u32> {
+    let _inner = Lock::new(format!("inner-{id}")).acquire().await?;
+    Ok(id)
+}
+
+#[test]
+fn an_inner_lock_error_is_returned_as_it_is() {
+    let _inner = hold_elsewhere(Lock::new("inner-1"));
+    assert!(is_locked_error(&outer_result(1), "inner-1"));
+    // With on_locked, the inner failure is not turned into the on_locked value.
+    assert!(is_locked_error(&outer_once(1), "inner-1"));
+    assert!(!locked_now("outer-1"));
+    // While the outer lock itself is taken, on_locked applies.
+    let _outer = hold_elsewhere(Lock::new("outer-1"));
+    assert_eq!(outer_once(1).unwrap(), 0);
+    assert!(is_locked_error(&outer_result(1), "outer-1"));
+}
+
+#[tokio::test]
+async fn an_inner_lock_error_is_returned_as_it_is_async() {
+    let _inner = hold_elsewhere(Lock::new("inner-2"));
+    assert!(is_locked_error(&outer_once_async(2).await, "inner-2"));
+    let _outer = hold_elsewhere(Lock::new("outer-2"));
+    assert_eq!(outer_once_async(2).await.unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// `is_locked!` / `release!`
+
+#[locked(key = "nightly-{day}", exp = 60)]
+fn nightly(day: u32) -> Result<(), LockError> {
+    Ok(())
+}
+
+#[test]
+fn release_frees_a_lock_held_by_someone_else() {
+    let held = hold_elsewhere(Lock::new("nightly-3"));
+    assert!(is_locked!(nightly(3)).blocking().unwrap());
+    assert!(!is_locked!(nightly(4)).blocking().unwrap());
+    assert!(release!(nightly(3)).blocking().unwrap());
+    assert!(!is_locked!(nightly(3)).blocking().unwrap());
+    assert!(!release!(nightly(3)).blocking().unwrap());
+    nightly(3).unwrap();
+    drop(held);
+}
+
+#[tokio::test]
+async fn release_works_from_async_code() {
+    let held = hold_elsewhere(Lock::new("nightly-5"));
+    assert!(is_locked!(nightly(5)).await.unwrap());
+    assert!(release!(nightly(5)).await.unwrap());
+    assert!(!is_locked!(nightly(5)).await.unwrap());
+    drop(held);
+}
+
+mod jobs {
+    use lockwright::{locked, LockError};
+
+    #[locked(key = "module-job-{id}")]
+    pub fn run(id: u32) -> Result<u32, LockError> {
+        Ok(id)
+    }
+}
+
+#[test]
+fn is_locked_follows_paths_into_modules() {
+    let _held = hold_elsewhere(Lock::new("module-job-1"));
+    assert!(is_locked!(jobs::run(1)).blocking().unwrap());
+    assert!(!is_locked!(self::jobs::run(2)).blocking().unwrap());
+    assert!(jobs::run(1).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generic functions, impl Trait, trait impls
+
+#[locked(key = "generic-{item}")]
+fn generic<T, const N: usize>(item: T, _sizes: [u8; N]) -> Result<String, LockError>
+where
+    T: fmt::Display + Clone,
+{
+    Ok(item.to_string())
+}
+
+#[locked(key = "impl-{label}")]
+async fn impl_trait(label: impl fmt::Display + Send) -> Result<String, LockError> {
+    Ok(label.to_string())
+}
+
+#[tokio::test]
+async fn generic_and_impl_trait_functions_lock_per_argument() {
+    assert_eq!(generic("a", [0u8; 2]).unwrap(), "a");
+    assert_eq!(impl_trait(5).await.unwrap(), "5");
+    let _a = hold_elsewhere(Lock::new("generic-a"));
+    let _b = hold_elsewhere(Lock::new("impl-5"));
+    assert!(is_locked!(generic("a", [0u8; 2])).await.unwrap());
+    assert!(is_locked!(generic::<&str, 3>("a", [0u8; 3])).await.unwrap());
+    assert!(generic("a", [1u8; 1]).is_err());
+    assert!(is_locked!(impl_trait(5)).await.unwrap());
+    assert!(impl_trait(5).await.is_err());
+}
+
+trait Job {
+    fn run(&self, id: u32) -> Result<u32, LockError>;
+    async fn run_async(&self, id: u32) -> Result<u32, LockError>;
+}
+
+struct Nightly {
+    zone: &'static str,
+}
+
+#[locked]
+impl Job for Nightly {
+    #[locked(key = "trait-{self.zone}-{id}")]
+    fn run(&self, id: u32) -> Result<u32, LockError> {
+        Ok(id)
+    }
+
+    #[locked(key = "trait-async-{self.zone}-{id}")]
+    async fn run_async(&self, id: u32) -> Result<u32, LockError> {
+        Ok(id)
+    }
+}
+
+#[tokio::test]
+async fn methods_of_trait_impls_lock_and_answer_is_locked() {
+    let job = Nightly { zone: "eu" };
+    assert_eq!(job.run(1).unwrap(), 1);
+    assert_eq!(job.run_async(1).await.unwrap(), 1);
+    let _held = hold_elsewhere(Lock::new("trait-eu-2"));
+    let _held_async = hold_elsewhere(Lock::new("trait-async-eu-2"));
+    assert!(job.run(2).is_err());
+    assert!(job.run_async(2).await.is_err());
+    assert!(is_locked!(job.run(2)).blocking().unwrap());
+    assert!(is_locked!(Nightly::run_async(&job, 2)).await.unwrap());
+    assert!(!is_locked!(job.run_async(3)).await.unwrap());
+}
