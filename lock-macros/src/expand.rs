@@ -44,7 +44,7 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     } else {
         quote!(#lock.acquire_blocking())
     };
-    let on_err = on_error(opts, &sig.output, &err);
+    let on_err = on_error(opts, &sig.output, sig.ident.span(), &err);
     quote! {
         #(#attrs)*
         #vis #sig {
@@ -62,10 +62,10 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
 
 /// What the prologue does with an acquire error `err`: return it through the return type, or
 /// with `on_locked`, return that value for contention and route anything else.
-fn on_error(opts: &Options, output: &ReturnType, err: &Ident) -> TokenStream {
+fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> TokenStream {
     let krate = &opts.krate;
     let (ret, span) = match output {
-        ReturnType::Default => (quote!(()), Span::call_site()),
+        ReturnType::Default => (quote_spanned!(name=> ()), name),
         ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
     let nameable = !mentions_impl(&ret);
@@ -80,10 +80,12 @@ fn on_error(opts: &Options, output: &ReturnType, err: &Ident) -> TokenStream {
         None => quote!(return #through_return),
         Some(value) => {
             let other = if nameable {
-                quote! {{
-                    use #krate::__private::{RouteViaPanic as _, RouteViaReturn as _};
-                    (&#krate::__private::Route::<#ret>::new()).route(#err)
-                }}
+                quote! {
+                    return {
+                        use #krate::__private::{RouteViaPanic as _, RouteViaReturn as _};
+                        (&#krate::__private::Route::<#ret>::new()).route(#err)
+                    }
+                }
             } else {
                 quote!(#krate::__private::unroutable(#err))
             };
@@ -91,7 +93,7 @@ fn on_error(opts: &Options, output: &ReturnType, err: &Ident) -> TokenStream {
                 if #krate::__private::LockError::is_contention(&#err) {
                     return #value;
                 }
-                return #other;
+                #other
             }}
         }
     }
@@ -111,9 +113,10 @@ fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
     let key = key_expr(&opts.template, func, krate);
     let mut lock = match &opts.backend {
         None => quote!(#krate::__private::Lock::new(#key)),
-        Some(backend) => quote! {
-            #krate::__private::Lock::with_backend(#key, #krate::__private::backend(&(#backend)))
-        },
+        Some(backend) => {
+            let backend = quote_spanned!(backend.span()=> #krate::__private::backend(&(#backend)));
+            quote!(#krate::__private::Lock::with_backend(#key, #backend))
+        }
     };
     if let Some(nowait) = opts.nowait {
         lock.extend(quote!(.nowait(#nowait)));

@@ -14,32 +14,44 @@ use crate::valid;
 /// `#[locked(...)]` on any item.
 pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
     match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(func)) => {
-            match function(args, &func) {
-                Ok((function, opts)) => {
-                    let companion = expand::companion(&func, &opts, &func.vis);
-                    quote!(#function #companion)
-                }
-                Err(err) => fallback(err, &func),
+        Ok(Item::Fn(func)) => match function(args, &func) {
+            Ok((function, opts)) => {
+                let companion = expand::companion(&func, &opts, &func.vis);
+                quote!(#function #companion)
             }
-        }
+            Err(err) => fallback(err, &func),
+        },
         Ok(Item::Impl(block)) => impl_block(args, block),
+        Ok(Item::Verbatim(tokens)) => match syn::parse2::<syn::TraitItemFn>(tokens.clone()) {
+            Ok(decl) if decl.default.is_none() => fallback(no_body(&decl), &decl),
+            _ => fallback(
+                syn::Error::new(
+                    Span::call_site(),
+                    "`#[locked]` applies to functions and methods",
+                ),
+                &tokens,
+            ),
+        },
         Ok(other) => fallback(unsupported(&other), &other),
         // Not an item: a method declaration without a body (`fn f(&self);` in a trait).
         Err(_) => match syn::parse2::<syn::TraitItemFn>(item.clone()) {
-            Ok(decl) if decl.default.is_none() => fallback(
-                syn::Error::new(
-                    decl.sig.span(),
-                    "`#[locked]` needs a function with a body: put it on the implementations, not on the trait's declaration",
-                ),
-                &decl,
-            ),
+            Ok(decl) if decl.default.is_none() => fallback(no_body(&decl), &decl),
             _ => fallback(
-                syn::Error::new(Span::call_site(), "`#[locked]` applies to functions and methods"),
+                syn::Error::new(
+                    Span::call_site(),
+                    "`#[locked]` applies to functions and methods",
+                ),
                 &item,
             ),
         },
     }
+}
+
+fn no_body(decl: &syn::TraitItemFn) -> syn::Error {
+    syn::Error::new(
+        decl.sig.fn_token.span,
+        "`#[locked]` needs a function with a body: put it on the trait's implementations (with `#[locked]` on the `impl` block), not on the declaration",
+    )
 }
 
 /// Parses and checks the options for `func`, then writes the locked function.
