@@ -15,6 +15,30 @@
 //! guard.release().await?;
 //! # Ok(()) }
 //! ```
+//!
+//! ## Locked functions
+//!
+//! [`#[locked]`](macro@locked) runs a function under the lock its arguments name (py-cachify's
+//! decorators, checked at compile time); [`is_locked!`] and [`release!`] ask about, or free, the
+//! lock a call would take, without running it.
+//!
+//! ```
+//! use lockwright::{is_locked, locked, LockError};
+//!
+//! #[locked(key = "job-{id}", nowait, timeout = 4, exp = 2)]
+//! async fn process(id: u64) -> Result<u64, LockError> {
+//!     Ok(id * 2)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), LockError> {
+//! assert_eq!(process(21).await?, 42);
+//! if lockwright::is_locked!(process(42)).await? {
+//!     println!("job 42 is running elsewhere");
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! A `#[locked]` function and a [`Lock`] on the same formatted key are the same lock.
 
 #[doc(inline)]
 pub use lock_core::*;

@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(t.format_string(), "job-{}-{:?}-{{x}}-{:>6}");
         let holes: Vec<String> = t.holes().map(Hole::written).collect();
         assert_eq!(holes, ["{id}", "{user.name}", "{n}"]);
-        assert_eq!(t.holes().nth(1).unwrap().range, 9..21);
+        assert_eq!(t.holes().nth(1).unwrap().range, 9..22);
     }
 
     #[test]
