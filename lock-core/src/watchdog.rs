@@ -168,7 +168,11 @@ impl Watchdog {
         let mut registry = self.registry();
         loop {
             let now = Instant::now();
-            if registry.watched.values().any(|watched| watched.renew_at <= now) {
+            if registry
+                .watched
+                .values()
+                .any(|watched| watched.renew_at <= now)
+            {
                 return registry
                     .watched
                     .iter()

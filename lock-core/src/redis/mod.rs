@@ -149,7 +149,8 @@ fn redact(url: &str) -> String {
 /// backend. All Redis I/O runs on a small runtime the backend owns, so the blocking API works in
 /// programs without tokio and inside any runtime, and the backend survives the runtimes of its
 /// callers. Operations on one key issued by one task or thread reach Redis in the order issued
-/// (a guard's release on drop is never overtaken by the next operation on that key).
+/// (a guard's release on drop is never overtaken by the next operation on that key), except
+/// right after a `SCRIPT FLUSH`, when the first call of each script is retried.
 ///
 /// Key layout, for prefix `lockwright:` and key `job-42` (one Cluster hash tag per lock):
 /// `lockwright:{job-42}` (hash: owner, hold count, fence; TTL = lease),
@@ -170,6 +171,9 @@ pub struct RedisBackend {
 
 struct Inner {
     config: RedisConfig,
+    /// Releases from guard drops still in flight, per key: later operations on the key wait
+    /// for them, so a process always sees its own drops.
+    pending_releases: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<PendingKey>>>,
     pool: deadpool_redis::Pool,
     slots: Box<[AsyncMutex<Option<deadpool_redis::Connection>>]>,
     wakeups: Arc<Wakeups>,
@@ -195,6 +199,12 @@ impl Drop for OwnedRuntime {
             runtime.shutdown_background();
         }
     }
+}
+
+#[derive(Default)]
+struct PendingKey {
+    in_flight: std::sync::atomic::AtomicUsize,
+    done: Event,
 }
 
 struct Wakeups {
@@ -306,6 +316,7 @@ impl RedisBackend {
                     .collect(),
                 config,
                 pool,
+                pending_releases: Default::default(),
                 wakeups: Arc::new(Wakeups {
                     stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
                     hasher: Default::default(),
@@ -416,14 +427,62 @@ impl RedisBackend {
         }
     }
 
-    /// Runs `op` on the backend's runtime; the returned future works on any executor.
+    fn pending_releases(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Arc<str>, Arc<PendingKey>>> {
+        self.inner
+            .pending_releases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one more release in flight for `key` (resolved by [`Self::end_pending`]).
+    fn begin_pending(&self, key: &Arc<str>) -> Arc<PendingKey> {
+        // Count and uncount under the map's lock, so an entry is removed only when idle.
+        let mut map = self.pending_releases();
+        let pending = Arc::clone(map.entry(Arc::clone(key)).or_default());
+        pending.in_flight.fetch_add(1, Ordering::AcqRel);
+        pending
+    }
+
+    fn end_pending(&self, key: &str, pending: &PendingKey) {
+        {
+            let mut map = self.pending_releases();
+            if pending.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                map.remove(key);
+            }
+        }
+        pending.done.notify(usize::MAX);
+    }
+
+    /// Waits until no release from a guard drop is in flight for `key`.
+    async fn after_pending_releases(&self, key: &str) {
+        loop {
+            let Some(pending) = self.pending_releases().get(key).cloned() else {
+                return;
+            };
+            let listener = pending.done.listen();
+            if pending.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// Runs `op` on the backend's runtime, after the key's in-flight drop releases; the
+    /// returned future works on any executor.
     fn run<T, F>(&self, key: &str, op: F) -> BoxFuture<'static, Result<T>>
     where
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
-        let task = self.inner.runtime.handle().spawn(op);
+        let backend = self.clone();
         let key: Arc<str> = key.into();
+        let ordered_key = Arc::clone(&key);
+        let task = self.inner.runtime.handle().spawn(async move {
+            backend.after_pending_releases(&ordered_key).await;
+            op.await
+        });
         Box::pin(async move {
             task.await.map_err(|err| LockError::Backend {
                 key,
@@ -562,6 +621,70 @@ impl std::error::Error for PoolError {
     }
 }
 
+/// Where an acquire running on the backend's runtime stands, shared with its caller's future.
+enum Flight {
+    Running,
+    /// The caller gave up; the task releases any hold it got and then ends this pending entry.
+    Abandoned(Arc<PendingKey>),
+    Done,
+}
+
+fn lock_flight(flight: &std::sync::Mutex<Flight>) -> std::sync::MutexGuard<'_, Flight> {
+    flight
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The caller's side of an acquire running on the backend's runtime. Dropped before the reply
+/// arrived, it marks the acquire abandoned (the task gives any hold back, and later operations
+/// on the key wait for that); dropped with an unread reply, it releases that hold. Either way
+/// no hold is orphaned, and the caller's next operation on the key sees it released.
+struct AcquireReply {
+    receiver: Option<oneshot::Receiver<Result<TryAcquire>>>,
+    flight: Arc<std::sync::Mutex<Flight>>,
+    backend: RedisBackend,
+    key: Arc<str>,
+    owner: Owner,
+}
+
+impl Future for AcquireReply {
+    type Output = Result<TryAcquire>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        let receiver = this.receiver.as_mut().expect("polled after completion");
+        std::pin::Pin::new(receiver).poll(cx).map(|reply| {
+            this.receiver = None;
+            reply.map_err(|err| LockError::Backend {
+                key: Arc::clone(&this.key),
+                source: err.into(),
+            })?
+        })
+    }
+}
+
+impl Drop for AcquireReply {
+    fn drop(&mut self) {
+        let Some(receiver) = self.receiver.as_mut() else {
+            return; // completed: the caller has the reply
+        };
+        let mut state = lock_flight(&self.flight);
+        match &*state {
+            Flight::Running => *state = Flight::Abandoned(self.backend.begin_pending(&self.key)),
+            Flight::Done => {
+                if let Ok(Ok(TryAcquire::Acquired { fence, .. })) = receiver.try_recv() {
+                    drop(state);
+                    self.backend.release_on_drop(&self.key, self.owner, fence);
+                }
+            }
+            Flight::Abandoned(_) => {}
+        }
+    }
+}
+
 impl Backend for RedisBackend {
     fn try_acquire<'a>(
         &'a self,
@@ -571,9 +694,17 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<TryAcquire>> {
         let backend = self.clone();
         let key: Arc<str> = key.into();
-        let key_for_error = Arc::clone(&key);
+        let flight = Arc::new(std::sync::Mutex::new(Flight::Running));
         let (sender, receiver) = oneshot::channel();
+        let reply = AcquireReply {
+            receiver: Some(receiver),
+            flight: Arc::clone(&flight),
+            backend: self.clone(),
+            key: Arc::clone(&key),
+            owner,
+        };
         self.inner.runtime.handle().spawn(async move {
+            backend.after_pending_releases(&key).await;
             let reply: Result<Vec<i64>> = backend
                 .eval(
                     &key,
@@ -595,23 +726,33 @@ impl Backend for RedisBackend {
                     source: format!("unexpected acquire reply {other:?}").into(),
                 }),
             });
-            // The caller dropped its future while the acquire was in flight: give the hold
-            // back at once instead of leaving it until the lease ends.
-            if let Err(Ok(TryAcquire::Acquired { fence, .. })) = sender.send(outcome) {
-                let released = backend
-                    .release_now(key, owner, Some(fence), ReleaseScope::One)
-                    .await;
-                if let Err(err) = released {
-                    tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
+            let abandoned = {
+                let mut state = lock_flight(&flight);
+                match std::mem::replace(&mut *state, Flight::Done) {
+                    Flight::Abandoned(pending) => Some((pending, outcome)),
+                    // Sent under the state lock: the reply's Drop sees Running or the reply.
+                    Flight::Running | Flight::Done => {
+                        drop(sender.send(outcome));
+                        None
+                    }
                 }
+            };
+            // The caller dropped its future while the acquire was in flight: give the hold
+            // back, and let the caller's next operation on the key wait for that.
+            if let Some((pending, outcome)) = abandoned {
+                if let Ok(TryAcquire::Acquired { fence, .. }) = outcome {
+                    let released = backend
+                        .clone()
+                        .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
+                        .await;
+                    if let Err(err) = released {
+                        tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
+                    }
+                }
+                backend.end_pending(&key, &pending);
             }
         });
-        Box::pin(async move {
-            receiver.await.map_err(|err| LockError::Backend {
-                key: key_for_error,
-                source: err.into(),
-            })?
-        })
+        Box::pin(reply)
     }
 
     fn release<'a>(
@@ -737,10 +878,17 @@ impl Backend for RedisBackend {
     }
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
-        let release = self
-            .clone()
-            .release_now(key.into(), owner, Some(fence), ReleaseScope::One);
-        let task = self.inner.runtime.handle().spawn(release);
+        let key: Arc<str> = key.into();
+        let pending = self.begin_pending(&key);
+        let backend = self.clone();
+        let task = self.inner.runtime.handle().spawn(async move {
+            let released = backend
+                .clone()
+                .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
+                .await;
+            backend.end_pending(&key, &pending);
+            released
+        });
         // Outside any runtime (plain threads) wait for it, so the key is free when drop returns;
         // inside one, blocking could stall the caller's executor, so it completes in the
         // background (still before any later operation on this key from this process).
