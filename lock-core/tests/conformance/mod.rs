@@ -736,6 +736,22 @@ macro_rules! conformance_suite {
         }
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn acquires_dropped_at_any_point_leave_no_lock_behind() {
+            // Cut acquire+hold futures off after 0, 25, 50... microseconds: every await point
+            // gets hit. Right after each drop, the key must be free.
+            let lock = lock("cancel-sweep");
+            for step in 0..300u64 {
+                let holder = lock.clone();
+                let attempt = tokio::time::timeout(__Duration::from_micros(step * 25), async move {
+                    let _guard = holder.acquire().await.unwrap();
+                    tokio::task::yield_now().await;
+                });
+                let _ = attempt.await;
+                assert!(!lock.is_locked().await.unwrap(), "held after a drop at step {step}");
+            }
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_dropped_waiter_takes_nothing() {
             let lock = lock("dropped-waiter").nowait(false).exp(30);
             let held = lock.acquire().await.unwrap();
