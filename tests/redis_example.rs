@@ -1,0 +1,38 @@
+//! `cargo run --example redis` works against a real server and leaves nothing behind.
+
+#[path = "../lock-core/tests/support/mod.rs"]
+mod support;
+
+use std::process::Command;
+
+#[test]
+fn redis_example_runs_against_a_real_server_and_cleans_up() {
+    let server = support::RedisServer::start();
+    let example = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("examples").join("redis")))
+        .filter(|path| path.exists())
+        .expect("run with `cargo test --workspace`, which builds the examples");
+    let output = Command::new(example)
+        .env("REDIS_URL", server.url())
+        .output()
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    for expected in [
+        "alice holds job-7 with fence",
+        "bob holds job-7 with fence",
+        "is job-7 locked (seen from another task)? true",
+        "still held: true",
+        "released; locked now? false",
+        "cleaned up 1 key(s)",
+    ] {
+        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+    }
+    let mut raw = redis::Client::open(server.url())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let left: u64 = redis::cmd("DBSIZE").query(&mut raw).unwrap();
+    assert_eq!(left, 0, "the example left keys behind");
+}
