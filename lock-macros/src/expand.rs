@@ -186,7 +186,7 @@ pub fn companion(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenS
     let attrs = quote! {
         #(#cfgs)*
         #[doc(hidden)]
-        #[allow(unused_variables, non_snake_case, clippy::too_many_arguments)]
+        #[allow(dead_code, unused_variables, non_snake_case, clippy::too_many_arguments)]
         #[inline]
     };
     let typed: Vec<&syn::PatType> = sig
