@@ -159,6 +159,9 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
             }),
         )) => {
             let template = key::parse(lit, errors);
+            if template.constant().is_some_and(|text| text.is_empty()) {
+                errors.at(template.lit.span(), "`key` must not be empty");
+            }
             check_placeholders(&template, &params, &func.sig.ident, errors);
             Some(template)
         }

@@ -16,7 +16,7 @@ fn zero_float_and_too_long() -> Result<(), LockError> {
     Ok(())
 }
 
-#[locked(key = "c", timeout = 4ms)]
+#[locked(key = "", timeout = 4ms)]
 fn unit_suffix() -> Result<(), LockError> {
     Ok(())
 }
