@@ -1,0 +1,480 @@
+//! Safety under faults, against a real redis-server: a multi-process history checker, killed and
+//! paused holders, a killed subscriber, start-up errors, and a walk of awkward keys.
+//!
+//! `LOCKWRIGHT_HISTORY_SECS` (default 3) and `LOCKWRIGHT_HISTORY_PROCESSES` (default 3) make the
+//! history run longer or wider.
+
+mod conformance;
+mod support;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lock_core::{Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
+
+use conformance::key;
+use support::{shared_redis, RedisServer};
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on this machine.
+fn monotonic_ns() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through a valid pointer.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    assert_eq!(rc, 0);
+    now.tv_sec as u64 * 1_000_000_000 + now.tv_nsec as u64
+}
+
+fn raw(url: &str) -> redis::Connection {
+    redis::Client::open(url).unwrap().get_connection().unwrap()
+}
+
+/// Writes `value` to `counter` only if `fence` is at least the highest fence seen: what a
+/// resource protected by fencing tokens does. Returns 1 when accepted.
+const FENCED_WRITE: &str = r"
+local highest = tonumber(redis.call('GET', KEYS[2]) or '0')
+if tonumber(ARGV[1]) < highest then return 0 end
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+";
+
+fn fenced_write(conn: &mut redis::Connection, counter: &str, fence: u64, value: u64) -> bool {
+    let accepted: i64 = redis::Script::new(FENCED_WRITE)
+        .key(counter)
+        .key(format!("{counter}:highest-fence"))
+        .arg(fence)
+        .arg(value)
+        .invoke(conn)
+        .unwrap();
+    accepted == 1
+}
+
+fn read_counter(conn: &mut redis::Connection, counter: &str) -> u64 {
+    redis::cmd("GET")
+        .arg(counter)
+        .query::<Option<u64>>(conn)
+        .unwrap()
+        .unwrap_or(0)
+}
+
+/// A child process running one of the roles of `fault_worker`.
+struct Worker {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Worker {
+    fn start(role: &str, env: &[(&str, String)]) -> Worker {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args(["--ignored", "--exact", "fault_worker", "--nocapture", "--test-threads=1"])
+            .env("LOCKWRIGHT_ROLE", role)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Worker {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    /// The next line the worker printed with the `@ ` marker (test-harness output is skipped).
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = self.stdout.read_line(&mut line).unwrap();
+            assert!(n > 0, "worker exited early");
+            // libtest prints `test fault_worker ... ` with no newline before our first line.
+            if let Some((_, payload)) = line.trim_end().split_once("@ ") {
+                return payload.to_owned();
+            }
+        }
+    }
+
+    fn say(&mut self, command: &str) {
+        writeln!(self.stdin, "{command}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is set by the parent test"))
+}
+
+/// Entry point of the worker processes: not a test of its own.
+#[test]
+#[ignore = "run as a child process by the fault tests"]
+fn fault_worker() {
+    match env("LOCKWRIGHT_ROLE").as_str() {
+        "history" => history::worker(),
+        "holder" => holder_worker(),
+        role => panic!("unknown role {role}"),
+    }
+}
+
+/// Holds a lock until told to write or release, printing what happens:
+/// `@ held <fence>`, then on `write <value>`: `@ write accepted|rejected`, on `release`:
+/// `@ release ok|lease-lost`.
+fn holder_worker() {
+    let url = env("LOCKWRIGHT_URL");
+    let name = env("LOCKWRIGHT_KEY");
+    let backend = RedisBackend::connect_blocking(RedisConfig::new(url.as_str())).unwrap();
+    let mut lock = Lock::with_backend(name.as_str(), &backend.shared());
+    lock = match std::env::var("LOCKWRIGHT_EXP") {
+        Ok(exp) => lock.exp(exp.parse::<f64>().unwrap()),
+        Err(_) => lock.renewed_lease(env("LOCKWRIGHT_RENEWED").parse::<f64>().unwrap()),
+    };
+    let guard = lock.acquire_blocking().unwrap();
+    println!("@ held {}", guard.fence());
+    let mut conn = raw(&url);
+    let stdin = std::io::stdin();
+    for command in stdin.lock().lines() {
+        let command = command.unwrap();
+        if let Some(value) = command.strip_prefix("write ") {
+            let accepted = fenced_write(
+                &mut conn,
+                &format!("{name}:counter"),
+                guard.fence().0,
+                value.parse().unwrap(),
+            );
+            println!("@ write {}", if accepted { "accepted" } else { "rejected" });
+        } else if command == "release" {
+            match guard.release_blocking() {
+                Ok(()) => println!("@ release ok"),
+                Err(LockError::LeaseLost { .. }) => println!("@ release lease-lost"),
+                Err(err) => println!("@ release error {err}"),
+            }
+            return;
+        }
+    }
+}
+
+mod history {
+    use super::*;
+
+    /// One hold as a worker saw it; times are CLOCK_MONOTONIC ns.
+    #[derive(Debug, Clone)]
+    pub struct Hold {
+        pub key: String,
+        pub fence: u64,
+        pub owner: String,
+        pub acquire_start: u64,
+        pub acquired: u64,
+        pub release_start: u64,
+        pub released: u64,
+        pub lease_lost: bool,
+        pub write_accepted: bool,
+    }
+
+    pub fn parse_line(line: &str) -> Hold {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 10, "bad history line {line:?}");
+        Hold {
+            key: f[1].to_owned(),
+            fence: f[2].parse().unwrap(),
+            owner: f[3].to_owned(),
+            acquire_start: f[4].parse().unwrap(),
+            acquired: f[5].parse().unwrap(),
+            release_start: f[6].parse().unwrap(),
+            released: f[7].parse().unwrap(),
+            lease_lost: f[8] == "lost",
+            write_accepted: f[9] == "accepted",
+        }
+    }
+
+    /// A small xorshift generator: reproducible per worker, no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+    }
+
+    struct Plan {
+        lock: Lock,
+        hold_for: Duration,
+    }
+
+    fn plan(rng: &mut Rng, backend: &SharedBackend, prefix: &str, keys: u64) -> Plan {
+        let name = format!("{prefix}-{}", rng.below(keys));
+        let mut lock = Lock::with_backend(name, backend);
+        lock = match rng.below(3) {
+            0 => lock.nowait(true),
+            _ => lock.nowait(false).timeout(0.05 + rng.below(500) as f64 / 1000.0),
+        };
+        let fixed_lease_ms = 100 + rng.below(300);
+        lock = if rng.below(4) == 0 {
+            lock.renewed_lease(0.3)
+        } else {
+            lock.exp(fixed_lease_ms as f64 / 1000.0)
+        };
+        // Mostly short holds; one in twelve outlives a fixed lease, to produce lost leases.
+        let hold_for = if rng.below(12) == 0 {
+            Duration::from_millis(fixed_lease_ms + 150)
+        } else {
+            Duration::from_millis(rng.below(30))
+        };
+        Plan { lock, hold_for }
+    }
+
+    /// Read-modify-write of the key's counter with the hold's fence; returns whether the
+    /// write was accepted and the time the hold's work ended (its release starts next).
+    fn write_counter(lock: &Lock, conn: &mut redis::Connection, fence: u64) -> (bool, u64) {
+        let counter = format!("{}:counter", lock.key());
+        let value = read_counter(conn, &counter);
+        let accepted = fenced_write(conn, &counter, fence, value + 1);
+        (accepted, monotonic_ns())
+    }
+
+    fn emit(hold: &Hold) {
+        println!(
+            "@ hold\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            hold.key,
+            hold.fence,
+            hold.owner,
+            hold.acquire_start,
+            hold.acquired,
+            hold.release_start,
+            hold.released,
+            if hold.lease_lost { "lost" } else { "ok" },
+            if hold.write_accepted { "accepted" } else { "rejected" },
+        );
+    }
+
+    pub fn worker() {
+        let url = env("LOCKWRIGHT_URL");
+        let prefix = env("LOCKWRIGHT_KEY");
+        let keys: u64 = env("LOCKWRIGHT_KEYS").parse().unwrap();
+        let id: u64 = env("LOCKWRIGHT_WORKER").parse().unwrap();
+        let until = Instant::now() + Duration::from_millis(env("LOCKWRIGHT_MILLIS").parse().unwrap());
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(url.as_str()))
+            .unwrap()
+            .shared();
+        // Blocking owners: threads.
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let (backend, url, prefix) = (backend.clone(), url.clone(), prefix.clone());
+                std::thread::spawn(move || {
+                    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id << 8 | t));
+                    let mut conn = raw(&url);
+                    let owner = format!("p{id}-thread{t}");
+                    while Instant::now() < until {
+                        let plan = plan(&mut rng, &backend, &prefix, keys);
+                        let acquire_start = monotonic_ns();
+                        let Ok(guard) = plan.lock.acquire_blocking() else {
+                            continue;
+                        };
+                        let acquired = monotonic_ns();
+                        let fence = guard.fence().0;
+                        std::thread::sleep(plan.hold_for);
+                        let (write_accepted, release_start) =
+                            write_counter(&plan.lock, &mut conn, fence);
+                        let lease_lost = matches!(
+                            guard.release_blocking(),
+                            Err(LockError::LeaseLost { .. })
+                        );
+                        emit(&Hold {
+                            key: plan.lock.key().to_owned(),
+                            fence,
+                            owner: owner.clone(),
+                            acquire_start,
+                            acquired,
+                            release_start,
+                            released: monotonic_ns(),
+                            lease_lost,
+                            write_accepted,
+                        });
+                    }
+                })
+            })
+            .collect();
+        // Async owners: tasks.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let tasks: Vec<_> = (0..4u64)
+                .map(|t| {
+                    let (backend, url, prefix) = (backend.clone(), url.clone(), prefix.clone());
+                    tokio::spawn(async move {
+                        let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ (id << 8 | (t + 16)));
+                        let owner = format!("p{id}-task{t}");
+                        while Instant::now() < until {
+                            let plan = plan(&mut rng, &backend, &prefix, keys);
+                            let acquire_start = monotonic_ns();
+                            let Ok(guard) = plan.lock.acquire().await else {
+                                continue;
+                            };
+                            let acquired = monotonic_ns();
+                            let fence = guard.fence().0;
+                            tokio::time::sleep(plan.hold_for).await;
+                            let (lock, url) = (plan.lock.clone(), url.clone());
+                            let (write_accepted, release_start) =
+                                tokio::task::spawn_blocking(move || {
+                                    write_counter(&lock, &mut raw(&url), fence)
+                                })
+                                .await
+                                .unwrap();
+                            let lease_lost =
+                                matches!(guard.release().await, Err(LockError::LeaseLost { .. }));
+                            emit(&Hold {
+                                key: plan.lock.key().to_owned(),
+                                fence,
+                                owner: owner.clone(),
+                                acquire_start,
+                                acquired,
+                                release_start,
+                                released: monotonic_ns(),
+                                lease_lost,
+                                write_accepted,
+                            });
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        println!("@ done");
+    }
+
+    /// Every violation of the guarantees found in `holds` (empty: the history is correct).
+    pub fn violations(holds: &[Hold]) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut by_key: HashMap<&str, Vec<&Hold>> = HashMap::new();
+        for hold in holds {
+            by_key.entry(&hold.key).or_default().push(hold);
+        }
+        for (key, mut holds) in by_key {
+            holds.sort_by_key(|hold| hold.acquired);
+            for (i, earlier) in holds.iter().enumerate() {
+                for later in &holds[i + 1..] {
+                    if later.acquired >= earlier.release_start {
+                        continue;
+                    }
+                    // Both believed they held the key at once: only legal when the earlier
+                    // holder's lease had run out, which its release must then have reported.
+                    if !earlier.lease_lost {
+                        found.push(format!(
+                            "{key}: {} (fence {}) and {} (fence {}) overlapped, the earlier one released ok",
+                            earlier.owner, earlier.fence, later.owner, later.fence
+                        ));
+                    }
+                }
+                for later in &holds[i + 1..] {
+                    if later.acquire_start > earlier.released && later.fence <= earlier.fence {
+                        found.push(format!(
+                            "{key}: fence {} after fence {} in acquisition order",
+                            later.fence, earlier.fence
+                        ));
+                    }
+                }
+            }
+            for hold in &holds {
+                if !hold.lease_lost && !hold.write_accepted {
+                    found.push(format!(
+                        "{key}: live holder {} (fence {}) had its write refused",
+                        hold.owner, hold.fence
+                    ));
+                }
+            }
+        }
+        found
+    }
+}
+
+#[test]
+fn history_of_many_processes_shows_no_violation() {
+    let (server, _) = shared_redis();
+    let secs: f64 = std::env::var("LOCKWRIGHT_HISTORY_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let processes: u64 = std::env::var("LOCKWRIGHT_HISTORY_PROCESSES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    const KEYS: u64 = 3;
+    let prefix = key("history");
+    let mut workers: Vec<Worker> = (0..processes)
+        .map(|id| {
+            Worker::start(
+                "history",
+                &[
+                    ("LOCKWRIGHT_URL", server.url()),
+                    ("LOCKWRIGHT_KEY", prefix.clone()),
+                    ("LOCKWRIGHT_KEYS", KEYS.to_string()),
+                    ("LOCKWRIGHT_WORKER", id.to_string()),
+                    ("LOCKWRIGHT_MILLIS", ((secs * 1000.0) as u64).to_string()),
+                ],
+            )
+        })
+        .collect();
+    let mut holds = Vec::new();
+    for worker in &mut workers {
+        loop {
+            let line = worker.line();
+            if line == "done" {
+                break;
+            }
+            holds.push(history::parse_line(&line));
+        }
+        assert!(worker.child.wait().unwrap().success());
+    }
+    let mut conn = raw(&server.url());
+    let accepted = holds.iter().filter(|hold| hold.write_accepted).count() as u64;
+    let counters: u64 = (0..KEYS)
+        .map(|k| read_counter(&mut conn, &format!("{prefix}-{k}:counter")))
+        .sum();
+    let lost = holds.iter().filter(|hold| hold.lease_lost).count();
+    let violations = history::violations(&holds);
+    println!(
+        "history: {processes} processes x (4 tasks + 2 threads), {secs} s, {} holds, {lost} lost \
+         leases, {accepted} accepted writes, {} violations",
+        holds.len(),
+        violations.len()
+    );
+    assert!(violations.is_empty(), "{violations:#?}");
+    assert_eq!(counters, accepted, "the fenced counter lost updates");
+    assert!(holds.len() > 50, "too few holds to mean anything: {}", holds.len());
+    assert!(lost > 0, "the run produced no lost lease, so it tested no takeover");
+}
