@@ -19,7 +19,9 @@ async fn main() -> Result<(), LockError> {
     let redis = RedisBackend::connect(config).await?;
     println!("connected to {}", redis.config().redacted_url());
     let backend = redis.shared();
-    let job = Lock::with_backend("job-7", &backend).nowait(false).timeout(10);
+    let job = Lock::with_backend("job-7", &backend)
+        .nowait(false)
+        .timeout(10);
 
     // Two workers race for the same job; the second waits for the first's release.
     let started = Instant::now();
@@ -49,7 +51,9 @@ async fn main() -> Result<(), LockError> {
     // Another process would see the lock too: ask while a worker holds it.
     let guard = job.acquire().await?;
     let other = job.clone();
-    let seen = tokio::spawn(async move { other.is_locked().await }).await.expect("task")?;
+    let seen = tokio::spawn(async move { other.is_locked().await })
+        .await
+        .expect("task")?;
     println!("is job-7 locked (seen from another task)? {seen}");
 
     // No `exp`: the watchdog renews the 3 s lease every second while the guard lives.

@@ -27,7 +27,10 @@ fn redis_example_runs_against_a_real_server_and_cleans_up() {
         "released; locked now? false",
         "cleaned up 1 key(s)",
     ] {
-        assert!(stdout.contains(expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.contains(expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
     let mut raw = redis::Client::open(server.url())
         .unwrap()

@@ -73,7 +73,13 @@ impl Worker {
     fn start(role: &str, env: &[(&str, String)]) -> Worker {
         let mut command = Command::new(std::env::current_exe().unwrap());
         command
-            .args(["--ignored", "--exact", "fault_worker", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "fault_worker",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("LOCKWRIGHT_ROLE", role)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -233,7 +239,9 @@ mod history {
         let mut lock = Lock::with_backend(name, backend);
         lock = match rng.below(3) {
             0 => lock.nowait(true),
-            _ => lock.nowait(false).timeout(0.05 + rng.below(500) as f64 / 1000.0),
+            _ => lock
+                .nowait(false)
+                .timeout(0.05 + rng.below(500) as f64 / 1000.0),
         };
         let fixed_lease_ms = 100 + rng.below(300);
         lock = if rng.below(4) == 0 {
@@ -270,7 +278,11 @@ mod history {
             hold.release_start,
             hold.released,
             if hold.lease_lost { "lost" } else { "ok" },
-            if hold.write_accepted { "accepted" } else { "rejected" },
+            if hold.write_accepted {
+                "accepted"
+            } else {
+                "rejected"
+            },
         );
     }
 
@@ -279,7 +291,8 @@ mod history {
         let prefix = env("LOCKWRIGHT_KEY");
         let keys: u64 = env("LOCKWRIGHT_KEYS").parse().unwrap();
         let id: u64 = env("LOCKWRIGHT_WORKER").parse().unwrap();
-        let until = Instant::now() + Duration::from_millis(env("LOCKWRIGHT_MILLIS").parse().unwrap());
+        let until =
+            Instant::now() + Duration::from_millis(env("LOCKWRIGHT_MILLIS").parse().unwrap());
         let backend = RedisBackend::connect_blocking(RedisConfig::new(url.as_str()))
             .unwrap()
             .shared();
@@ -302,10 +315,8 @@ mod history {
                         std::thread::sleep(plan.hold_for);
                         let (write_accepted, release_start) =
                             write_counter(&plan.lock, &mut conn, fence);
-                        let lease_lost = matches!(
-                            guard.release_blocking(),
-                            Err(LockError::LeaseLost { .. })
-                        );
+                        let lease_lost =
+                            matches!(guard.release_blocking(), Err(LockError::LeaseLost { .. }));
                         emit(&Hold {
                             key: plan.lock.key().to_owned(),
                             fence,
@@ -475,6 +486,280 @@ fn history_of_many_processes_shows_no_violation() {
     );
     assert!(violations.is_empty(), "{violations:#?}");
     assert_eq!(counters, accepted, "the fenced counter lost updates");
-    assert!(holds.len() > 50, "too few holds to mean anything: {}", holds.len());
-    assert!(lost > 0, "the run produced no lost lease, so it tested no takeover");
+    assert!(
+        holds.len() > 50,
+        "too few holds to mean anything: {}",
+        holds.len()
+    );
+    assert!(
+        lost > 0,
+        "the run produced no lost lease, so it tested no takeover"
+    );
+}
+
+fn holder(url: &str, name: &str, lease: (&str, &str)) -> (Worker, u64) {
+    let mut worker = Worker::start(
+        "holder",
+        &[
+            ("LOCKWRIGHT_URL", url.to_owned()),
+            ("LOCKWRIGHT_KEY", name.to_owned()),
+            (lease.0, lease.1.to_owned()),
+        ],
+    );
+    let held = worker.line();
+    let fence = held
+        .strip_prefix("held ")
+        .unwrap_or_else(|| panic!("unexpected {held:?}"))
+        .parse()
+        .unwrap();
+    (worker, fence)
+}
+
+/// Waits (from another process's point of view) for the key, returning how long it took.
+fn time_to_acquire(backend: &SharedBackend, name: &str) -> Duration {
+    let lock = Lock::with_backend(name, backend)
+        .nowait(false)
+        .timeout(20)
+        .exp(30);
+    let start = Instant::now();
+    let guard = lock
+        .acquire_blocking()
+        .expect("the waiter never got the lock");
+    let waited = start.elapsed();
+    drop(guard);
+    waited
+}
+
+#[test]
+fn killed_holder_with_a_lease_frees_the_key_after_the_lease() {
+    let (server, backend) = shared_redis();
+    let name = key("kill-fixed");
+    let (worker, _) = holder(&server.url(), &name, ("LOCKWRIGHT_EXP", "1.0"));
+    worker.signal("-KILL");
+    let waited = time_to_acquire(&backend.shared(), &name);
+    assert!(
+        waited > Duration::from_millis(500),
+        "freed before its lease: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[test]
+fn killed_holder_under_the_watchdog_frees_the_key_after_one_watchdog_lease() {
+    let (server, backend) = shared_redis();
+    let name = key("kill-watchdog");
+    let (worker, _) = holder(&server.url(), &name, ("LOCKWRIGHT_RENEWED", "1.0"));
+    // Let the watchdog renew a few times, so the lock outlives its first lease...
+    std::thread::sleep(Duration::from_millis(1500));
+    let probe = Lock::with_backend(name.as_str(), &backend.shared());
+    assert!(
+        probe.is_locked_blocking().unwrap(),
+        "the watchdog did not renew"
+    );
+    // ...then the process dies and nobody renews: the key frees within one lease.
+    worker.signal("-KILL");
+    let waited = time_to_acquire(&backend.shared(), &name);
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[test]
+fn paused_holder_loses_its_lease_and_its_stale_fence_is_refused() {
+    let (server, backend) = shared_redis();
+    let name = key("sigstop");
+    let counter = format!("{name}:counter");
+    let (mut paused, stale_fence) = holder(&server.url(), &name, ("LOCKWRIGHT_EXP", "0.5"));
+    paused.signal("-STOP");
+    // Meanwhile the lease runs out and this process takes the lock.
+    let lock = Lock::with_backend(name.as_str(), &backend.shared())
+        .nowait(false)
+        .timeout(10)
+        .exp(30);
+    let guard = lock.acquire_blocking().unwrap();
+    assert!(guard.fence().0 > stale_fence);
+    let mut conn = raw(&server.url());
+    assert!(fenced_write(&mut conn, &counter, guard.fence().0, 1));
+    paused.signal("-CONT");
+    // The paused process wakes up believing it holds the lock: its write is refused and its
+    // release reports the lost lease, while the new holder keeps its lock and data.
+    paused.say("write 99");
+    assert_eq!(paused.line(), "write rejected");
+    paused.say("release");
+    assert_eq!(paused.line(), "release lease-lost");
+    assert!(guard.is_held_blocking().unwrap());
+    assert_eq!(read_counter(&mut conn, &counter), 1);
+    guard.release_blocking().unwrap();
+}
+
+#[test]
+fn killed_subscriber_connection_still_lets_waiters_in_within_one_lease() {
+    let (server, _) = shared_redis();
+    let backend = RedisBackend::connect_blocking(RedisConfig::new(server.url()))
+        .unwrap()
+        .shared();
+    let lock = Lock::with_backend(key("pubsub-kill"), &backend)
+        .nowait(false)
+        .timeout(20)
+        .exp(2);
+    for round in 0..3 {
+        let held = lock.acquire_blocking().unwrap();
+        let waiter = lock.clone();
+        let waiting = std::thread::spawn(move || {
+            let start = Instant::now();
+            waiter.acquire_blocking().map(|_| start.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        let killed: u64 = redis::cmd("CLIENT")
+            .arg("KILL")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut raw(&server.url()))
+            .unwrap();
+        assert!(killed >= 1, "round {round}: no subscriber to kill");
+        held.release_blocking().unwrap();
+        let waited = waiting.join().unwrap().unwrap();
+        // Bounded by the holder's 2 s lease even if the release message was lost.
+        assert!(waited < Duration::from_secs(4), "round {round}: {waited:?}");
+        std::thread::sleep(Duration::from_millis(300)); // let the subscriber reconnect
+    }
+}
+
+#[test]
+fn wrong_database_and_unreachable_server_fail_fast_with_typed_errors() {
+    let (server, _) = shared_redis();
+    let start = Instant::now();
+    let err = RedisBackend::connect_blocking(RedisConfig::new(format!("{}/99999", server.url())))
+        .unwrap_err();
+    assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
+    let mut stopped = RedisServer::start();
+    let url = stopped.url();
+    stopped.kill();
+    let err = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap_err();
+    assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn restarted_server_lets_blocked_waiters_progress() {
+    let mut server = RedisServer::start();
+    let backend = RedisBackend::connect_blocking(
+        RedisConfig::new(server.url())
+            .command_timeout(1)
+            .unwrap()
+            .connect_timeout(1)
+            .unwrap(),
+    )
+    .unwrap()
+    .shared();
+    let name = key("restart-waiters");
+    let held = Lock::with_backend(name.as_str(), &backend)
+        .exp(30)
+        .acquire_blocking()
+        .unwrap();
+    let waiter = Lock::with_backend(name.as_str(), &backend)
+        .nowait(false)
+        .timeout(20)
+        .exp(5);
+    let waiting = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        // Errors while the server is down are typed; the waiter retries, as an application would.
+        loop {
+            match waiter.acquire_blocking() {
+                Ok(guard) => return Ok(guard.fence()),
+                Err(LockError::Backend { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.restart(); // no persistence: the holder's lock is gone with the old server
+    std::mem::forget(held);
+    let fence = waiting
+        .join()
+        .unwrap()
+        .expect("the waiter never progressed");
+    assert!(fence.0 >= 1);
+}
+
+mod awkward_keys {
+    use super::*;
+
+    const KEYS: &[&str] = &[
+        "a",
+        "a:fence",
+        "a}:fence",
+        "a:free",
+        "{a}",
+        "{a}:fence",
+        "a}",
+        "{",
+        "}",
+        ":",
+        "lockwright:{a}",
+        "lockwright:",
+        "ключ-замка",
+        "🔒 lock with spaces",
+        "tab\tand\nnewline",
+    ];
+
+    fn walk(backend: SharedBackend, prefix: &str) {
+        // Every awkward key is its own lock: held all at once, none disturbs another.
+        let guards: Vec<_> = KEYS
+            .iter()
+            .map(|name| {
+                Lock::with_backend(format!("{prefix}{name}"), &backend)
+                    .acquire_blocking()
+                    .unwrap_or_else(|err| panic!("{name:?}: {err}"))
+            })
+            .collect();
+        for guard in &guards {
+            let lock = Lock::with_backend(guard.key(), &backend);
+            assert_eq!(lock.lock_count_blocking().unwrap(), 1, "{:?}", guard.key());
+            assert_eq!(lock.state_blocking().unwrap().fence, Some(guard.fence()));
+        }
+        // Freeing one leaves the others held.
+        let first = Lock::with_backend(guards[0].key(), &backend);
+        assert!(first.force_unlock_blocking().unwrap());
+        for guard in &guards[1..] {
+            assert!(guard.is_held_blocking().unwrap(), "{:?}", guard.key());
+        }
+        drop(guards);
+        // Rejected keys: empty and oversized (a 1 MB key).
+        for bad in [String::new(), "x".repeat(1 << 20)] {
+            let err = Lock::with_backend(bad, &backend)
+                .acquire_blocking()
+                .unwrap_err();
+            assert!(
+                matches!(err, LockError::InvalidArgument { name: "key", .. }),
+                "{err:?}"
+            );
+        }
+        // The longest accepted key works.
+        let longest = Lock::with_backend("k".repeat(lock_core::MAX_KEY_LEN), &backend);
+        drop(longest.acquire_blocking().unwrap());
+    }
+
+    #[test]
+    fn awkward_keys_are_distinct_locks_in_memory() {
+        walk(lock_core::MemoryBackend::shared(), &key("k"));
+    }
+
+    #[test]
+    fn awkward_keys_are_distinct_locks_on_redis_and_miss_internal_keys() {
+        let (server, backend) = shared_redis();
+        let prefix = key("k");
+        walk(backend.shared(), &prefix);
+        // Nothing is left behind but fence counters (one per key, by design).
+        let mut conn = raw(&server.url());
+        let left: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("lockwright:{{{prefix}*"))
+            .query(&mut conn)
+            .unwrap();
+        assert!(left.iter().all(|k| k.ends_with(":fence")), "{left:?}");
+    }
 }

@@ -742,12 +742,16 @@ macro_rules! conformance_suite {
             let lock = lock("cancel-sweep");
             for step in 0..300u64 {
                 let holder = lock.clone();
-                let attempt = tokio::time::timeout(__Duration::from_micros(step * 25), async move {
-                    let _guard = holder.acquire().await.unwrap();
-                    tokio::task::yield_now().await;
-                });
+                let attempt =
+                    tokio::time::timeout(__Duration::from_micros(step * 25), async move {
+                        let _guard = holder.acquire().await.unwrap();
+                        tokio::task::yield_now().await;
+                    });
                 let _ = attempt.await;
-                assert!(!lock.is_locked().await.unwrap(), "held after a drop at step {step}");
+                assert!(
+                    !lock.is_locked().await.unwrap(),
+                    "held after a drop at step {step}"
+                );
             }
         }
 
