@@ -139,9 +139,7 @@ impl LockGuard {
     /// Whether the watchdog found this hold gone (expired while renewals failed, force-unlocked,
     /// or its key deleted). Always `false` for holds the watchdog does not renew.
     pub fn is_lease_lost(&self) -> bool {
-        self.watch
-            .as_ref()
-            .is_some_and(|watch| watch.signal.is_lost())
+        self.watch.as_ref().is_some_and(Ticket::is_lost)
     }
 
     /// Resolves when the watchdog finds this hold gone: stop working on what the lock protects.
@@ -161,7 +159,7 @@ impl LockGuard {
     /// ```
     pub async fn lease_lost(&self) {
         match &self.watch {
-            Some(watch) => watch.signal.wait().await,
+            Some(watch) => watch.signal().wait().await,
             None => std::future::pending().await,
         }
     }
@@ -169,7 +167,7 @@ impl LockGuard {
     /// Blocking form of [`lease_lost`](LockGuard::lease_lost).
     pub fn lease_lost_blocking(&self) {
         match &self.watch {
-            Some(watch) => watch.signal.wait_blocking(),
+            Some(watch) => watch.signal().wait_blocking(),
             None => loop {
                 std::thread::park();
             },

@@ -455,15 +455,22 @@ impl RedisBackend {
         pending.done.notify(usize::MAX);
     }
 
-    /// Waits until no release from a guard drop is in flight for `key`.
-    async fn after_pending_releases(&self, key: &str) {
+    /// Waits until no release from a guard drop is in flight for `key`. Returns false, early,
+    /// once `give_up` is true (an acquire whose caller left must not wait for itself).
+    async fn after_pending_releases(&self, key: &str, give_up: impl Fn() -> bool) -> bool {
         loop {
+            if give_up() {
+                return false;
+            }
             let Some(pending) = self.pending_releases().get(key).cloned() else {
-                return;
+                return true;
             };
             let listener = pending.done.listen();
+            if give_up() {
+                return false;
+            }
             if pending.in_flight.load(Ordering::Acquire) == 0 {
-                return;
+                return true;
             }
             listener.await;
         }
@@ -480,7 +487,7 @@ impl RedisBackend {
         let key: Arc<str> = key.into();
         let ordered_key = Arc::clone(&key);
         let task = self.inner.runtime.handle().spawn(async move {
-            backend.after_pending_releases(&ordered_key).await;
+            backend.after_pending_releases(&ordered_key, || false).await;
             op.await
         });
         Box::pin(async move {
@@ -673,7 +680,13 @@ impl Drop for AcquireReply {
         };
         let mut state = lock_flight(&self.flight);
         match &*state {
-            Flight::Running => *state = Flight::Abandoned(self.backend.begin_pending(&self.key)),
+            Flight::Running => {
+                let pending = self.backend.begin_pending(&self.key);
+                // Wake the task if it is waiting for earlier releases: it must not wait for
+                // this pending entry, which is its own.
+                pending.done.notify(usize::MAX);
+                *state = Flight::Abandoned(pending);
+            }
             Flight::Done => {
                 if let Ok(Ok(TryAcquire::Acquired { fence, .. })) = receiver.try_recv() {
                     drop(state);
@@ -704,7 +717,16 @@ impl Backend for RedisBackend {
             owner,
         };
         self.inner.runtime.handle().spawn(async move {
-            backend.after_pending_releases(&key).await;
+            let abandoned = || matches!(*lock_flight(&flight), Flight::Abandoned(_));
+            if !backend.after_pending_releases(&key, abandoned).await {
+                // The caller left before anything was sent: take nothing.
+                if let Flight::Abandoned(pending) =
+                    std::mem::replace(&mut *lock_flight(&flight), Flight::Done)
+                {
+                    backend.end_pending(&key, &pending);
+                }
+                return;
+            }
             let reply: Result<Vec<i64>> = backend
                 .eval(
                     &key,
