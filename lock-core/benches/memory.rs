@@ -2,7 +2,8 @@
 //! run: `Mutex<HashMap<String, _>>` insert+remove, the least any in-process keyed lock must do.
 //!
 //! Run: `cargo bench -p lock-core --bench memory`. Criterion prints each timing; the last lines
-//! print the same-run ratios (goal: at most 2x the floor).
+//! print the same-run ratios (goal: at most 2x the floor). The default lock (no `exp`) includes
+//! registering with the lease watchdog; the `exp = 30 s` line shows the cost without it.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -35,6 +36,10 @@ fn bench(c: &mut Criterion) {
     group.bench_function("lockwright memory, blocking", |b| {
         b.iter(|| drop(lock.acquire_blocking().unwrap()))
     });
+    let fixed = lock.clone().exp(30);
+    group.bench_function("lockwright memory, blocking, exp = 30 s (no watchdog)", |b| {
+        b.iter(|| drop(fixed.acquire_blocking().unwrap()))
+    });
     group.bench_function("lockwright memory, async", |b| {
         b.to_async(&rt)
             .iter(|| async { drop(lock.acquire().await.unwrap()) })
@@ -62,6 +67,8 @@ fn print_ratios() {
     let rt = runtime();
     let floor_ns = best_ns(|| floor(&map, "bench-key"));
     let blocking_ns = best_ns(|| drop(lock.acquire_blocking().unwrap()));
+    let fixed = lock.clone().exp(30);
+    let fixed_ns = best_ns(|| drop(fixed.acquire_blocking().unwrap()));
     let async_ns = best_ns(|| rt.block_on(async { drop(lock.acquire().await.unwrap()) }));
     let block_on_only_ns = best_ns(|| rt.block_on(async {}));
     println!("same-run ratios (best of 7 x 200k iterations):");
@@ -69,6 +76,10 @@ fn print_ratios() {
     println!(
         "  memory blocking acquire+release:     {blocking_ns:7.1} ns = {:.2}x floor",
         blocking_ns / floor_ns
+    );
+    println!(
+        "  memory blocking, exp = 30 s (no watchdog): {fixed_ns:7.1} ns = {:.2}x floor",
+        fixed_ns / floor_ns
     );
     let async_net = async_ns - block_on_only_ns;
     println!(
