@@ -267,22 +267,24 @@ mod history {
         (accepted, monotonic_ns())
     }
 
-    fn emit(hold: &Hold) {
+    /// Times of one hold, CLOCK_MONOTONIC ns: acquire called, acquired, release called.
+    struct Times {
+        acquire_start: u64,
+        acquired: u64,
+        release_start: u64,
+    }
+
+    /// Prints one hold for the parent, stamped with its release time.
+    fn emit(lock: &Lock, owner: &str, fence: u64, times: Times, lost: bool, accepted: bool) {
         println!(
-            "@ hold\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
-            hold.key,
-            hold.fence,
-            hold.owner,
-            hold.acquire_start,
-            hold.acquired,
-            hold.release_start,
-            hold.released,
-            if hold.lease_lost { "lost" } else { "ok" },
-            if hold.write_accepted {
-                "accepted"
-            } else {
-                "rejected"
-            },
+            "@ hold\t{}\t{fence}\t{owner}\t{}\t{}\t{}\t{}\t{}\t{}",
+            lock.key(),
+            times.acquire_start,
+            times.acquired,
+            times.release_start,
+            monotonic_ns(),
+            if lost { "lost" } else { "ok" },
+            if accepted { "accepted" } else { "rejected" },
         );
     }
 
@@ -317,17 +319,12 @@ mod history {
                             write_counter(&plan.lock, &mut conn, fence);
                         let lease_lost =
                             matches!(guard.release_blocking(), Err(LockError::LeaseLost { .. }));
-                        emit(&Hold {
-                            key: plan.lock.key().to_owned(),
-                            fence,
-                            owner: owner.clone(),
+                        let times = Times {
                             acquire_start,
                             acquired,
                             release_start,
-                            released: monotonic_ns(),
-                            lease_lost,
-                            write_accepted,
-                        });
+                        };
+                        emit(&plan.lock, &owner, fence, times, lease_lost, write_accepted);
                     }
                 })
             })
@@ -363,17 +360,12 @@ mod history {
                                 .unwrap();
                             let lease_lost =
                                 matches!(guard.release().await, Err(LockError::LeaseLost { .. }));
-                            emit(&Hold {
-                                key: plan.lock.key().to_owned(),
-                                fence,
-                                owner: owner.clone(),
+                            let times = Times {
                                 acquire_start,
                                 acquired,
                                 release_start,
-                                released: monotonic_ns(),
-                                lease_lost,
-                                write_accepted,
-                            });
+                            };
+                            emit(&plan.lock, &owner, fence, times, lease_lost, write_accepted);
                         }
                     })
                 })
