@@ -35,8 +35,12 @@ async fn process(worker: &str, job_id: u64) -> Result<String, JobError> {
     Ok(format!("job {job_id} done by {worker}"))
 }
 
-/// py-cachify's `once`: a second caller gets `None` instead of an error.
-#[locked(key = "report-{day}", on_locked = None)]
+/// py-cachify's `once`: a second caller gets `None` instead of an error. Any other failure
+/// (a backend down) has no room in `Option`, so `on_error` says what to do with it.
+#[locked(key = "report-{day}", on_locked = None, on_error = |err| {
+    eprintln!("report failed: {err}");
+    None
+})]
 fn nightly_report(day: u32) -> Option<String> {
     Some(format!("report for day {day}"))
 }

@@ -482,7 +482,7 @@ async fn async_methods_lock_on_their_fields() {
 // ---------------------------------------------------------------------------------------------
 // `on_locked` (py-cachify's `once`)
 
-#[locked(key = "once-{id}", on_locked = 0)]
+#[locked(key = "once-{id}", on_locked = 0, on_error = |_| u32::MAX)]
 fn once_count(id: u32) -> u32 {
     id
 }
@@ -492,7 +492,7 @@ fn once_result(id: u32) -> AppResult<u32> {
     Ok(id)
 }
 
-#[locked(key = "once-{id}", on_locked = format!("{id} is busy"))]
+#[locked(key = "once-{id}", on_locked = format!("{id} is busy"), on_error = |err| err.to_string())]
 async fn once_async(id: u32) -> String {
     format!("{id} done")
 }
@@ -530,15 +530,28 @@ fn on_locked_still_returns_other_lock_failures_through_a_result() {
 }
 
 #[test]
-fn on_locked_panics_on_other_failures_when_the_return_type_has_no_room() {
-    #[locked(key = "{name}", on_locked = 0)]
+fn on_error_receives_other_failures_when_the_return_type_has_no_room() {
+    // No panic: the failure that is not contention goes to `on_error`, with the error itself.
+    #[locked(key = "{name}", on_locked = 0, on_error = |err: LockError| if matches!(err, LockError::InvalidArgument { .. }) { 2 } else { 3 })]
     fn named(name: &str) -> u32 {
         1
     }
-    let outcome = std::panic::catch_unwind(|| named(""));
-    let message = outcome.unwrap_err();
-    let message = message.downcast_ref::<String>().unwrap();
-    assert!(message.contains("invalid key"), "{message}");
+    assert_eq!(named(""), 2);
+    assert_eq!(named("x"), 1);
+    let held = hold_elsewhere(Lock::new("x"));
+    assert_eq!(named("x"), 0);
+    drop(held);
+}
+
+#[test]
+fn on_error_alone_handles_every_acquire_failure() {
+    #[locked(key = "alone-{id}", on_error = |err: LockError| err.to_string())]
+    fn describe(id: u32) -> String {
+        format!("ran {id}")
+    }
+    assert_eq!(describe(1), "ran 1");
+    let _held = hold_elsewhere(Lock::new("alone-1"));
+    assert_eq!(describe(1), "alone-1 is already locked!");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,9 +37,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| drop(lock.acquire_blocking().unwrap()))
     });
     let fixed = lock.clone().exp(30);
-    group.bench_function("lockwright memory, blocking, exp = 30 s (no watchdog)", |b| {
-        b.iter(|| drop(fixed.acquire_blocking().unwrap()))
-    });
+    group.bench_function(
+        "lockwright memory, blocking, exp = 30 s (no watchdog)",
+        |b| b.iter(|| drop(fixed.acquire_blocking().unwrap())),
+    );
     group.bench_function("lockwright memory, async", |b| {
         b.to_async(&rt)
             .iter(|| async { drop(lock.acquire().await.unwrap()) })

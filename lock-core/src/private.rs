@@ -5,7 +5,6 @@
 //! `crate = path` override), so user imports and shadowing never change what it calls.
 
 use std::future::IntoFuture;
-use std::marker::PhantomData;
 use std::sync::LazyLock;
 
 pub use crate::backend::{BoxFuture, SharedBackend};
@@ -24,7 +23,7 @@ pub use ::std::format;
     message = "`#[locked]` cannot return a lock failure as `{Self}`",
     label = "a lock failure cannot be returned as this type",
     note = "return `Result<T, E>` where `E: From<lockwright::LockError>` (for example `Result<T, lockwright::LockError>`),",
-    note = "or give the value to return when the lock is taken: `#[locked(key = \"...\", on_locked = <value>)]`"
+    note = "or say what to return instead: `on_locked = <value>` when the lock is taken, and `on_error = |err| <value>` for any other failure (backend down, bad key)"
 )]
 pub trait LockedReturn: Sized {
     /// The value the function returns instead of running its body.
@@ -35,55 +34,6 @@ impl<T, E: From<LockError>> LockedReturn for ::core::result::Result<T, E> {
     #[inline]
     fn from_lock_error(err: LockError) -> Self {
         Err(E::from(err))
-    }
-}
-
-/// With `on_locked`, the failures that are not contention (backend down, invalid key) still need
-/// a way out. [`Route`] picks it at compile time by autoref specialisation: through the return
-/// type when it implements [`LockedReturn`] ([`RouteViaReturn`], found first), else a panic
-/// naming the error ([`RouteViaPanic`]), since such a return type has no value for it.
-pub struct Route<R>(PhantomData<fn() -> R>);
-
-impl<R> Route<R> {
-    /// The router for return type `R`.
-    #[inline]
-    pub fn new() -> Self {
-        Route(PhantomData)
-    }
-}
-
-impl<R> Default for Route<R> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// First choice of [`Route`]: the return type carries the error.
-pub trait RouteViaReturn<R> {
-    /// Returns `err` through `R`.
-    fn route(&self, err: LockError) -> R;
-}
-
-impl<R: LockedReturn> RouteViaReturn<R> for Route<R> {
-    #[inline]
-    fn route(&self, err: LockError) -> R {
-        R::from_lock_error(err)
-    }
-}
-
-/// Fallback of [`Route`]: the return type cannot carry the error.
-pub trait RouteViaPanic<R> {
-    /// Panics with `err`.
-    fn route(&self, err: LockError) -> R;
-}
-
-impl<R> RouteViaPanic<R> for &Route<R> {
-    #[cold]
-    #[track_caller]
-    fn route(&self, err: LockError) -> R {
-        panic!(
-            "#[locked]: cannot acquire the lock and the return type cannot carry the error: {err}"
-        )
     }
 }
 
@@ -206,16 +156,15 @@ impl IntoFuture for ForceRelease {
     }
 }
 
+/// Calls an `on_error` handler. Passing the closure through this bound gives its parameter the
+/// type `LockError`, so `on_error = |err| err.to_string()` needs no annotation.
+#[inline]
+pub fn handle_error<R>(handler: impl FnOnce(LockError) -> R, err: LockError) -> R {
+    handler(err)
+}
+
 /// `LockedReturn::from_lock_error` for return types the macro cannot name (`-> impl Trait`).
 #[inline]
 pub fn from_lock_error<R: LockedReturn>(err: LockError) -> R {
     R::from_lock_error(err)
-}
-
-/// With `on_locked` and an unnameable return type (`-> impl Trait`): a failure other than
-/// contention has no value to become.
-#[cold]
-#[track_caller]
-pub fn unroutable(err: LockError) -> ! {
-    panic!("#[locked]: cannot acquire the lock and the return type cannot carry the error: {err}")
 }

@@ -17,19 +17,21 @@ mod kw {
     syn::custom_keyword!(timeout);
     syn::custom_keyword!(exp);
     syn::custom_keyword!(on_locked);
+    syn::custom_keyword!(on_error);
     syn::custom_keyword!(backend);
 }
 
 /// Every option, as listed in error messages.
 pub const VALID_OPTIONS: &str =
-    "`key = \"...\"`, `nowait`, `timeout = <seconds>`, `exp = <seconds> | never`, `on_locked = <value>`, `backend = <path>`, `crate = <path>`";
+    "`key = \"...\"`, `nowait`, `timeout = <seconds>`, `exp = <seconds> | never`, `on_locked = <value>`, `on_error = |err| <value>`, `backend = <path>`, `crate = <path>`";
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "key",
     "nowait",
     "timeout",
     "exp",
     "on_locked",
+    "on_error",
     "backend",
     "crate",
 ];
@@ -71,6 +73,8 @@ pub struct Args {
     pub timeout: Opt<Expr>,
     pub exp: Opt<Expr>,
     pub on_locked: Opt<Expr>,
+    /// A closure from `LockError` to the return type, for failures `on_locked` does not cover.
+    pub on_error: Opt<Expr>,
     pub backend: Opt<Expr>,
     pub krate: Opt<Expr>,
     /// Grammar errors (unknown or duplicate options, missing values).
@@ -86,6 +90,7 @@ impl Args {
             timeout: Opt::new("timeout"),
             exp: Opt::new("exp"),
             on_locked: Opt::new("on_locked"),
+            on_error: Opt::new("on_error"),
             backend: Opt::new("backend"),
             krate: Opt::new("crate"),
             errors: Errors::default(),
@@ -123,6 +128,10 @@ impl Args {
                 "on_locked = <the value to return when the lock is taken>",
             )?;
             self.on_locked.set(&mut self.errors, name, value);
+        } else if lookahead.peek(kw::on_error) {
+            let name = input.parse::<kw::on_error>()?.span;
+            let value = value(input, name, "on_error", "on_error = |err| <value>")?;
+            self.on_error.set(&mut self.errors, name, value);
         } else if lookahead.peek(kw::backend) {
             let name = input.parse::<kw::backend>()?.span;
             let value = value(input, name, "backend", "backend = MY_BACKEND")?;

@@ -60,42 +60,34 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     }
 }
 
-/// What the prologue does with an acquire error `err`: return it through the return type, or
-/// with `on_locked`, return that value for contention and route anything else.
+/// What the prologue does with an acquire error `err`: with `on_locked`, return that value for
+/// contention; hand the rest to `on_error` if given, else return it through the return type
+/// (which must then carry a `LockError`: a compile error otherwise, never a runtime panic).
 fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> TokenStream {
     let krate = &opts.krate;
     let (ret, span) = match output {
         ReturnType::Default => (quote_spanned!(name=> ()), name),
         ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
-    let nameable = !mentions_impl(&ret);
-    let through_return = if nameable {
-        quote_spanned! {span=>
-            <#ret as #krate::__private::LockedReturn>::from_lock_error(#err)
-        }
-    } else {
-        quote_spanned! {span=> #krate::__private::from_lock_error(#err) }
+    let otherwise = match &opts.on_error {
+        Some(handler) => quote_spanned! {handler.span()=>
+            return #krate::__private::handle_error(#handler, #err)
+        },
+        None if mentions_impl(&ret) => quote_spanned! {span=>
+            return #krate::__private::from_lock_error(#err)
+        },
+        None => quote_spanned! {span=>
+            return <#ret as #krate::__private::LockedReturn>::from_lock_error(#err)
+        },
     };
     match &opts.on_locked {
-        None => quote!(return #through_return),
-        Some(value) => {
-            let other = if nameable {
-                quote! {
-                    return {
-                        use #krate::__private::{RouteViaPanic as _, RouteViaReturn as _};
-                        (&#krate::__private::Route::<#ret>::new()).route(#err)
-                    }
-                }
-            } else {
-                quote!(#krate::__private::unroutable(#err))
-            };
-            quote! {{
-                if #krate::__private::LockError::is_contention(&#err) {
-                    return #value;
-                }
-                #other
-            }}
-        }
+        None => otherwise,
+        Some(value) => quote! {{
+            if #krate::__private::LockError::is_contention(&#err) {
+                return #value;
+            }
+            #otherwise
+        }},
     }
 }
 

@@ -31,6 +31,8 @@ pub struct Options {
     pub timeout: Option<Duration>,
     pub lease: Option<Lease>,
     pub on_locked: Option<Expr>,
+    /// Handles every acquire failure `on_locked` does not: `|err: LockError| -> ReturnType`.
+    pub on_error: Option<Expr>,
     pub backend: Option<Expr>,
     /// The runtime crate: `::lockwright` unless `crate = ...` says otherwise.
     pub krate: Path,
@@ -132,6 +134,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         mut timeout,
         mut exp,
         mut on_locked,
+        mut on_error,
         mut backend,
         mut krate,
         errors: parse_errors,
@@ -239,6 +242,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         }
     };
     let on_locked = on_locked.take().map(|(_, value)| value);
+    let on_error = on_error.take().map(|(_, value)| value);
     let backend = backend.take().map(|(_, value)| value);
 
     if !errors.is_empty() {
@@ -250,6 +254,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         timeout,
         lease,
         on_locked,
+        on_error,
         backend,
         krate,
     })

@@ -31,7 +31,7 @@ fn configured_out(x: u8) -> Result<u8, LockError> {
     Ok(x)
 }
 
-#[locked(key = "extern-{n}", on_locked = 0)]
+#[locked(key = "extern-{n}", on_locked = 0, on_error = |_| 0)]
 extern "C" fn c_abi(n: u8) -> u8 {
     n
 }

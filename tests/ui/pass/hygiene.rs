@@ -24,7 +24,7 @@ fn process(id: u64, name: &str) -> Result<u64> {
     ::std::result::Result::Ok(__lockwright_guard)
 }
 
-#[::lockwright::locked(key = "hygiene-once-{id}", on_locked = 0)]
+#[::lockwright::locked(key = "hygiene-once-{id}", on_locked = 0, on_error = |_| 0)]
 async fn once(id: u64) -> u64 {
     id
 }

@@ -27,15 +27,15 @@ fn boxed_error() -> Outcome {
     Ok(())
 }
 
-#[locked(key = "unit", on_locked = ())]
+#[locked(key = "unit", on_locked = (), on_error = |_| ())]
 fn unit() {}
 
-#[locked(key = "option-{x}", on_locked = None)]
+#[locked(key = "option-{x}", on_locked = None, on_error = |_| None)]
 fn option(x: u8) -> Option<u8> {
     Some(x)
 }
 
-#[locked(key = "impl-trait", on_locked = Vec::new().into_iter())]
+#[locked(key = "impl-trait", on_locked = Vec::new().into_iter(), on_error = |_| Vec::new().into_iter())]
 fn impl_trait() -> impl Iterator<Item = u8> {
     vec![1, 2].into_iter()
 }
