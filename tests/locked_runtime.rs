@@ -25,6 +25,48 @@ struct HeldElsewhere {
     thread: Option<thread::JoinHandle<()>>,
 }
 
+#[path = "../lock-core/tests/support/mod.rs"]
+mod support;
+
+/// Set by `the_same_tests_pass_on_the_redis_backend` when it re-runs this binary.
+const REDIS_RUN: &str = "LOCKWRIGHT_LOCKED_TESTS_REDIS";
+
+/// Every test starts here: the global backend is the in-memory default, or a real Redis server
+/// when this binary is the Redis re-run. One source, both backends.
+fn setup() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        if let Ok(url) = std::env::var(REDIS_RUN) {
+            let backend = lockwright::RedisBackend::connect_blocking(lockwright::RedisConfig::new(url))
+                .expect("connect to the test redis-server");
+            lockwright::set_global_backend(backend.shared());
+        }
+    });
+}
+
+#[test]
+fn the_same_tests_pass_on_the_redis_backend() {
+    if std::env::var_os(REDIS_RUN).is_some() {
+        return; // this is the re-run itself
+    }
+    let server = support::RedisServer::start();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--skip", "the_same_tests_pass_on_the_redis_backend"])
+        .env(REDIS_RUN, server.url())
+        .output()
+        .expect("re-run this test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "on Redis:\n{stdout}\n{stderr}");
+    let passed: usize = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("test result: ok. "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a libtest summary line");
+    assert!(passed >= 30, "only {passed} tests ran on Redis:\n{stdout}");
+}
+
 fn hold_elsewhere(lock: Lock) -> HeldElsewhere {
     let (acquired_tx, acquired_rx) = mpsc::channel();
     let (release_tx, release_rx) = mpsc::channel::<()>();
@@ -112,6 +154,7 @@ fn park_in_gated(id: u32) -> (mpsc::Sender<()>, thread::JoinHandle<AppResult<u32
 
 #[test]
 fn same_arguments_exclude_and_different_arguments_do_not() {
+    setup();
     let (leave, parked) = park_in_gated(1);
     assert!(is_locked!(gated(1, mpsc::channel().0, mpsc::channel().1))
         .blocking()
@@ -134,6 +177,7 @@ fn same_arguments_exclude_and_different_arguments_do_not() {
 
 #[test]
 fn a_lock_handle_and_a_locked_function_share_the_key_namespace() {
+    setup();
     #[locked(key = "ledger-{account}")]
     fn post(account: u64) -> Result<(), LockError> {
         Ok(())
@@ -177,6 +221,7 @@ async fn async_gated(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_same_arguments_exclude_and_different_arguments_do_not() {
+    setup();
     use tokio::sync::oneshot;
     let (entered_tx, entered_rx) = oneshot::channel();
     let (leave_tx, leave_rx) = oneshot::channel();
@@ -248,6 +293,7 @@ fn waits_forever(case: &str) -> Result<(), LockError> {
 
 #[test]
 fn nowait_fails_at_once_whatever_the_timeout() {
+    setup();
     let _held = hold_elsewhere(Lock::new("matrix-nowait"));
     for result in [
         by_default("nowait"),
@@ -263,6 +309,7 @@ fn nowait_fails_at_once_whatever_the_timeout() {
 
 #[test]
 fn a_timeout_bounds_the_wait() {
+    setup();
     let _held = hold_elsewhere(Lock::new("matrix-timeout"));
     match waits_with_timeout("timeout") {
         Err(LockError::TimedOut { waited, .. }) => assert_eq!(waited, Duration::from_millis(200)),
@@ -276,6 +323,7 @@ fn a_timeout_bounds_the_wait() {
 
 #[test]
 fn waiting_functions_get_the_lock_once_it_is_released() {
+    setup();
     hold_elsewhere(Lock::new("matrix-handoff")).release_after(Duration::from_millis(50));
     waits_forever("handoff").unwrap();
     hold_elsewhere(Lock::new("matrix-handoff")).release_after(Duration::from_millis(50));
@@ -289,6 +337,7 @@ fn waiting_functions_get_the_lock_once_it_is_released() {
 
 #[tokio::test]
 async fn async_waits_time_out_and_get_the_lock() {
+    setup();
     #[locked(key = "amatrix-{case}", nowait = false, timeout = 0.2)]
     async fn waits(case: &str) -> Result<(), LockError> {
         Ok(())
@@ -313,6 +362,7 @@ async fn async_waits_time_out_and_get_the_lock() {
 
 #[test]
 fn exp_sets_the_lease_and_never_removes_it() {
+    setup();
     #[locked(key = "lease-{case}", exp = 30)]
     fn thirty(case: &str) -> Result<RemainingLease, LockError> {
         Lock::new(format!("lease-{case}")).remaining_lease_blocking()
@@ -345,6 +395,7 @@ impl fmt::Display for Counted<'_> {
 
 #[test]
 fn the_key_is_formatted_once_per_call_before_the_body() {
+    setup();
     #[locked(key = "counted-{value}")]
     fn counted(value: Counted<'_>) -> Result<usize, LockError> {
         Ok(value.0.load(Ordering::SeqCst))
@@ -366,6 +417,7 @@ struct Order {
 
 #[test]
 fn templates_reach_fields_and_apply_format_specs() {
+    setup();
     #[locked(key = "order-{order.customer.id}-{order.lines.1}-{tag:?}-{n:>6}-{{literal}}")]
     fn place(order: &Order, tag: &str, n: u32) -> Result<(), LockError> {
         Ok(())
@@ -385,6 +437,7 @@ fn templates_reach_fields_and_apply_format_specs() {
 
 #[test]
 fn destructured_and_mut_parameters_can_be_named() {
+    setup();
     #[locked(key = "pair-{left}-{right}-{count}")]
     fn pair((left, right): (u32, u32), mut count: u32) -> Result<u32, LockError> {
         count += left + right;
@@ -438,6 +491,7 @@ impl Worker {
 
 #[test]
 fn methods_lock_on_their_fields() {
+    setup();
     let mut worker = Worker::create(4).unwrap();
     assert!(worker.peek(1).unwrap());
     assert_eq!(worker.record(1).unwrap(), 1);
@@ -469,6 +523,7 @@ fn methods_lock_on_their_fields() {
 
 #[tokio::test]
 async fn async_methods_lock_on_their_fields() {
+    setup();
     let worker = std::sync::Arc::new(Worker::create(7).unwrap());
     assert_eq!(worker.process(1).await.unwrap(), 8);
     let held = hold_elsewhere(Lock::new("shard-7-async-2"));
@@ -499,6 +554,7 @@ async fn once_async(id: u32) -> String {
 
 #[test]
 fn on_locked_returns_its_value_when_the_lock_is_taken() {
+    setup();
     assert_eq!(once_count(5), 5);
     let held = hold_elsewhere(Lock::new("once-5"));
     assert_eq!(once_count(5), 0);
@@ -510,6 +566,7 @@ fn on_locked_returns_its_value_when_the_lock_is_taken() {
 
 #[tokio::test]
 async fn async_on_locked_returns_its_value_when_the_lock_is_taken() {
+    setup();
     assert_eq!(once_async(8).await, "8 done");
     let _held = hold_elsewhere(Lock::new("once-8"));
     assert_eq!(once_async(8).await, "8 is busy");
@@ -517,6 +574,7 @@ async fn async_on_locked_returns_its_value_when_the_lock_is_taken() {
 
 #[test]
 fn on_locked_still_returns_other_lock_failures_through_a_result() {
+    setup();
     // An empty key is an invalid argument, not contention: it must not become the on_locked value.
     #[locked(key = "{name}", on_locked = Ok(0))]
     fn named(name: &str) -> AppResult<u32> {
@@ -531,6 +589,7 @@ fn on_locked_still_returns_other_lock_failures_through_a_result() {
 
 #[test]
 fn on_error_receives_other_failures_when_the_return_type_has_no_room() {
+    setup();
     // No panic: the failure that is not contention goes to `on_error`, with the error itself.
     #[locked(key = "{name}", on_locked = 0, on_error = |err: LockError| if matches!(err, LockError::InvalidArgument { .. }) { 2 } else { 3 })]
     fn named(name: &str) -> u32 {
@@ -545,6 +604,7 @@ fn on_error_receives_other_failures_when_the_return_type_has_no_room() {
 
 #[test]
 fn on_error_alone_handles_every_acquire_failure() {
+    setup();
     #[locked(key = "alone-{id}", on_error = |err: LockError| err.to_string())]
     fn describe(id: u32) -> String {
         format!("ran {id}")
@@ -577,6 +637,7 @@ fn audit(id: u32) -> Result<u32, LockError> {
 
 #[test]
 fn a_locked_function_re_enters_its_own_lock() {
+    setup();
     assert_eq!(countdown("a", 3).unwrap(), 4);
     assert!(!locked_now("tree-a"));
     // Waiting functions re-enter too, instead of waiting for themselves.
@@ -594,6 +655,7 @@ async fn async_countdown(name: &str, n: u32) -> Result<u32, LockError> {
 
 #[tokio::test]
 async fn an_async_locked_function_re_enters_its_own_lock() {
+    setup();
     assert_eq!(async_countdown("b", 2).await.unwrap(), 3);
     assert!(!locked_now("atree-b"));
 }
@@ -623,6 +685,7 @@ fn panics(id: u32) -> AppResult<u32> {
 
 #[test]
 fn the_lock_is_released_on_error_question_mark_and_panic() {
+    setup();
     assert!(matches!(fails(1), Err(AppError::Failed("body failed"))));
     assert!(!locked_now("exit-1"));
     assert!(matches!(question_mark(2), Err(AppError::Failed("parse"))));
@@ -647,6 +710,7 @@ async fn async_panics(id: u32) -> Result<(), LockError> {
 
 #[tokio::test]
 async fn the_lock_is_released_when_the_future_is_dropped_or_panics() {
+    setup();
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(parked(1, entered_tx));
     entered_rx.await.unwrap();
@@ -679,6 +743,7 @@ fn report(id: u32) -> Result<(bool, bool), LockError> {
 
 #[test]
 fn a_backend_option_is_used_for_acquire_is_locked_and_release() {
+    setup();
     // Inside: locked in REPORTS, not in the global backend.
     assert_eq!(report(1).unwrap(), (true, false));
 
@@ -715,6 +780,7 @@ impl Tenant {
 
 #[tokio::test]
 async fn a_backend_option_may_be_a_field_of_self() {
+    setup();
     let tenant = Tenant {
         backend: MemoryBackend::shared(),
         name: "acme",
@@ -752,6 +818,7 @@ async fn outer_once_async(id: u32) -> AppResult<u32> {
 
 #[test]
 fn an_inner_lock_error_is_returned_as_it_is() {
+    setup();
     let _inner = hold_elsewhere(Lock::new("inner-1"));
     assert!(is_locked_error(&outer_result(1), "inner-1"));
     // With on_locked, the inner failure is not turned into the on_locked value.
@@ -765,6 +832,7 @@ fn an_inner_lock_error_is_returned_as_it_is() {
 
 #[tokio::test]
 async fn an_inner_lock_error_is_returned_as_it_is_async() {
+    setup();
     let _inner = hold_elsewhere(Lock::new("inner-2"));
     assert!(is_locked_error(&outer_once_async(2).await, "inner-2"));
     let _outer = hold_elsewhere(Lock::new("outer-2"));
@@ -781,6 +849,7 @@ fn nightly(day: u32) -> Result<(), LockError> {
 
 #[test]
 fn release_frees_a_lock_held_by_someone_else() {
+    setup();
     let held = hold_elsewhere(Lock::new("nightly-3"));
     assert!(is_locked!(nightly(3)).blocking().unwrap());
     assert!(!is_locked!(nightly(4)).blocking().unwrap());
@@ -793,6 +862,7 @@ fn release_frees_a_lock_held_by_someone_else() {
 
 #[tokio::test]
 async fn release_works_from_async_code() {
+    setup();
     let held = hold_elsewhere(Lock::new("nightly-5"));
     assert!(is_locked!(nightly(5)).await.unwrap());
     assert!(release!(nightly(5)).await.unwrap());
@@ -811,6 +881,7 @@ mod jobs {
 
 #[test]
 fn is_locked_follows_paths_into_modules() {
+    setup();
     let _held = hold_elsewhere(Lock::new("module-job-1"));
     assert!(is_locked!(jobs::run(1)).blocking().unwrap());
     assert!(!is_locked!(self::jobs::run(2)).blocking().unwrap());
@@ -835,6 +906,7 @@ async fn impl_trait(label: impl fmt::Display + Send) -> Result<String, LockError
 
 #[tokio::test]
 async fn generic_and_impl_trait_functions_lock_per_argument() {
+    setup();
     assert_eq!(generic("a", [0u8; 2]).unwrap(), "a");
     assert_eq!(impl_trait(5).await.unwrap(), "5");
     let _a = hold_elsewhere(Lock::new("generic-a"));
@@ -870,6 +942,7 @@ impl Job for Nightly {
 
 #[tokio::test]
 async fn methods_of_trait_impls_lock_and_answer_is_locked() {
+    setup();
     let job = Nightly { zone: "eu" };
     assert_eq!(job.run(1).unwrap(), 1);
     assert_eq!(job.run_async(1).await.unwrap(), 1);
