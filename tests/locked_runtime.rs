@@ -37,8 +37,9 @@ fn setup() {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
         if let Ok(url) = std::env::var(REDIS_RUN) {
-            let backend = lockwright::RedisBackend::connect_blocking(lockwright::RedisConfig::new(url))
-                .expect("connect to the test redis-server");
+            let backend =
+                lockwright::RedisBackend::connect_blocking(lockwright::RedisConfig::new(url))
+                    .expect("connect to the test redis-server");
             lockwright::set_global_backend(backend.shared());
         }
     });
