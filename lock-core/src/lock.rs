@@ -65,6 +65,34 @@ enum Waiter {
     Task,
 }
 
+/// A [`Lock`] on the global backend whose key is formatted from the caller's variables, like
+/// `format!`: `lock!("job-{id}")` locks `job-7` when `id` is 7.
+///
+/// py-cachify's `lock('job-{id}')` locks the literal text `job-{id}` (its defect 8). Here the
+/// template is formatted where the handle is made, a placeholder that names no variable is a
+/// compile error, and positional arguments work as in `format!`. Write `{{` / `}}` for literal
+/// braces. Options chain as on [`Lock::new`]; for an explicit backend use
+/// `Lock::with_backend(format!(..), &backend)`.
+///
+/// ```
+/// let id = 7;
+/// let lock = lock_core::lock!("job-{id}").exp(10);
+/// assert_eq!(lock.key(), "job-7");
+/// assert_eq!(lock_core::lock!("user-{}-{:03}", "ann", 5).key(), "user-ann-005");
+/// ```
+///
+/// ```compile_fail
+/// // `{idd}` names no variable in scope: a compile error, not a lock on the literal text.
+/// let id = 7;
+/// let lock = lock_core::lock!("job-{idd}");
+/// ```
+#[macro_export]
+macro_rules! lock {
+    ($($template:tt)+) => {
+        $crate::Lock::new(::std::format!($($template)+))
+    };
+}
+
 /// A handle on the lock of one key, with py-cachify's options (`nowait`, `timeout`, `exp`).
 ///
 /// Creating a handle does nothing on the backend; it is cheap to clone. Every operation has an
@@ -446,7 +474,9 @@ impl Lock {
             };
             let now = Instant::now();
             let lease_end = match remaining {
-                RemainingLease::Remaining(left) => Some(now + left),
+                // Another client may have set any TTL on a shared Redis key: an end beyond
+                // what `Instant` can hold is as good as none.
+                RemainingLease::Remaining(left) => now.checked_add(left),
                 RemainingLease::Unlimited | RemainingLease::NotLocked => None,
             };
             let wake_at = match (deadline, lease_end) {
@@ -473,6 +503,11 @@ async fn sleep_until(listener: EventListener, wake_at: Option<Instant>, waiter: 
             listener.wait_deadline(at);
         }
         (Waiter::Thread, None) => listener.wait(),
+        // Without a tokio runtime there is no timer to await: wait on this thread instead of
+        // panicking (correct under any executor, though it blocks that executor's thread).
+        (Waiter::Task, Some(at)) if tokio::runtime::Handle::try_current().is_err() => {
+            listener.wait_deadline(at);
+        }
         (Waiter::Task, Some(at)) => {
             let _ = tokio::time::timeout_at(at.into(), listener).await;
         }

@@ -41,6 +41,21 @@ mod memory_only {
         assert_eq!(memory.entry_count(), 0);
     }
 
+    /// py-cachify defect 8: its context-manager key `lock('job-{id}')` is never formatted.
+    #[test]
+    fn a_key_template_is_formatted_from_the_callers_variables() {
+        let id = 7;
+        let lock = lock_core::lock!("defect8-job-{id}");
+        assert_eq!(lock.key(), "defect8-job-7");
+        let guard = lock.acquire_blocking().unwrap();
+        assert!(Lock::new("defect8-job-7").is_locked_blocking().unwrap());
+        assert!(!Lock::new("defect8-job-{id}").is_locked_blocking().unwrap());
+        drop(guard);
+        assert!(!lock_core::lock!("defect8-job-{}", 7)
+            .is_locked_blocking()
+            .unwrap());
+    }
+
     #[test]
     fn the_default_global_backend_is_in_memory_and_needs_no_setup() {
         let lock = Lock::new("global-default-key");

@@ -23,6 +23,116 @@ pub fn elapsed_since(start: Instant) -> Duration {
     start.elapsed()
 }
 
+/// Wraps a backend and counts, per key, the renewals (`extend_many` entries) sent through it.
+#[derive(Debug)]
+pub struct CountingRenewals {
+    inner: lock_core::SharedBackend,
+    renewals: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+impl CountingRenewals {
+    pub fn new(inner: lock_core::SharedBackend) -> Self {
+        CountingRenewals {
+            inner,
+            renewals: Default::default(),
+        }
+    }
+
+    pub fn renewals(&self, key: &str) -> u64 {
+        self.renewals.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+}
+
+impl lock_core::Backend for CountingRenewals {
+    fn try_acquire<'a>(
+        &'a self,
+        key: &'a str,
+        owner: lock_core::Owner,
+        lease: lock_core::LeaseTime,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::TryAcquire>> {
+        self.inner.try_acquire(key, owner, lease)
+    }
+
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: lock_core::Owner,
+        fence: Option<lock_core::Fence>,
+        scope: lock_core::ReleaseScope,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::Release>> {
+        self.inner.release(key, owner, fence, scope)
+    }
+
+    fn force_unlock<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<bool>> {
+        self.inner.force_unlock(key)
+    }
+
+    fn inspect<'a>(
+        &'a self,
+        key: &'a str,
+        owner: lock_core::Owner,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::LockState>> {
+        self.inner.inspect(key, owner)
+    }
+
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: lock_core::Owner,
+        fence: lock_core::Fence,
+        lease: lock_core::LeaseTime,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<bool>> {
+        self.inner.extend(key, owner, fence, lease)
+    }
+
+    fn listen(&self, key: &str) -> lock_core::EventListener {
+        self.inner.listen(key)
+    }
+
+    fn release_on_drop(&self, key: &str, owner: lock_core::Owner, fence: lock_core::Fence) {
+        self.inner.release_on_drop(key, owner, fence)
+    }
+
+    fn extend_many<'a>(
+        &'a self,
+        holds: &'a [lock_core::RenewHold],
+        lease: Duration,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<Vec<bool>>> {
+        let mut renewals = self.renewals.lock().unwrap();
+        for hold in holds {
+            *renewals.entry(hold.key.to_string()).or_default() += 1;
+        }
+        self.inner.extend_many(holds, lease)
+    }
+
+    fn default_lease(&self) -> Option<Duration> {
+        self.inner.default_lease()
+    }
+}
+
+/// Runs `future` on this thread with no tokio runtime: a minimal executor, as another async
+/// runtime would be.
+pub fn run_without_tokio<F: std::future::Future>(future: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = std::task::Waker::from(std::sync::Arc::new(Unpark(std::thread::current())));
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut future = std::pin::pin!(future);
+    loop {
+        if let std::task::Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::park();
+    }
+}
+
 #[macro_export]
 macro_rules! conformance_suite {
     ($make_backend:expr) => {
@@ -661,6 +771,22 @@ macro_rules! conformance_suite {
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn watchdog_stops_exactly_at_release() {
+            // Renewals are counted on their way to the backend: several while held (every
+            // 0.1 s), then none but one already in flight when the release came.
+            let counting = __Arc::new($crate::conformance::CountingRenewals::new(backend()));
+            let shared: SharedBackend = counting.clone();
+            let name = key("watchdog-stop-counted");
+            let counted = Lock::with_backend(name.as_str(), &shared).renewed_lease(0.3);
+            let guard = counted.acquire().await.unwrap();
+            tokio::time::sleep(__Duration::from_millis(450)).await;
+            let while_held = counting.renewals(&name);
+            assert!(while_held >= 2, "renewed {while_held} times in 0.45 s");
+            guard.release().await.unwrap();
+            let at_release = counting.renewals(&name);
+            tokio::time::sleep(__Duration::from_millis(600)).await;
+            let after = counting.renewals(&name) - at_release;
+            assert!(after <= 1, "{after} renewals after the release");
+
             let lock = lock("watchdog-stop").renewed_lease(0.3);
             lock.acquire().await.unwrap().release().await.unwrap();
             // A new holder with a short fixed lease: a stale renewal would keep it alive.
@@ -694,6 +820,21 @@ macro_rules! conformance_suite {
                 !extended.is_renewed(),
                 "an explicit extend hands the lease to the caller"
             );
+        }
+
+        #[test]
+        fn async_waits_work_without_a_tokio_runtime() {
+            use $crate::conformance::run_without_tokio;
+            let lock = lock("no-runtime").exp(0.3);
+            let holder = lock.clone();
+            on_other_thread(move || holder.lock_blocking().unwrap());
+            let impatient = lock.clone().nowait(false).timeout(0.05);
+            let err = run_without_tokio(impatient.acquire()).unwrap_err();
+            assert!(matches!(err, LockError::TimedOut { .. }), "{err:?}");
+            // The holder's lease ends after 0.3 s; a patient waiter then gets the lock.
+            let patient = lock.clone().nowait(false).timeout(LIVENESS);
+            let guard = run_without_tokio(patient.acquire()).unwrap();
+            run_without_tokio(guard.release()).unwrap();
         }
 
         #[test]
