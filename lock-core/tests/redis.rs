@@ -42,6 +42,8 @@ mod redis_only {
             "not a url",
             "http://127.0.0.1:6379",
             "redis://:99999999",
+            // TLS needs a TLS feature of the redis crate, which lockwright does not enable.
+            "rediss://127.0.0.1:6379",
         ] {
             let err = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap_err();
             assert!(
@@ -49,6 +51,21 @@ mod redis_only {
                 "{url}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn pool_sizes_out_of_range_are_invalid_arguments() {
+        let (server, _) = shared_redis();
+        for size in [0, RedisConfig::MAX_POOL_SIZE + 1, usize::MAX] {
+            let config = RedisConfig::new(server.url()).pool_size(size);
+            let err = RedisBackend::connect_blocking(config).unwrap_err();
+            assert!(
+                matches!(err, LockError::InvalidArgument { .. }),
+                "{size}: {err:?}"
+            );
+        }
+        let config = RedisConfig::new(server.url()).pool_size(1);
+        assert!(RedisBackend::connect_blocking(config).is_ok());
     }
 
     #[test]
@@ -82,6 +99,39 @@ mod redis_only {
             assert!(lock.is_locked_blocking().unwrap());
             drop(guard);
         }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn passwords_in_a_unix_socket_urls_query_are_never_shown() {
+        let dir = std::env::temp_dir().join(format!("lockwright-sock-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("redis.sock");
+        let socket_arg = socket.display().to_string();
+        let _server = RedisServer::start_with(&[
+            "--unixsocket",
+            &socket_arg,
+            "--requirepass",
+            "query-secret",
+        ]);
+        let url = format!("redis+unix://{}?db=0&pass=wrong-secret", socket.display());
+        let config = RedisConfig::new(url);
+        assert!(!format!("{config:?}").contains("wrong-secret"));
+        let err = RedisBackend::connect_blocking(config).unwrap_err();
+        assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
+        assert!(
+            !format!("{err} {err:?}").contains("wrong-secret"),
+            "{err:?}"
+        );
+
+        let url = format!("redis+unix://{}?pass=query-secret", socket.display());
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap();
+        assert!(!format!("{backend:?}").contains("query-secret"));
+        drop(
+            Lock::with_backend(key("unix-pw"), &backend.shared())
+                .acquire_blocking()
+                .unwrap(),
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 

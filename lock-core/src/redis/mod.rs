@@ -50,6 +50,10 @@ pub struct RedisConfig {
 const RENEW_BATCH: usize = 256;
 
 impl RedisConfig {
+    /// The largest [`pool_size`](RedisConfig::pool_size): each connection is a socket and a
+    /// slot of per-key ordering, and more than this only adds load on the server.
+    pub const MAX_POOL_SIZE: usize = 1024;
+
     /// Settings for the server at `url`: `redis://[user:password@]host[:port][/db]`,
     /// `rediss://...` (TLS; needs a TLS feature of the `redis` crate, not enabled by default),
     /// `redis+unix:///path/to/socket` or `unix:///path/to/socket`.
@@ -75,10 +79,12 @@ impl RedisConfig {
         Ok(self)
     }
 
-    /// How many multiplexed connections the backend keeps (at least 1). Operations on one key
-    /// always use the same connection, which keeps them in order.
+    /// How many multiplexed connections the backend keeps (default 4). Operations on one key
+    /// always use the same connection, which keeps them in order. Outside 1 to
+    /// [`MAX_POOL_SIZE`](RedisConfig::MAX_POOL_SIZE), connecting fails with
+    /// [`LockError::InvalidArgument`].
     pub fn pool_size(mut self, size: usize) -> Self {
-        self.pool_size = size.max(1);
+        self.pool_size = size;
         self
     }
 
@@ -119,8 +125,30 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// `scheme://user:password@host` → `scheme://user:***@host`.
+/// Hides passwords for logs and errors: `scheme://user:password@host` → `scheme://user:***@host`,
+/// and the values of `pass` / `password` query parameters (redis-rs reads credentials of
+/// `redis+unix://` URLs from there) → `***`.
 fn redact(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = redact_userinfo(base);
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _)) if matches!(name, "pass" | "password") => format!("{name}=***"),
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
+}
+
+fn redact_userinfo(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
         return url.to_owned();
     };
@@ -286,6 +314,16 @@ impl RedisBackend {
     }
 
     fn build(config: RedisConfig) -> Result<(Self, tokio::runtime::Handle)> {
+        if !(1..=RedisConfig::MAX_POOL_SIZE).contains(&config.pool_size) {
+            return Err(LockError::invalid(
+                "pool size",
+                format!(
+                    "{} is not between 1 and {}",
+                    config.pool_size,
+                    RedisConfig::MAX_POOL_SIZE
+                ),
+            ));
+        }
         let url = config.redacted_url();
         let connection = |source: Box<dyn std::error::Error + Send + Sync>| LockError::Connection {
             target: url.clone(),
@@ -348,7 +386,11 @@ impl RedisBackend {
         .await
         .map_err(|_| self.connection_error(TimeoutError(self.inner.config.connect_timeout)))?
         .map_err(|err| self.connection_error(err))?;
-        debug_assert_eq!(pong, "PONG");
+        if pong != "PONG" {
+            return Err(self.connection_error(std::io::Error::other(format!(
+                "PING answered {pong:?}, not PONG"
+            ))));
+        }
         Ok(())
     }
 
