@@ -156,6 +156,38 @@ mod redis_only {
         assert!(!exists, "a released lock leaves no lock key");
     }
 
+    #[test]
+    fn releases_publish_the_wake_up_only_when_an_acquire_found_the_lock_held() {
+        let (server, backend) = shared_redis();
+        let name = key("publish");
+        let channel = format!("lockwright:{{{name}}}:free");
+        let mut subscriber = redis_client(&server.url());
+        let mut pubsub = subscriber.as_pubsub();
+        pubsub.subscribe(&channel).unwrap();
+        pubsub
+            .set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let lock = Lock::with_backend(name.as_str(), &backend.shared()).exp(30);
+        // Uncontended: no message.
+        lock.acquire_blocking().unwrap().release_blocking().unwrap();
+        assert!(
+            pubsub.get_message().is_err(),
+            "an uncontended release published"
+        );
+        // Someone found it held: the release publishes.
+        let guard = lock.acquire_blocking().unwrap();
+        let other = lock.clone();
+        let refused = std::thread::spawn(move || other.try_acquire_blocking().unwrap())
+            .join()
+            .unwrap();
+        assert!(refused.is_none());
+        guard.release_blocking().unwrap();
+        let message = pubsub
+            .get_message()
+            .expect("the release published a wake-up");
+        assert_eq!(message.get_channel_name(), channel);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn script_cache_flushed_mid_run_is_reloaded() {
         // Its own server: a flush makes the first call of each script retry, which would

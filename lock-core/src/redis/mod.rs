@@ -181,7 +181,7 @@ fn redact_userinfo(url: &str) -> String {
 /// right after a `SCRIPT FLUSH`, when the first call of each script is retried.
 ///
 /// Key layout, for prefix `lockwright:` and key `job-42` (one Cluster hash tag per lock):
-/// `lockwright:{job-42}` (hash: owner, hold count, fence; TTL = lease),
+/// `lockwright:{job-42}` (hash: owner, hold count, fence, a someone-waits flag; TTL = lease),
 /// `lockwright:{job-42}:fence` (fence counter, no TTL), channel `lockwright:{job-42}:free`.
 ///
 /// ```no_run

@@ -1,8 +1,8 @@
 //! The Lua scripts: one per lock operation, each one atomic round trip.
 //!
 //! Layout of one lock (all keys share the hash tag `{<key>}`, so a Redis Cluster keeps them in one
-//! slot): `<prefix>{<key>}` is a hash with fields `o` (owner), `c` (hold count), `f` (fence), and
-//! the lease as the key's TTL; `<prefix>{<key>}:fence` is the fence counter (no TTL, so fences keep
+//! slot): `<prefix>{<key>}` is a hash with fields `o` (owner), `c` (hold count), `f` (fence), `w`
+//! (present once an acquire found the lock held: someone may wait), and the lease as the key's TTL; `<prefix>{<key>}:fence` is the fence counter (no TTL, so fences keep
 //! growing after the lock key is gone); `<prefix>{<key>}:free` is the channel a release publishes on.
 
 use std::sync::LazyLock;
@@ -10,7 +10,9 @@ use std::sync::LazyLock;
 use deadpool_redis::redis::Script;
 
 /// KEYS: lock, fence counter. ARGV: owner, lease ms (0 = never expires).
-/// Returns {1, fence, hold count} when acquired, {0, pttl, 0} when held by another owner.
+/// Returns {1, fence, hold count} when acquired, {0, pttl, 0} when held by another owner; then
+/// it also marks the lock `w`, so the release publishes the wake-up (a waiter listens before it
+/// tries, so a release after this script always reaches it).
 pub(super) static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -31,24 +33,27 @@ if owner == ARGV[1] then
   elseif ttl >= 0 and ttl < lease then redis.call('PEXPIRE', KEYS[1], lease) end
   return {1, fence, count}
 end
+redis.call('HSET', KEYS[1], 'w', 1)
 return {0, redis.call('PTTL', KEYS[1]), 0}
 ",
     )
 });
 
 /// KEYS: lock. ARGV: owner, fence ('' = any), scope ('one' | 'all'), channel.
-/// Returns 0 freed, n > 0 still held n times, -1 not locked, -2 not owner.
+/// Returns 0 freed, n > 0 still held n times, -1 not locked, -2 not owner. Publishes the
+/// wake-up only when an acquire found the lock held (`w`): uncontended pairs cost the server two
+/// calls and no message.
 pub(super) static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local held = redis.call('HMGET', KEYS[1], 'o', 'f')
+local held = redis.call('HMGET', KEYS[1], 'o', 'f', 'c', 'w')
 if not held[1] then return -1 end
 if held[1] ~= ARGV[1] or (ARGV[2] ~= '' and held[2] ~= ARGV[2]) then return -2 end
-local count = 0
-if ARGV[3] == 'one' then count = redis.call('HINCRBY', KEYS[1], 'c', -1) end
-if count > 0 then return count end
+if ARGV[3] == 'one' and tonumber(held[3]) > 1 then
+  return redis.call('HINCRBY', KEYS[1], 'c', -1)
+end
 redis.call('DEL', KEYS[1])
-redis.call('PUBLISH', ARGV[4], 'free')
+if held[4] then redis.call('PUBLISH', ARGV[4], 'free') end
 return 0
 ",
     )
