@@ -25,9 +25,11 @@ struct HeldElsewhere {
     thread: Option<thread::JoinHandle<()>>,
 }
 
+#[cfg(feature = "redis")]
 #[path = "../lock-core/tests/support/mod.rs"]
 mod support;
 
+#[cfg(feature = "redis")]
 /// Set by `the_same_tests_pass_on_the_redis_backend` when it re-runs this binary.
 const REDIS_RUN: &str = "LOCKWRIGHT_LOCKED_TESTS_REDIS";
 
@@ -36,6 +38,7 @@ const REDIS_RUN: &str = "LOCKWRIGHT_LOCKED_TESTS_REDIS";
 fn setup() {
     static INIT: std::sync::Once = std::sync::Once::new();
     INIT.call_once(|| {
+        #[cfg(feature = "redis")]
         if let Ok(url) = std::env::var(REDIS_RUN) {
             let backend =
                 lockwright::RedisBackend::connect_blocking(lockwright::RedisConfig::new(url))
@@ -45,6 +48,7 @@ fn setup() {
     });
 }
 
+#[cfg(feature = "redis")]
 #[test]
 fn the_same_tests_pass_on_the_redis_backend() {
     if std::env::var_os(REDIS_RUN).is_some() {

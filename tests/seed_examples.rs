@@ -1,4 +1,5 @@
-//! The two examples of py-cachify's lock-methods page print exactly what that page shows.
+//! The two examples of py-cachify's lock-methods page print exactly what that page shows, and
+//! the `#[locked]` example tells the story it claims.
 //!
 //! `cargo test` builds the examples next to the test binaries; this runs them as a user would.
 
@@ -47,4 +48,26 @@ fn release_example_prints_the_three_lines_of_py_cachify() {
          Is the lock currently locked: false\n\
          Acquire the same lock again\n"
     );
+}
+
+/// `cargo run --example decorator`: of two workers racing for job 1 one runs it and the other is
+/// told it is locked; job 2 runs meanwhile; `is_locked!` sees job 1 locked only while it runs.
+#[test]
+fn decorator_example_runs_one_of_two_racing_workers_and_a_third_job_in_parallel() {
+    let out = stdout_of("decorator");
+    let position = |wanted: &str| {
+        out.lines()
+            .position(|line| line == wanted)
+            .unwrap_or_else(|| panic!("no line {wanted:?} in:\n{out}"))
+    };
+    position("job 1 locked before anyone starts? false");
+    position("job 1 locked while worker-a runs? true");
+    position("worker-b: skipped, job-1 is already locked!");
+    position("worker-a: job 1 done by worker-a");
+    position("worker-c: job 2 done by worker-c");
+    position("job 1 locked after worker-a returned? false");
+    position("report 7 locked now? false (released: false)");
+    assert!(!out.contains("[worker-b] started"), "worker-b ran job 1:\n{out}");
+    // Job 2 started while job 1 was still running.
+    assert!(position("  [worker-c] started job 2") < position("  [worker-a] finished job 1"));
 }
