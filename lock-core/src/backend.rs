@@ -140,12 +140,27 @@ pub type LeaseTime = Option<Duration>;
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Takes the lock for `owner`, or re-enters the owner's hold (incrementing its count and
     /// extending, never shortening, its lease), or reports the other owner's remaining lease.
+    /// The key comes shared, so a backend that keeps it needs no copy.
     fn try_acquire<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a Arc<str>,
         owner: Owner,
         lease: LeaseTime,
     ) -> BoxFuture<'a, Result<TryAcquire>>;
+
+    /// [`try_acquire`](Backend::try_acquire) answered at once, for a backend that needs no I/O
+    /// (an in-process store): the lock handle calls it first and awaits `try_acquire` only on
+    /// `None`, the default. It saves a boxed future on the hottest path; when it answers, it must
+    /// answer exactly as `try_acquire` would.
+    fn try_acquire_sync(
+        &self,
+        key: &Arc<str>,
+        owner: Owner,
+        lease: LeaseTime,
+    ) -> Option<Result<TryAcquire>> {
+        let _ = (key, owner, lease);
+        None
+    }
 
     /// Gives back holds of `owner` (only those of hold epoch `fence`, when given).
     fn release<'a>(

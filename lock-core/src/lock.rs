@@ -272,12 +272,20 @@ impl Lock {
     /// [`LockError::Locked`] (nowait), [`LockError::TimedOut`], [`LockError::InvalidArgument`],
     /// [`LockError::Backend`].
     pub async fn acquire(&self) -> Result<LockGuard> {
-        self.acquire_with(self.options_wait(), Waiter::Task).await
+        let wait = self.options_wait();
+        match self.acquire_at_once(wait) {
+            Some(acquired) => acquired,
+            None => self.acquire_with(wait, Waiter::Task).await,
+        }
     }
 
     /// Blocking form of [`acquire`](Lock::acquire).
     pub fn acquire_blocking(&self) -> Result<LockGuard> {
-        block_on(self.acquire_with(self.options_wait(), Waiter::Thread))
+        let wait = self.options_wait();
+        match self.acquire_at_once(wait) {
+            Some(acquired) => acquired,
+            None => block_on(self.acquire_with(wait, Waiter::Thread)),
+        }
     }
 
     /// Acquires without waiting, whatever the options: `None` when another owner holds it.
@@ -440,6 +448,50 @@ impl Lock {
 
     /// The acquire loop shared by every acquiring method: listen, try, then sleep until a
     /// release wakes us, the holder's lease ends, or our deadline passes.
+    /// The first attempt of an acquire, when the backend answers it without I/O (in memory): no
+    /// waiting loop, no boxed future. `None` when the backend must be awaited or the caller
+    /// must wait for the lock; the waiting loop then listens and tries again.
+    fn acquire_at_once(&self, wait: Wait) -> Option<Result<LockGuard>> {
+        if let Err(err) = self.validate() {
+            return Some(Err(err));
+        }
+        let owner = Owner::current();
+        let (lease, renewed_lease) = self.lease.resolve(&self.backend);
+        match self.backend.try_acquire_sync(&self.key, owner, lease)? {
+            Err(err) => Some(Err(err)),
+            Ok(TryAcquire::Acquired { fence, hold_count }) => {
+                Some(Ok(self.guard(owner, fence, hold_count, renewed_lease)))
+            }
+            Ok(TryAcquire::Held { .. }) => match wait {
+                Wait::No => Some(Err(self.locked())),
+                Wait::For(_) | Wait::Forever => None,
+            },
+        }
+    }
+
+    fn guard(
+        &self,
+        owner: Owner,
+        fence: Fence,
+        hold_count: u32,
+        renewed_lease: Option<Duration>,
+    ) -> LockGuard {
+        LockGuard::new(
+            Arc::clone(&self.key),
+            Arc::clone(&self.backend),
+            owner,
+            fence,
+            hold_count,
+            renewed_lease,
+        )
+    }
+
+    fn locked(&self) -> LockError {
+        LockError::Locked {
+            key: Arc::clone(&self.key),
+        }
+    }
+
     async fn acquire_with(&self, wait: Wait, waiter: Waiter) -> Result<LockGuard> {
         self.validate()?;
         let owner = Owner::current();
@@ -454,23 +506,18 @@ impl Lock {
                 Wait::No => None,
                 Wait::For(_) | Wait::Forever => Some(self.backend.listen(&self.key)),
             };
-            let remaining = match self.backend.try_acquire(&self.key, owner, lease).await? {
+            let outcome = match self.backend.try_acquire_sync(&self.key, owner, lease) {
+                Some(outcome) => outcome?,
+                None => self.backend.try_acquire(&self.key, owner, lease).await?,
+            };
+            let remaining = match outcome {
                 TryAcquire::Acquired { fence, hold_count } => {
-                    return Ok(LockGuard::new(
-                        Arc::clone(&self.key),
-                        Arc::clone(&self.backend),
-                        owner,
-                        fence,
-                        hold_count,
-                        renewed_lease,
-                    ))
+                    return Ok(self.guard(owner, fence, hold_count, renewed_lease))
                 }
                 TryAcquire::Held { remaining } => remaining,
             };
             let Some(listener) = listener else {
-                return Err(LockError::Locked {
-                    key: Arc::clone(&self.key),
-                });
+                return Err(self.locked());
             };
             let now = Instant::now();
             let lease_end = match remaining {

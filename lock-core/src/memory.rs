@@ -57,7 +57,8 @@ struct Table {
 
 #[derive(Debug)]
 struct Hold {
-    key: Box<str>,
+    /// Shared with the handles of the key: storing it costs no allocation.
+    key: Arc<str>,
     hash: u64,
     owner: Owner,
     count: u32,
@@ -136,13 +137,13 @@ impl MemoryBackend {
         &self.stripes[hash as usize % WAKE_STRIPES]
     }
 
-    fn try_acquire_now(&self, key: &str, owner: Owner, lease: LeaseTime) -> TryAcquire {
+    fn acquire_in_table(&self, key: &Arc<str>, owner: Owner, lease: LeaseTime) -> TryAcquire {
         let hash = self.hash(key);
         let now = Instant::now();
         let mut table = self.table();
         table.maybe_sweep(now);
         let table = &mut *table;
-        let found = table.holds.find_mut(hash, |hold| *hold.key == *key);
+        let found = table.holds.find_mut(hash, |hold| *hold.key == **key);
         if let Some(hold) = found.as_ref().filter(|hold| !hold.expired(now)) {
             if hold.owner != owner {
                 return TryAcquire::Held {
@@ -151,8 +152,8 @@ impl MemoryBackend {
             }
         }
         let fence = Fence(table.next_fence);
-        let fresh = |key: &str| Hold {
-            key: key.into(),
+        let fresh = |key: &Arc<str>| Hold {
+            key: Arc::clone(key),
             hash,
             owner,
             count: 1,
@@ -294,11 +295,20 @@ impl Table {
 impl Backend for MemoryBackend {
     fn try_acquire<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a Arc<str>,
         owner: Owner,
         lease: LeaseTime,
     ) -> BoxFuture<'a, Result<TryAcquire>> {
-        Box::pin(async move { Ok(self.try_acquire_now(key, owner, lease)) })
+        Box::pin(async move { Ok(self.acquire_in_table(key, owner, lease)) })
+    }
+
+    fn try_acquire_sync(
+        &self,
+        key: &Arc<str>,
+        owner: Owner,
+        lease: LeaseTime,
+    ) -> Option<Result<TryAcquire>> {
+        Some(Ok(self.acquire_in_table(key, owner, lease)))
     }
 
     fn release<'a>(

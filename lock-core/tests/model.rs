@@ -97,7 +97,7 @@ impl Model {
 
 /// Runs `ops` on `backend` and on the model, failing at the first difference.
 fn check(backend: &SharedBackend, owners: &[Owner], ops: &[Op]) -> Result<(), TestCaseError> {
-    let key = conformance::key("model");
+    let key: std::sync::Arc<str> = conformance::key("model").into();
     let mut model = Model::default();
     // Backend fences are opaque numbers; the model's epochs must map onto them one to one.
     let mut fence_of_epoch: HashMap<u64, Fence> = HashMap::new();

@@ -743,12 +743,12 @@ impl Drop for AcquireReply {
 impl Backend for RedisBackend {
     fn try_acquire<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a Arc<str>,
         owner: Owner,
         lease: LeaseTime,
     ) -> BoxFuture<'a, Result<TryAcquire>> {
         let backend = self.clone();
-        let key: Arc<str> = key.into();
+        let key = Arc::clone(key);
         let flight = Arc::new(std::sync::Mutex::new(Flight::Running));
         let (sender, receiver) = oneshot::channel();
         let reply = AcquireReply {

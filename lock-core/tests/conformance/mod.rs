@@ -46,11 +46,20 @@ impl CountingRenewals {
 impl lock_core::Backend for CountingRenewals {
     fn try_acquire<'a>(
         &'a self,
-        key: &'a str,
+        key: &'a std::sync::Arc<str>,
         owner: lock_core::Owner,
         lease: lock_core::LeaseTime,
     ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::TryAcquire>> {
         self.inner.try_acquire(key, owner, lease)
+    }
+
+    fn try_acquire_sync(
+        &self,
+        key: &std::sync::Arc<str>,
+        owner: lock_core::Owner,
+        lease: lock_core::LeaseTime,
+    ) -> Option<lock_core::Result<lock_core::TryAcquire>> {
+        self.inner.try_acquire_sync(key, owner, lease)
     }
 
     fn release<'a>(
@@ -820,6 +829,29 @@ macro_rules! conformance_suite {
                 !extended.is_renewed(),
                 "an explicit extend hands the lease to the caller"
             );
+        }
+
+        /// The owner is the task, not the thread: on a one-thread runtime every task shares the
+        /// thread, and a thread-based owner would let the second task re-enter the first's hold.
+        #[tokio::test(flavor = "current_thread")]
+        async fn tasks_sharing_one_thread_are_different_owners() {
+            let lock = lock("tasks-one-thread");
+            let guard = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let (taken, thread) = tokio::spawn(async move {
+                let taken = other.try_acquire().await.unwrap().is_some();
+                (taken, std::thread::current().id())
+            })
+            .await
+            .unwrap();
+            assert_eq!(
+                thread,
+                std::thread::current().id(),
+                "one thread runs both tasks"
+            );
+            assert!(!taken, "a second task on the same thread got the lock");
+            assert_eq!(lock.lock_count().await.unwrap(), 1);
+            guard.release().await.unwrap();
         }
 
         #[test]
