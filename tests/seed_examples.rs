@@ -67,7 +67,10 @@ fn decorator_example_runs_one_of_two_racing_workers_and_a_third_job_in_parallel(
     position("worker-c: job 2 done by worker-c");
     position("job 1 locked after worker-a returned? false");
     position("report 7 locked now? false (released: false)");
-    assert!(!out.contains("[worker-b] started"), "worker-b ran job 1:\n{out}");
+    assert!(
+        !out.contains("[worker-b] started"),
+        "worker-b ran job 1:\n{out}"
+    );
     // Job 2 started while job 1 was still running.
     assert!(position("  [worker-c] started job 2") < position("  [worker-a] finished job 1"));
 }
