@@ -266,6 +266,91 @@ mod redis_only {
         assert!(!lock.is_locked_blocking().unwrap());
     }
 
+    /// Waiters share the backend's one subscriber connection: twenty waiters on twenty keys
+    /// open no connection of their own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiters_share_one_subscriber_connection() {
+        let server = RedisServer::start();
+        let backend = RedisBackend::connect(RedisConfig::new(server.url()))
+            .await
+            .unwrap()
+            .shared();
+        let mut held = Vec::new();
+        let mut waiters = Vec::new();
+        for i in 0..20 {
+            let lock = Lock::with_backend(key(&format!("sub-{i}")), &backend).exp(30);
+            held.push(lock.acquire().await.unwrap());
+            let waiter = lock.nowait(false).timeout(30);
+            waiters.push(tokio::spawn(
+                async move { waiter.acquire().await.map(drop) },
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut raw = redis_client(&server.url());
+        let clients: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .arg("TYPE")
+            .arg("pubsub")
+            .query(&mut raw)
+            .unwrap();
+        assert_eq!(clients.lines().count(), 1, "{clients}");
+        for guard in held {
+            guard.release().await.unwrap();
+        }
+        for waiter in waiters {
+            waiter.await.unwrap().unwrap();
+        }
+    }
+
+    /// A server that hangs (SIGSTOP) instead of dying: operations fail with a typed error
+    /// within the command timeout, never hang, and work again once it resumes. An acquire that
+    /// timed out may still run when the server resumes; its hold then ends with its lease.
+    #[test]
+    fn hung_server_gives_typed_errors_within_the_command_timeout_then_recovers() {
+        let server = RedisServer::start();
+        let config = RedisConfig::new(server.url()).command_timeout(0.5).unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap();
+        let lock = Lock::with_backend(key("hung"), &backend.shared()).exp(1);
+        drop(lock.acquire_blocking().unwrap());
+        let signal = |signal| {
+            // SAFETY: kill(2) on the pid of a child process we started.
+            assert_eq!(unsafe { libc::kill(server.pid() as i32, signal) }, 0);
+        };
+        signal(libc::SIGSTOP);
+        for attempt in 0..3 {
+            let start = Instant::now();
+            let err = match attempt {
+                0 => lock.acquire_blocking().map(drop).unwrap_err(),
+                1 => lock.is_locked_blocking().map(drop).unwrap_err(),
+                _ => lock.force_unlock_blocking().map(drop).unwrap_err(),
+            };
+            assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+            let waited = start.elapsed();
+            assert!(
+                waited >= Duration::from_millis(400) && waited < Duration::from_secs(2),
+                "failed after {waited:?} with a 0.5 s command timeout"
+            );
+        }
+        signal(libc::SIGCONT);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let guard = loop {
+            match lock.acquire_blocking() {
+                Ok(guard) => break guard,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(err) => panic!("no recovery after SIGCONT: {err}"),
+            }
+        };
+        drop(guard);
+        // Whatever the timed-out acquire left behind ends with its 1 s lease.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while lock.is_locked_blocking().unwrap() {
+            assert!(Instant::now() < deadline, "a hold outlived its lease");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Worker process for `locks_exclude_across_processes`: not a test of its own.
     #[test]
     #[ignore = "run as a child process by locks_exclude_across_processes"]

@@ -23,19 +23,30 @@ pub fn elapsed_since(start: Instant) -> Duration {
     start.elapsed()
 }
 
-/// Wraps a backend and counts, per key, the renewals (`extend_many` entries) sent through it.
+/// Wraps a backend and counts, per key, the acquire attempts and the renewals (`extend_many`
+/// entries) that reach it.
 #[derive(Debug)]
-pub struct CountingRenewals {
+pub struct CountingBackend {
     inner: lock_core::SharedBackend,
+    attempts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     renewals: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
-impl CountingRenewals {
+fn count(counts: &std::sync::Mutex<std::collections::HashMap<String, u64>>, key: &str) {
+    *counts.lock().unwrap().entry(key.to_owned()).or_default() += 1;
+}
+
+impl CountingBackend {
     pub fn new(inner: lock_core::SharedBackend) -> Self {
-        CountingRenewals {
+        CountingBackend {
             inner,
+            attempts: Default::default(),
             renewals: Default::default(),
         }
+    }
+
+    pub fn attempts(&self, key: &str) -> u64 {
+        self.attempts.lock().unwrap().get(key).copied().unwrap_or(0)
     }
 
     pub fn renewals(&self, key: &str) -> u64 {
@@ -43,13 +54,14 @@ impl CountingRenewals {
     }
 }
 
-impl lock_core::Backend for CountingRenewals {
+impl lock_core::Backend for CountingBackend {
     fn try_acquire<'a>(
         &'a self,
         key: &'a std::sync::Arc<str>,
         owner: lock_core::Owner,
         lease: lock_core::LeaseTime,
     ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::TryAcquire>> {
+        count(&self.attempts, key);
         self.inner.try_acquire(key, owner, lease)
     }
 
@@ -59,7 +71,11 @@ impl lock_core::Backend for CountingRenewals {
         owner: lock_core::Owner,
         lease: lock_core::LeaseTime,
     ) -> Option<lock_core::Result<lock_core::TryAcquire>> {
-        self.inner.try_acquire_sync(key, owner, lease)
+        let answer = self.inner.try_acquire_sync(key, owner, lease);
+        if answer.is_some() {
+            count(&self.attempts, key);
+        }
+        answer
     }
 
     fn release<'a>(
@@ -110,9 +126,8 @@ impl lock_core::Backend for CountingRenewals {
         holds: &'a [lock_core::RenewHold],
         lease: Duration,
     ) -> lock_core::BoxFuture<'a, lock_core::Result<Vec<bool>>> {
-        let mut renewals = self.renewals.lock().unwrap();
         for hold in holds {
-            *renewals.entry(hold.key.to_string()).or_default() += 1;
+            count(&self.renewals, &hold.key);
         }
         self.inner.extend_many(holds, lease)
     }
@@ -782,7 +797,7 @@ macro_rules! conformance_suite {
         async fn watchdog_stops_exactly_at_release() {
             // Renewals are counted on their way to the backend: several while held (every
             // 0.1 s), then none but one already in flight when the release came.
-            let counting = __Arc::new($crate::conformance::CountingRenewals::new(backend()));
+            let counting = __Arc::new($crate::conformance::CountingBackend::new(backend()));
             let shared: SharedBackend = counting.clone();
             let name = key("watchdog-stop-counted");
             let counted = Lock::with_backend(name.as_str(), &shared).renewed_lease(0.3);
@@ -852,6 +867,31 @@ macro_rules! conformance_suite {
             assert!(!taken, "a second task on the same thread got the lock");
             assert_eq!(lock.lock_count().await.unwrap(), 1);
             guard.release().await.unwrap();
+        }
+
+        /// Waiting is woken by the release, not a poll loop: while the lock is held for 1.5 s,
+        /// a waiter tries only when it starts (a poller every 100 ms would try 15 times).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_waiter_does_not_poll_while_the_lock_is_held() {
+            let counting = __Arc::new($crate::conformance::CountingBackend::new(backend()));
+            let shared: SharedBackend = counting.clone();
+            let name = key("no-poll");
+            let lock = Lock::with_backend(name.as_str(), &shared).exp(30);
+            let guard = lock.acquire().await.unwrap();
+            let waiter = lock.clone().nowait(false).timeout(LIVENESS);
+            let waiting = tokio::spawn(async move { waiter.acquire().await.map(drop) });
+            tokio::time::sleep(__Duration::from_millis(1500)).await;
+            let while_held = counting.attempts(&name) - 1;
+            let released_at = __Instant::now();
+            guard.release().await.unwrap();
+            waiting.await.unwrap().unwrap();
+            assert!(released_at.elapsed() < LIVENESS);
+            // The waiter's first try, the try after it starts listening, and a spare for a
+            // wake-up shared with another key.
+            assert!(
+                while_held <= 3,
+                "{while_held} attempts while the lock was held"
+            );
         }
 
         #[test]
