@@ -665,6 +665,30 @@ async fn an_async_locked_function_re_enters_its_own_lock() {
     assert!(!locked_now("atree-b"));
 }
 
+#[locked(key = "ashared-{name}")]
+async fn async_outer(name: &str) -> Result<u32, LockError> {
+    // Sleep between the nested calls, so the task may resume on another worker thread: the
+    // owner is the task, so re-entry does not depend on the thread.
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    async_inner(name).await
+}
+
+#[locked(key = "ashared-{name}")]
+async fn async_inner(name: &str) -> Result<u32, LockError> {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    Lock::new(format!("ashared-{name}")).lock_count().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_locked_functions_sharing_a_key_re_enter_across_worker_threads() {
+    setup();
+    for round in 0..20 {
+        let name = format!("r{round}");
+        assert_eq!(async_outer(&name).await.unwrap(), 2);
+        assert!(!locked_now(&format!("ashared-{name}")));
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Release on every exit
 
@@ -698,6 +722,37 @@ fn the_lock_is_released_on_error_question_mark_and_panic() {
     assert!(std::panic::catch_unwind(|| panics(3)).is_err());
     assert!(!locked_now("exit-3"));
     assert!(!is_locked!(panics(3)).blocking().unwrap());
+}
+
+#[locked(key = "aexit-{id}")]
+async fn async_fails(id: u32) -> AppResult<u32> {
+    tokio::task::yield_now().await;
+    assert!(locked_now(&format!("aexit-{id}")));
+    Err(AppError::Failed("async body failed"))
+}
+
+#[locked(key = "aexit-{id}")]
+async fn async_question_mark(id: u32) -> AppResult<u32> {
+    tokio::task::yield_now().await;
+    let parsed: u32 = "not a number"
+        .parse()
+        .map_err(|_| AppError::Failed("async parse"))?;
+    Ok(parsed + id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_is_released_on_async_error_and_question_mark() {
+    setup();
+    assert!(matches!(
+        async_fails(1).await,
+        Err(AppError::Failed("async body failed"))
+    ));
+    assert!(!is_locked!(async_fails(1)).await.unwrap());
+    assert!(matches!(
+        async_question_mark(2).await,
+        Err(AppError::Failed("async parse"))
+    ));
+    assert!(!is_locked!(async_question_mark(2)).await.unwrap());
 }
 
 #[locked(key = "parked-{id}")]
