@@ -1,12 +1,27 @@
 //! Locks shared through Redis: two workers contend for one job, fencing tokens order their
-//! writes, the watchdog keeps a long job's lock alive, and everything is cleaned up at the end.
+//! writes, a `#[locked]` function and `is_locked!` use the same locks, the watchdog keeps a long
+//! job's lock alive, and everything is cleaned up at the end.
 //!
 //! Needs a Redis server: `REDIS_URL` (default `redis://127.0.0.1:6379`). For example:
 //! `apt-get install redis-server && redis-server --daemonize yes && cargo run --example redis`
 
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use lockwright::{Lock, LockError, RedisBackend, RedisConfig};
+use lockwright::{is_locked, locked, Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
+
+/// The Redis backend, for `#[locked(backend = ...)]`.
+static REDIS: OnceLock<SharedBackend> = OnceLock::new();
+
+fn redis_backend() -> &'static SharedBackend {
+    REDIS.get().expect("connected in main")
+}
+
+/// The same `job-{id}` lock as the handle below: one key namespace.
+#[locked(key = "job-{id}", exp = 5, backend = redis_backend())]
+async fn process(id: u32) -> Result<String, LockError> {
+    Ok(format!("process({id}) ran under the lock"))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
@@ -19,6 +34,7 @@ async fn main() -> Result<(), LockError> {
     let redis = RedisBackend::connect(config).await?;
     println!("connected to {}", redis.config().redacted_url());
     let backend = redis.shared();
+    REDIS.set(backend.clone()).expect("set once");
     let job = Lock::with_backend("job-7", &backend)
         .nowait(false)
         .timeout(10);
@@ -55,6 +71,16 @@ async fn main() -> Result<(), LockError> {
         .await
         .expect("task")?;
     println!("is job-7 locked (seen from another task)? {seen}");
+    println!(
+        "is_locked!(process(7)) while the handle holds job-7? {}",
+        is_locked!(process(7)).await?
+    );
+    // Another task is another owner: refused at once (nowait). This task holds it: re-entered.
+    match tokio::spawn(process(7)).await.expect("task") {
+        Err(LockError::Locked { key }) => println!("process(7) from another task: {key} is held"),
+        other => println!("process(7) from another task: {other:?}"),
+    }
+    println!("from the holding task: {}", process(7).await?);
 
     // No `exp`: the watchdog renews the 3 s lease every second while the guard lives.
     println!("holding job-7 for 4 s, longer than its 3 s lease...");
@@ -66,6 +92,7 @@ async fn main() -> Result<(), LockError> {
     );
     guard.release().await?;
     println!("released; locked now? {}", job.is_locked().await?);
+    println!("{}", process(7).await?);
 
     // Clean up: the fence counter has no TTL by design; this example removes its own keys.
     let mut raw = redis::Client::open(url.as_str())
