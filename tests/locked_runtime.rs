@@ -280,6 +280,11 @@ fn card_form(case: &str) -> Result<(), LockError> {
     Ok(())
 }
 
+#[locked(key = "matrix-{case}", nowait = true, timeout = 4)]
+fn nowait_true(case: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
 #[locked(key = "matrix-{case}", nowait = false, timeout = 0.2)]
 fn waits_with_timeout(case: &str) -> Result<(), LockError> {
     Ok(())
@@ -304,6 +309,7 @@ fn nowait_fails_at_once_whatever_the_timeout() {
         by_default("nowait"),
         flag_nowait("nowait"),
         card_form("nowait"),
+        nowait_true("nowait"),
     ] {
         assert!(
             matches!(result, Err(LockError::Locked { .. })),
