@@ -565,6 +565,10 @@ macro_rules! conformance_suite {
                 lock("bad").timeout(-3),
                 lock("bad").timeout(__Duration::ZERO),
                 lock("bad").timeout(__Duration::MAX),
+                lock("bad").renewed_lease(-1),
+                lock("bad").renewed_lease(f64::NAN),
+                lock("bad").lease(lock_core::Lease::Fixed(__Duration::ZERO)),
+                lock("bad").lease(lock_core::Lease::Renewed(__Duration::MAX)),
                 Lock::with_backend("", &backend()),
                 Lock::with_backend("k".repeat(lock_core::MAX_KEY_LEN + 1), &backend()),
             ];
@@ -578,11 +582,35 @@ macro_rules! conformance_suite {
                 };
                 invalid(lock.acquire().await.map(|_| ()));
                 invalid(lock.acquire_blocking().map(|_| ()));
+                invalid(lock.try_acquire().await.map(|_| ()));
+                invalid(lock.try_acquire_blocking().map(|_| ()));
                 invalid(lock.try_lock().await.map(|_| ()));
+                invalid(lock.try_lock_blocking().map(|_| ()));
+                invalid(lock.try_lock_for(1).await.map(|_| ()));
+                invalid(lock.try_lock_for_blocking(1).map(|_| ()));
                 invalid(lock.lock().await.map(|_| ()));
-                invalid(lock.is_locked().await.map(|_| ()));
-                invalid(lock.force_unlock().await.map(|_| ()));
+                invalid(lock.lock_blocking().map(|_| ()));
+                invalid(lock.unlock().await);
+                invalid(lock.unlock_blocking());
                 invalid(lock.release().await.map(|_| ()));
+                invalid(lock.release_blocking().map(|_| ()));
+                invalid(lock.force_unlock().await.map(|_| ()));
+                invalid(lock.force_unlock_blocking().map(|_| ()));
+                invalid(lock.state().await.map(|_| ()));
+                invalid(lock.state_blocking().map(|_| ()));
+                invalid(lock.is_locked().await.map(|_| ()));
+                invalid(lock.is_locked_blocking().map(|_| ()));
+                invalid(lock.is_locked_by_current_owner().await.map(|_| ()));
+                invalid(lock.is_locked_by_current_owner_blocking().map(|_| ()));
+                invalid(lock.lock_count().await.map(|_| ()));
+                invalid(lock.lock_count_blocking().map(|_| ()));
+                invalid(lock.remaining_lease().await.map(|_| ()));
+                invalid(lock.remaining_lease_blocking().map(|_| ()));
+                // Nothing was taken: the same key through a valid handle is free.
+                if !lock.key().is_empty() && lock.key().len() <= lock_core::MAX_KEY_LEN {
+                    let valid = Lock::with_backend(lock.key(), lock.backend());
+                    assert!(!valid.is_locked().await.unwrap(), "{lock:?} left a lock");
+                }
             }
             let ok = lock("ok");
             assert!(matches!(
@@ -592,11 +620,23 @@ macro_rules! conformance_suite {
                     ..
                 })
             ));
+            assert!(matches!(
+                ok.try_lock_for_blocking(f64::NAN),
+                Err(LockError::InvalidArgument { .. })
+            ));
             let mut guard = ok.acquire().await.unwrap();
             assert!(matches!(
                 guard.extend(f64::NAN).await,
                 Err(LockError::InvalidArgument { .. })
             ));
+            assert!(matches!(
+                guard.extend_blocking(-2),
+                Err(LockError::InvalidArgument { .. })
+            ));
+            assert!(
+                guard.is_held().await.unwrap(),
+                "a refused extend changed nothing"
+            );
         }
 
         // py-cachify defect 6: a lock on a non-global instance went through the global client.
