@@ -786,6 +786,27 @@ fn restarted_server_lets_blocked_waiters_progress() {
         .unwrap()
         .expect("the waiter never progressed");
     assert!(fence.0 >= 1);
+
+    // Pub/sub recovered too: a waiter is woken by the release, not by the 30 s lease or its
+    // 20 s deadline.
+    let name = key("restart-wakeup");
+    let held = Lock::with_backend(name.as_str(), &backend)
+        .exp(30)
+        .acquire_blocking()
+        .unwrap();
+    let waiter = Lock::with_backend(name.as_str(), &backend)
+        .nowait(false)
+        .timeout(20);
+    let waiting = std::thread::spawn(move || waiter.acquire_blocking().map(drop));
+    std::thread::sleep(Duration::from_millis(500));
+    let released_at = Instant::now();
+    held.release_blocking().unwrap();
+    waiting.join().unwrap().unwrap();
+    assert!(
+        released_at.elapsed() < Duration::from_secs(3),
+        "woken {:?} after the release",
+        released_at.elapsed()
+    );
 }
 
 mod awkward_keys {
