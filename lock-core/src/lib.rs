@@ -1,7 +1,8 @@
 //! The runtime of [lockwright](https://docs.rs/lockwright): keyed locks with py-cachify's
 //! options and Hazelcast's API, on a pluggable [`Backend`].
 //!
-//! - [`Lock`]: a handle on one key's lock, with async and `_blocking` forms of every operation.
+//! - [`Lock`]: a handle on one key's lock, with async and `_blocking` forms of every operation;
+//!   [`lock!`] makes one whose key is formatted from your variables (`lock!("job-{id}")`).
 //! - [`LockGuard`]: one hold, released on drop, carrying a [`Fence`] token.
 //! - [`Backend`]: the seam; [`MemoryBackend`] is the default, used when nothing is set up.
 //!
