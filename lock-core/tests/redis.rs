@@ -327,7 +327,7 @@ mod redis_only {
             assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
             let waited = start.elapsed();
             assert!(
-                waited >= Duration::from_millis(400) && waited < Duration::from_secs(2),
+                waited < Duration::from_secs(2),
                 "failed after {waited:?} with a 0.5 s command timeout"
             );
         }

@@ -910,7 +910,7 @@ macro_rules! conformance_suite {
         }
 
         /// Waiting is woken by the release, not a poll loop: while the lock is held for 1.5 s,
-        /// a waiter tries only when it starts (a poller every 100 ms would try 15 times).
+        /// a waiter tries only when it starts.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_waiter_does_not_poll_while_the_lock_is_held() {
             let counting = __Arc::new($crate::conformance::CountingBackend::new(backend()));
@@ -926,10 +926,10 @@ macro_rules! conformance_suite {
             guard.release().await.unwrap();
             waiting.await.unwrap().unwrap();
             assert!(released_at.elapsed() < LIVENESS);
-            // The waiter's first try, the try after it starts listening, and a spare for a
-            // wake-up shared with another key.
+            // The waiter's first try, the try after it starts listening, and spares for
+            // wake-ups shared with other keys (a 100 ms poll loop would make 15).
             assert!(
-                while_held <= 3,
+                while_held <= 5,
                 "{while_held} attempts while the lock was held"
             );
         }
