@@ -796,7 +796,22 @@ async fn the_lock_is_released_when_the_future_is_dropped_or_panics() {
 // ---------------------------------------------------------------------------------------------
 // `backend = ...` (py-cachify defect 6: a decorator on a non-global instance used the global one)
 
-static REPORTS: LazyLock<SharedBackend> = LazyLock::new(MemoryBackend::shared);
+/// A backend instance other than the global one, of the kind under test: in the Redis re-run a
+/// second `RedisBackend` on the same server with its own key prefix (so its locks are its own),
+/// else a fresh `MemoryBackend`.
+fn another_backend(prefix: &str) -> SharedBackend {
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var(REDIS_RUN) {
+        let config = lockwright::RedisConfig::new(url).prefix(prefix);
+        return lockwright::RedisBackend::connect_blocking(config)
+            .expect("connect to the test redis-server")
+            .shared();
+    }
+    let _ = prefix;
+    MemoryBackend::shared()
+}
+
+static REPORTS: LazyLock<SharedBackend> = LazyLock::new(|| another_backend("reports:"));
 
 #[locked(key = "report-{id}", backend = REPORTS)]
 fn report(id: u32) -> Result<(bool, bool), LockError> {
@@ -848,7 +863,7 @@ impl Tenant {
 async fn a_backend_option_may_be_a_field_of_self() {
     setup();
     let tenant = Tenant {
-        backend: MemoryBackend::shared(),
+        backend: another_backend("tenants:"),
         name: "acme",
     };
     assert!(tenant.sync_accounts().await.unwrap());
