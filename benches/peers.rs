@@ -760,12 +760,19 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn goal(met: bool) -> &'static str {
-    if met {
-        "met"
-    } else {
-        "**missed**"
-    }
+/// One row of the goals table; `met` is `None` when the figure is missing.
+fn goal_row(out: &mut String, goal: &str, measured: &str, met: Option<bool>) {
+    let verdict = match met {
+        Some(true) => "met",
+        Some(false) => "**missed**",
+        None => "",
+    };
+    let _ = writeln!(out, "| {goal} | {measured} | {verdict} |");
+}
+
+/// The lowest of some ratios, if there are any.
+fn lowest(ratios: impl Iterator<Item = f64>) -> Option<f64> {
+    ratios.reduce(f64::min)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1173,84 +1180,54 @@ fn main() {
     let handle_1 = rate(Contender::Handle, 1) / rate(Contender::Floor, 1);
     let handle_50 = rate(Contender::Handle, MANY) / rate(Contender::Floor, MANY);
     let vs_rslock = rate(Contender::Handle, MANY) / rate(Contender::Rslock, MANY);
-    let py_min = [1, MANY]
-        .iter()
-        .filter_map(|&c| Some(rate(Contender::Handle, c) / py.pairs("async", c)?))
-        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))));
+    let py_min = lowest(
+        [1, MANY]
+            .iter()
+            .filter_map(|&c| Some(rate(Contender::Handle, c) / py.pairs("async", c)?)),
+    );
     let lw_p50 = handoffs
         .iter()
         .filter(|(name, _, s)| name.starts_with("lockwright") && !s.is_empty())
-        .map(|(_, w, s)| (*w, percentile(s, 50.0)))
-        .collect::<Vec<_>>();
-    let mem_vs_py = memory
-        .iter()
-        .filter_map(|(blocking, rate)| {
-            Some(
-                rate / py.number(if *blocking {
-                    "memory_sync"
-                } else {
-                    "memory_async"
-                })?,
-            )
-        })
-        .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.min(r))));
+        .map(|(_, w, s)| (*w, percentile(s, 50.0)));
+    let mem_vs_py = lowest(memory.iter().filter_map(|(blocking, rate)| {
+        let peer = if *blocking {
+            "memory_sync"
+        } else {
+            "memory_async"
+        };
+        Some(rate / py.number(peer)?)
+    }));
+    let not_measured = format!("not measured: {}", py.why_missing().unwrap_or("?"));
     let _ = writeln!(out, "\n### Goals (async handle API; same run)\n");
     let _ = writeln!(out, "| goal | measured | |");
     let _ = writeln!(out, "|---|---:|---|");
-    let _ = writeln!(
-        out,
-        "| c=1 ≥ 0.95× floor | {handle_1:.2}× | {} |",
-        goal(handle_1 >= 0.95)
-    );
-    let _ = writeln!(
-        out,
-        "| c=50 ≥ 0.9× floor | {handle_50:.2}× | {} |",
-        goal(handle_50 >= 0.9)
-    );
-    let _ = writeln!(
-        out,
-        "| c=50 ≥ 1.3× rslock | {vs_rslock:.2}× | {} |",
-        goal(vs_rslock >= 1.3)
-    );
+    let ratio_row = |out: &mut String, goal: &str, value: f64, target: f64| {
+        goal_row(out, goal, &format!("{value:.2}×"), Some(value >= target))
+    };
+    ratio_row(&mut out, "c=1 ≥ 0.95× floor", handle_1, 0.95);
+    ratio_row(&mut out, "c=50 ≥ 0.9× floor", handle_50, 0.9);
+    ratio_row(&mut out, "c=50 ≥ 1.3× rslock", vs_rslock, 1.3);
     match py_min {
-        Some(r) => {
-            let _ = writeln!(
-                out,
-                "| ≥ 15× py-cachify (lower of c=1, c=50) | {r:.1}× | {} |",
-                goal(r >= 15.0)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "| ≥ 15× py-cachify | not measured: {} | |",
-                py.why_missing().unwrap_or("?")
-            );
-        }
+        Some(r) => ratio_row(&mut out, "≥ 15× py-cachify (lower of c=1, c=50)", r, 15.0),
+        None => goal_row(&mut out, "≥ 15× py-cachify", &not_measured, None),
     }
-    for (waiters, p50) in &lw_p50 {
-        let _ = writeln!(
-            out,
-            "| hand-off p50 ≤ 1 ms ({waiters} waiter{}) | {} ms | {} |",
-            if *waiters == 1 { "" } else { "s" },
-            ms(*p50),
-            goal(*p50 <= Duration::from_millis(1))
+    for (waiters, p50) in lw_p50 {
+        let goal = format!(
+            "hand-off p50 ≤ 1 ms ({waiters} waiter{})",
+            if waiters == 1 { "" } else { "s" }
+        );
+        let measured = format!("{} ms", ms(p50));
+        goal_row(
+            &mut out,
+            &goal,
+            &measured,
+            Some(p50 <= Duration::from_millis(1)),
         );
     }
+    let memory_goal = "memory ≥ 40× py-cachify in-memory (lower of blocking, async)";
     match mem_vs_py {
-        Some(r) => {
-            let _ = writeln!(
-                out,
-                "| memory ≥ 40× py-cachify in-memory (lower of blocking, async) | {r:.1}× | {} |",
-                goal(r >= 40.0)
-            );
-        }
-        None => {
-            let _ = writeln!(
-                out,
-                "| memory ≥ 40× py-cachify in-memory | not measured | |"
-            );
-        }
+        Some(r) => ratio_row(&mut out, memory_goal, r, 40.0),
+        None => goal_row(&mut out, memory_goal, &not_measured, None),
     }
     print!("{out}");
     drop(peers);
