@@ -144,13 +144,32 @@ mod redis_only {
         let mut raw = redis_client(&server.url());
         let lock_key = format!("lockwright:{{{name}}}");
         assert_eq!(backend.lock_key(&name), lock_key);
-        let fields: Vec<String> = redis::cmd("HKEYS").arg(&lock_key).query(&mut raw).unwrap();
-        assert_eq!(fields.len(), 3, "{fields:?}");
         let fence: u64 = redis::cmd("GET")
             .arg(format!("{lock_key}:fence"))
             .query(&mut raw)
             .unwrap();
         assert_eq!(fence, guard.fence().0);
+        let owner = lock_core::Owner::current();
+        let value: String = redis::cmd("GET").arg(&lock_key).query(&mut raw).unwrap();
+        assert_eq!(value, format!("{owner}:{fence}:1"));
+        let again = lock.acquire_blocking().unwrap();
+        let value: String = redis::cmd("GET").arg(&lock_key).query(&mut raw).unwrap();
+        assert_eq!(
+            value,
+            format!("{owner}:{fence}:2"),
+            "re-entry counts in the value"
+        );
+        drop(again);
+        // Another owner's failed try marks the lock as waited on, so the release publishes.
+        let other = std::thread::scope(|scope| {
+            scope
+                .spawn(|| lock.try_acquire_blocking().unwrap().is_none())
+                .join()
+                .unwrap()
+        });
+        assert!(other);
+        let value: String = redis::cmd("GET").arg(&lock_key).query(&mut raw).unwrap();
+        assert_eq!(value, format!("{owner}:{fence}:1:w"));
         drop(guard);
         let exists: bool = redis::cmd("EXISTS").arg(&lock_key).query(&mut raw).unwrap();
         assert!(!exists, "a released lock leaves no lock key");

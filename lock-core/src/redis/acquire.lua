@@ -1,19 +1,20 @@
-local owner = redis.call('HGET', KEYS[1], 'o')
+local held = redis.call('GET', KEYS[1])
 local lease = tonumber(ARGV[2])
-if not owner then
-  local fence = redis.call('INCR', KEYS[2])
-  redis.call('HSET', KEYS[1], 'o', ARGV[1], 'c', 1, 'f', fence)
-  if lease > 0 then redis.call('PEXPIRE', KEYS[1], lease) end
-  return {1, fence, 1}
+if not held then
+  local fence = string.format('%d', redis.call('INCR', KEYS[2]))
+  if lease > 0 then redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence .. ':1', 'PX', lease)
+  else redis.call('SET', KEYS[1], ARGV[1] .. ':' .. fence .. ':1') end
+  return {1, tonumber(fence), 1}
 end
+local owner, fence, count, waiting = string.match(held, '^(.-):(%d+):(%d+)(.*)$')
 if owner == ARGV[1] then
-  local count = redis.call('HINCRBY', KEYS[1], 'c', 1)
-  local fence = tonumber(redis.call('HGET', KEYS[1], 'f'))
+  count = tonumber(count) + 1
+  redis.call('SET', KEYS[1], owner .. ':' .. fence .. ':' .. count .. waiting, 'KEEPTTL')
   local ttl = redis.call('PTTL', KEYS[1])
   -- Re-entering extends the lease if the new one ends later; it never shortens it.
   if lease == 0 then redis.call('PERSIST', KEYS[1])
   elseif ttl >= 0 and ttl < lease then redis.call('PEXPIRE', KEYS[1], lease) end
-  return {1, fence, count}
+  return {1, tonumber(fence), count}
 end
-redis.call('HSET', KEYS[1], 'w', 1)
+if waiting == '' then redis.call('SET', KEYS[1], held .. ':w', 'KEEPTTL') end
 return {0, redis.call('PTTL', KEYS[1]), 0}

@@ -1,9 +1,13 @@
-local held = redis.call('HMGET', KEYS[1], 'o', 'f', 'c', 'w')
-if not held[1] then return -1 end
-if held[1] ~= ARGV[1] or (ARGV[2] ~= '' and held[2] ~= ARGV[2]) then return -2 end
-if ARGV[3] == 'one' and tonumber(held[3]) > 1 then
-  return redis.call('HINCRBY', KEYS[1], 'c', -1)
+local held = redis.call('GET', KEYS[1])
+if not held then return -1 end
+local owner, fence, count, waiting = string.match(held, '^(.-):(%d+):(%d+)(.*)$')
+if owner ~= ARGV[1] or (ARGV[2] ~= '' and fence ~= ARGV[2]) then return -2 end
+count = tonumber(count)
+if ARGV[3] == 'one' and count > 1 then
+  count = count - 1
+  redis.call('SET', KEYS[1], owner .. ':' .. fence .. ':' .. count .. waiting, 'KEEPTTL')
+  return count
 end
 redis.call('DEL', KEYS[1])
-if held[4] then redis.call('PUBLISH', ARGV[4], 'free') end
+if waiting ~= '' then redis.call('PUBLISH', ARGV[4], 'free') end
 return 0
