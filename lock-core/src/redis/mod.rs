@@ -5,14 +5,16 @@ mod scripts;
 use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use deadpool_redis::redis::{self, aio::MultiplexedConnection, RedisError, Script};
 use event_listener::{Event, EventListener};
 use futures_util::StreamExt;
-use tokio::sync::{oneshot, Mutex as AsyncMutex};
+use tokio::sync::Mutex as AsyncMutex;
 
 use crate::backend::{
     Backend, BoxFuture, Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease,
@@ -173,15 +175,18 @@ fn redact_userinfo(url: &str) -> String {
 /// Locks kept in Redis, shared by every process using the same server and prefix.
 ///
 /// Each lock operation is one round trip: a cached Lua script (`EVALSHA`; the scripts are loaded
-/// on every new connection, and reloaded on `NOSCRIPT` after a `SCRIPT FLUSH`). Waiters are woken through one pattern subscription per
-/// backend. All Redis I/O runs on a small runtime the backend owns, so the blocking API works in
-/// programs without tokio and inside any runtime, and the backend survives the runtimes of its
-/// callers. Operations on one key issued by one task or thread reach Redis in the order issued
+/// on every new connection, and reloaded on `NOSCRIPT` after a `SCRIPT FLUSH`). Waiters are woken
+/// through one pattern subscription per backend. The connections' I/O (their driver tasks and
+/// the command timeouts' timer) runs on a small runtime the backend owns, so the blocking API
+/// works in programs without tokio and inside any runtime, and the backend survives the runtimes
+/// of its callers; each operation is otherwise polled by its caller, on any executor, and one
+/// dropped half-way is finished there (an acquire also gives back what it got). Operations on one key issued by one task or thread reach Redis in the order issued
 /// (a guard's release on drop is never overtaken by the next operation on that key), except
 /// right after a `SCRIPT FLUSH`, when the first call of each script is retried.
 ///
 /// Key layout, for prefix `lockwright:` and key `job-42` (one Cluster hash tag per lock):
-/// `lockwright:{job-42}` (hash: owner, hold count, fence, a someone-waits flag; TTL = lease),
+/// `lockwright:{job-42}` (string `owner:fence:hold count`, `:w` appended when someone waits;
+/// TTL = lease),
 /// `lockwright:{job-42}:fence` (fence counter, no TTL), channel `lockwright:{job-42}:free`.
 ///
 /// ```no_run
@@ -402,16 +407,28 @@ impl RedisBackend {
         if let Some(conn) = slot.as_ref() {
             return Ok(MultiplexedConnection::clone(conn));
         }
-        let conn = self.inner.pool.get().await.map_err(PoolError)?;
-        let mut multiplexed = MultiplexedConnection::clone(&conn);
-        // Load the scripts now (a new connection may mean a restarted server): a NOSCRIPT retry
-        // later would let the next command on this connection overtake the retried one.
-        for script in scripts::all() {
-            script
-                .load_async(&mut multiplexed)
-                .await
-                .map_err(|err| PoolError(deadpool_redis::PoolError::Backend(err)))?;
-        }
+        // Connect on the backend's runtime: the connection's driver task lives where it was
+        // created, and must outlive the caller's runtime (or work when the caller has none).
+        let pool = self.inner.pool.clone();
+        let connecting = self.inner.runtime.handle().spawn(async move {
+            let conn = pool.get().await.map_err(PoolError)?;
+            let mut multiplexed = MultiplexedConnection::clone(&conn);
+            // Load the scripts now (a new connection may mean a restarted server): a NOSCRIPT
+            // retry later would let the next command on this connection overtake the retried one.
+            for script in scripts::all() {
+                script
+                    .load_async(&mut multiplexed)
+                    .await
+                    .map_err(|err| PoolError(deadpool_redis::PoolError::Backend(err)))?;
+            }
+            Ok(conn)
+        });
+        let conn = connecting.await.map_err(|err| {
+            PoolError(deadpool_redis::PoolError::Backend(RedisError::from(
+                std::io::Error::other(err),
+            )))
+        })??;
+        let multiplexed = MultiplexedConnection::clone(&conn);
         *slot = Some(conn);
         Ok(multiplexed)
     }
@@ -460,7 +477,12 @@ impl RedisBackend {
             }
         };
         let timeout = self.inner.config.command_timeout;
-        match tokio::time::timeout(timeout, attempt).await {
+        // The timer belongs to the backend's runtime, so the caller's executor needs none.
+        let attempt = {
+            let _runtime = self.inner.runtime.handle().enter();
+            tokio::time::timeout(timeout, attempt)
+        };
+        match attempt.await {
             Ok(result) => result,
             Err(_) => {
                 self.discard_connection(key).await;
@@ -518,8 +540,9 @@ impl RedisBackend {
         }
     }
 
-    /// Runs `op` on the backend's runtime, after the key's in-flight drop releases; the
-    /// returned future works on any executor.
+    /// Runs `op` after the key's in-flight drop releases. It is polled by the caller's task on
+    /// any executor (Redis I/O itself is driven by the backend's runtime); a caller that drops it
+    /// half-way does not cut it off: the rest runs on the backend's runtime.
     fn run<T, F>(&self, key: &str, op: F) -> BoxFuture<'static, Result<T>>
     where
         T: Send + 'static,
@@ -527,16 +550,13 @@ impl RedisBackend {
     {
         let backend = self.clone();
         let key: Arc<str> = key.into();
-        let ordered_key = Arc::clone(&key);
-        let task = self.inner.runtime.handle().spawn(async move {
-            backend.after_pending_releases(&ordered_key, || false).await;
-            op.await
-        });
-        Box::pin(async move {
-            task.await.map_err(|err| LockError::Backend {
-                key,
-                source: err.into(),
-            })?
+        Box::pin(Detachable {
+            op: Some(Box::pin(async move {
+                backend.after_pending_releases(&key, || false).await;
+                op.await
+            })),
+            started: false,
+            runtime: self.inner.runtime.handle().clone(),
         })
     }
 
@@ -670,73 +690,89 @@ impl std::error::Error for PoolError {
     }
 }
 
-/// Where an acquire running on the backend's runtime stands, shared with its caller's future.
-enum Flight {
-    Running,
-    /// The caller gave up; the task releases any hold it got and then ends this pending entry.
-    Abandoned(Arc<PendingKey>),
-    Done,
+/// An operation polled in its caller's task. Dropped after its first poll (something may have
+/// been sent), the rest of it runs on the backend's runtime instead of being cut off.
+struct Detachable<T: Send + 'static> {
+    op: Option<BoxFuture<'static, T>>,
+    started: bool,
+    runtime: tokio::runtime::Handle,
 }
 
-fn lock_flight(flight: &std::sync::Mutex<Flight>) -> std::sync::MutexGuard<'_, Flight> {
-    flight
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl<T: Send + 'static> Future for Detachable<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.started = true;
+        let op = self.op.as_mut().expect("polled after completion");
+        let output = ready!(op.as_mut().poll(cx));
+        self.op = None;
+        Poll::Ready(output)
+    }
 }
 
-/// The caller's side of an acquire running on the backend's runtime. Dropped before the reply
-/// arrived, it marks the acquire abandoned (the task gives any hold back, and later operations
-/// on the key wait for that); dropped with an unread reply, it releases that hold. Either way
-/// no hold is orphaned, and the caller's next operation on the key sees it released.
-struct AcquireReply {
-    receiver: Option<oneshot::Receiver<Result<TryAcquire>>>,
-    flight: Arc<std::sync::Mutex<Flight>>,
+impl<T: Send + 'static> Drop for Detachable<T> {
+    fn drop(&mut self) {
+        if let Some(op) = self.op.take().filter(|_| self.started) {
+            drop(self.runtime.spawn(op));
+        }
+    }
+}
+
+/// An acquire polled in its caller's task. Dropped before it answered (the caller gave up), it
+/// must not leave a hold nobody owns: the rest of it runs on the backend's runtime, which gives
+/// back any hold it gets, and until then later operations on the key from this process wait
+/// (a pending entry), so the caller's next operation sees the key released.
+struct Acquiring {
+    /// `None` when the caller left before anything was sent.
+    op: Option<BoxFuture<'static, Option<Result<TryAcquire>>>>,
+    started: bool,
+    abandoned: Arc<AtomicBool>,
     backend: RedisBackend,
     key: Arc<str>,
     owner: Owner,
 }
 
-impl Future for AcquireReply {
+impl Future for Acquiring {
     type Output = Result<TryAcquire>;
 
-    fn poll(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Self::Output> {
-        let this = &mut *self;
-        let receiver = this.receiver.as_mut().expect("polled after completion");
-        std::pin::Pin::new(receiver).poll(cx).map(|reply| {
-            this.receiver = None;
-            reply.map_err(|err| LockError::Backend {
-                key: Arc::clone(&this.key),
-                source: err.into(),
-            })?
-        })
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.started = true;
+        let op = self.op.as_mut().expect("polled after completion");
+        let outcome = ready!(op.as_mut().poll(cx));
+        self.op = None;
+        // `None` only comes after `abandoned`, which only Drop sets.
+        Poll::Ready(outcome.unwrap_or_else(|| {
+            Err(LockError::Backend {
+                key: Arc::clone(&self.key),
+                source: "acquire abandoned".into(),
+            })
+        }))
     }
 }
 
-impl Drop for AcquireReply {
+impl Drop for Acquiring {
     fn drop(&mut self) {
-        let Some(receiver) = self.receiver.as_mut() else {
-            return; // completed: the caller has the reply
+        let Some(op) = self.op.take().filter(|_| self.started) else {
+            return; // answered, or never polled: nothing was sent
         };
-        let mut state = lock_flight(&self.flight);
-        match &*state {
-            Flight::Running => {
-                let pending = self.backend.begin_pending(&self.key);
-                // Wake the task if it is waiting for earlier releases: it must not wait for
-                // this pending entry, which is its own.
-                pending.done.notify(usize::MAX);
-                *state = Flight::Abandoned(pending);
-            }
-            Flight::Done => {
-                if let Ok(Ok(TryAcquire::Acquired { fence, .. })) = receiver.try_recv() {
-                    drop(state);
-                    self.backend.release_on_drop(&self.key, self.owner, fence);
+        self.abandoned.store(true, Ordering::Release);
+        let pending = self.backend.begin_pending(&self.key);
+        // Wake the op if it waits for earlier releases: it must not wait for this pending
+        // entry, which is its own; it gives up instead, having sent nothing.
+        pending.done.notify(usize::MAX);
+        let (backend, key, owner) = (self.backend.clone(), Arc::clone(&self.key), self.owner);
+        drop(self.backend.inner.runtime.handle().spawn(async move {
+            if let Some(Ok(TryAcquire::Acquired { fence, .. })) = op.await {
+                let released = backend
+                    .clone()
+                    .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
+                    .await;
+                if let Err(err) = released {
+                    tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
                 }
             }
-            Flight::Abandoned(_) => {}
-        }
+            backend.end_pending(&key, &pending);
+        }));
     }
 }
 
@@ -749,74 +785,45 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<TryAcquire>> {
         let backend = self.clone();
         let key = Arc::clone(key);
-        let flight = Arc::new(std::sync::Mutex::new(Flight::Running));
-        let (sender, receiver) = oneshot::channel();
-        let reply = AcquireReply {
-            receiver: Some(receiver),
-            flight: Arc::clone(&flight),
-            backend: self.clone(),
-            key: Arc::clone(&key),
-            owner,
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let op = {
+            let (key, abandoned) = (Arc::clone(&key), Arc::clone(&abandoned));
+            async move {
+                let gave_up = || abandoned.load(Ordering::Acquire);
+                if !backend.after_pending_releases(&key, gave_up).await {
+                    return None; // the caller left before anything was sent: take nothing
+                }
+                let reply: Result<Vec<i64>> = backend
+                    .eval(
+                        &key,
+                        &scripts::ACQUIRE,
+                        &[&backend.lock_key(&key), &backend.fence_key(&key)],
+                        &[&owner.to_string(), &lease_millis(lease)],
+                    )
+                    .await;
+                Some(reply.and_then(|reply| match reply.as_slice() {
+                    [1, fence, count] => Ok(TryAcquire::Acquired {
+                        fence: Fence(*fence as u64),
+                        hold_count: u32::try_from(*count).unwrap_or(u32::MAX),
+                    }),
+                    [0, pttl, _] => Ok(TryAcquire::Held {
+                        remaining: remaining_from_pttl(*pttl),
+                    }),
+                    other => Err(LockError::Backend {
+                        key: Arc::clone(&key),
+                        source: format!("unexpected acquire reply {other:?}").into(),
+                    }),
+                }))
+            }
         };
-        self.inner.runtime.handle().spawn(async move {
-            let abandoned = || matches!(*lock_flight(&flight), Flight::Abandoned(_));
-            if !backend.after_pending_releases(&key, abandoned).await {
-                // The caller left before anything was sent: take nothing.
-                if let Flight::Abandoned(pending) =
-                    std::mem::replace(&mut *lock_flight(&flight), Flight::Done)
-                {
-                    backend.end_pending(&key, &pending);
-                }
-                return;
-            }
-            let reply: Result<Vec<i64>> = backend
-                .eval(
-                    &key,
-                    &scripts::ACQUIRE,
-                    &[&backend.lock_key(&key), &backend.fence_key(&key)],
-                    &[&owner.to_string(), &lease_millis(lease)],
-                )
-                .await;
-            let outcome = reply.and_then(|reply| match reply.as_slice() {
-                [1, fence, count] => Ok(TryAcquire::Acquired {
-                    fence: Fence(*fence as u64),
-                    hold_count: u32::try_from(*count).unwrap_or(u32::MAX),
-                }),
-                [0, pttl, _] => Ok(TryAcquire::Held {
-                    remaining: remaining_from_pttl(*pttl),
-                }),
-                other => Err(LockError::Backend {
-                    key: Arc::clone(&key),
-                    source: format!("unexpected acquire reply {other:?}").into(),
-                }),
-            });
-            let abandoned = {
-                let mut state = lock_flight(&flight);
-                match std::mem::replace(&mut *state, Flight::Done) {
-                    Flight::Abandoned(pending) => Some((pending, outcome)),
-                    // Sent under the state lock: the reply's Drop sees Running or the reply.
-                    Flight::Running | Flight::Done => {
-                        drop(sender.send(outcome));
-                        None
-                    }
-                }
-            };
-            // The caller dropped its future while the acquire was in flight: give the hold
-            // back, and let the caller's next operation on the key wait for that.
-            if let Some((pending, outcome)) = abandoned {
-                if let Ok(TryAcquire::Acquired { fence, .. }) = outcome {
-                    let released = backend
-                        .clone()
-                        .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
-                        .await;
-                    if let Err(err) = released {
-                        tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
-                    }
-                }
-                backend.end_pending(&key, &pending);
-            }
-        });
-        Box::pin(reply)
+        Box::pin(Acquiring {
+            op: Some(Box::pin(op)),
+            started: false,
+            abandoned,
+            backend: self.clone(),
+            key,
+            owner,
+        })
     }
 
     fn release<'a>(
