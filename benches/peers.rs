@@ -135,6 +135,7 @@ async fn locked_pair(i: usize) -> Result<(), LockError> {
 enum Contender {
     Floor,
     Handle,
+    HandleOnCallersRuntime,
     Locked,
     Blocking,
     Watchdog,
@@ -143,9 +144,10 @@ enum Contender {
 }
 
 impl Contender {
-    const ALL: [Contender; 7] = [
+    const ALL: [Contender; 8] = [
         Contender::Floor,
         Contender::Handle,
+        Contender::HandleOnCallersRuntime,
         Contender::Locked,
         Contender::Blocking,
         Contender::Watchdog,
@@ -157,6 +159,9 @@ impl Contender {
         match self {
             Contender::Floor => "floor: SET NX PX + compare-and-delete script, 1 multiplexed conn",
             Contender::Handle => "lockwright async handle (`acquire` + `release`)",
+            Contender::HandleOnCallersRuntime => {
+                "lockwright async handle, I/O on the callers' runtime (`RedisConfig::runtime`)"
+            }
             Contender::Locked => "lockwright `#[locked]` async fn",
             Contender::Blocking => "lockwright blocking API (OS threads)",
             Contender::Watchdog => "lockwright async handle, no `exp` (watchdog-renewed lease)",
@@ -170,7 +175,9 @@ impl Contender {
     /// The py-cachify figure of the same API shape, for the ratio column.
     fn pycachify_peer(self) -> Option<&'static str> {
         match self {
-            Contender::Handle | Contender::Watchdog => Some("async"),
+            Contender::Handle | Contender::HandleOnCallersRuntime | Contender::Watchdog => {
+                Some("async")
+            }
             Contender::Locked => Some("decorator"),
             Contender::Blocking => Some("sync"),
             Contender::Floor | Contender::Rslock | Contender::Scripts => None,
@@ -185,6 +192,8 @@ struct Peers {
     lockwright_acquire: redis::Script,
     lockwright_release: redis::Script,
     backend: SharedBackend,
+    /// The same server through a backend whose I/O runs on the bench's runtime.
+    backend_on_callers_runtime: SharedBackend,
     rslock: rslock::LockManager,
     nonce: u64,
 }
@@ -237,6 +246,17 @@ async fn async_worker(peers: Arc<Peers>, which: Contender, i: usize, deadline: I
         }
         Contender::Handle => {
             let lock = Lock::with_backend(format!("peers-handle-{i}"), &peers.backend).exp(LEASE);
+            pairs_until!(deadline, {
+                let guard = lock.acquire().await.expect("acquire");
+                guard.release().await.expect("release");
+            })
+        }
+        Contender::HandleOnCallersRuntime => {
+            let lock = Lock::with_backend(
+                format!("peers-handle-here-{i}"),
+                &peers.backend_on_callers_runtime,
+            )
+            .exp(LEASE);
             pairs_until!(deadline, {
                 let guard = lock.acquire().await.expect("acquire");
                 guard.release().await.expect("release");
@@ -803,6 +823,10 @@ fn main() {
     if let Some(pool) = env_number("PEERS_POOL") {
         config = config.pool_size(pool as usize);
     }
+    let backend_on_callers_runtime =
+        RedisBackend::connect_blocking(config.clone().runtime(rt.handle().clone()))
+            .expect("connect lockwright's RedisBackend on the bench's runtime")
+            .shared();
     let backend = RedisBackend::connect_blocking(config)
         .expect("connect lockwright's RedisBackend")
         .shared();
@@ -834,6 +858,7 @@ fn main() {
         lockwright_acquire: redis::Script::new(LOCKWRIGHT_ACQUIRE),
         lockwright_release: redis::Script::new(LOCKWRIGHT_RELEASE),
         backend,
+        backend_on_callers_runtime,
         rslock: rslock::LockManager::new(vec![url.as_str()]),
         nonce: std::hash::BuildHasher::hash_one(
             &std::collections::hash_map::RandomState::new(),
@@ -1176,15 +1201,20 @@ fn main() {
         }
     }
 
-    // Goals.
-    let handle_1 = rate(Contender::Handle, 1) / rate(Contender::Floor, 1);
-    let handle_50 = rate(Contender::Handle, MANY) / rate(Contender::Floor, MANY);
-    let vs_rslock = rate(Contender::Handle, MANY) / rate(Contender::Rslock, MANY);
-    let py_min = lowest(
-        [1, MANY]
-            .iter()
-            .filter_map(|&c| Some(rate(Contender::Handle, c) / py.pairs("async", c)?)),
-    );
+    // Goals, for the default backend and for the one on the callers' runtime.
+    let throughput_goals = |which: Contender| {
+        let vs_py = lowest(
+            [1, MANY]
+                .iter()
+                .filter_map(|&c| Some(rate(which, c) / py.pairs("async", c)?)),
+        );
+        (
+            rate(which, 1) / rate(Contender::Floor, 1),
+            rate(which, MANY) / rate(Contender::Floor, MANY),
+            rate(which, MANY) / rate(Contender::Rslock, MANY),
+            vs_py,
+        )
+    };
     let lw_p50 = handoffs
         .iter()
         .filter(|(name, _, s)| name.starts_with("lockwright") && !s.is_empty())
@@ -1204,12 +1234,27 @@ fn main() {
     let ratio_row = |out: &mut String, goal: &str, value: f64, target: f64| {
         goal_row(out, goal, &format!("{value:.2}×"), Some(value >= target))
     };
-    ratio_row(&mut out, "c=1 ≥ 0.95× floor", handle_1, 0.95);
-    ratio_row(&mut out, "c=50 ≥ 0.9× floor", handle_50, 0.9);
-    ratio_row(&mut out, "c=50 ≥ 1.3× rslock", vs_rslock, 1.3);
-    match py_min {
-        Some(r) => ratio_row(&mut out, "≥ 15× py-cachify (lower of c=1, c=50)", r, 15.0),
-        None => goal_row(&mut out, "≥ 15× py-cachify", &not_measured, None),
+    for (which, how) in [
+        (Contender::Handle, "default config"),
+        (
+            Contender::HandleOnCallersRuntime,
+            "`RedisConfig::runtime(<the callers' runtime>)`",
+        ),
+    ] {
+        let (c1, c50, vs_rslock, py_min) = throughput_goals(which);
+        ratio_row(&mut out, &format!("c=1 ≥ 0.95× floor, {how}"), c1, 0.95);
+        ratio_row(&mut out, &format!("c=50 ≥ 0.9× floor, {how}"), c50, 0.9);
+        ratio_row(
+            &mut out,
+            &format!("c=50 ≥ 1.3× rslock, {how}"),
+            vs_rslock,
+            1.3,
+        );
+        let py_goal = format!("≥ 15× py-cachify (lower of c=1, c=50), {how}");
+        match py_min {
+            Some(r) => ratio_row(&mut out, &py_goal, r, 15.0),
+            None => goal_row(&mut out, &py_goal, &not_measured, None),
+        }
     }
     for (waiters, p50) in lw_p50 {
         let goal = format!(

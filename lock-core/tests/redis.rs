@@ -69,6 +69,72 @@ mod redis_only {
     }
 
     #[test]
+    fn a_given_runtime_must_be_multi_threaded_with_io_and_time() {
+        let (server, _) = shared_redis();
+        let current = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = RedisConfig::new(server.url()).runtime(current.handle().clone());
+        let err = RedisBackend::connect_blocking(config).unwrap_err();
+        assert!(matches!(err, LockError::InvalidArgument { .. }), "{err:?}");
+        // No `enable_io` / `enable_time`: tokio panics inside the connect task; we report it.
+        let bare = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+            .unwrap();
+        let config = RedisConfig::new(server.url()).runtime(bare.handle().clone());
+        let err = RedisBackend::connect_blocking(config).unwrap_err();
+        assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
+    }
+
+    #[test]
+    fn tasks_on_the_given_runtime_lock_and_wake_each_other() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let config = RedisConfig::new(shared_redis().0.url()).runtime(runtime.handle().clone());
+        runtime.block_on(async {
+            let backend = RedisBackend::connect(config).await.unwrap().shared();
+            let lock = Lock::with_backend(key("given-runtime"), &backend)
+                .exp(30)
+                .nowait(false);
+            let guard = lock.acquire().await.unwrap();
+            let waiter = {
+                let lock = lock.clone();
+                tokio::spawn(async move {
+                    let guard = lock.acquire().await.unwrap();
+                    (Instant::now(), guard.fence())
+                })
+            };
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let fence = guard.fence();
+            let released_at = Instant::now();
+            guard.release().await.unwrap();
+            let (acquired_at, next_fence) = waiter.await.unwrap();
+            assert!(next_fence > fence);
+            // Woken by the release, not by the 30 s lease running out.
+            assert!(acquired_at - released_at < crate::conformance::LIVENESS);
+        });
+    }
+
+    #[test]
+    fn operations_fail_typed_once_the_given_runtime_has_shut_down() {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let config = RedisConfig::new(shared_redis().0.url()).runtime(runtime.handle().clone());
+        let backend = RedisBackend::connect_blocking(config).unwrap();
+        let lock = Lock::with_backend(key("runtime-gone"), &backend.shared()).exp(30);
+        drop(lock.acquire_blocking().unwrap());
+        assert!(!lock.is_locked_blocking().unwrap());
+        drop(runtime);
+        for err in [
+            lock.acquire_blocking().map(drop).unwrap_err(),
+            lock.is_locked_blocking().map(drop).unwrap_err(),
+            lock.force_unlock_blocking().map(drop).unwrap_err(),
+        ] {
+            assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
     fn wrong_password_is_a_typed_error_that_never_shows_the_password() {
         let server = RedisServer::start_with(&["--requirepass", "right-password"]);
         let url = format!("redis://:wrong-password@127.0.0.1:{}", server.port);

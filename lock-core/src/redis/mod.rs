@@ -46,6 +46,7 @@ pub struct RedisConfig {
     connect_timeout: Duration,
     command_timeout: Duration,
     default_lease: Option<Duration>,
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Most holds renewed by one watchdog script call.
@@ -70,6 +71,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
             default_lease: None,
+            runtime: None,
         }
     }
 
@@ -108,6 +110,32 @@ impl RedisConfig {
         Ok(self)
     }
 
+    /// Runs the backend's Redis I/O (its connections' driver tasks, the pub/sub subscriber and
+    /// the command timeouts' timer) on this multi-thread tokio runtime instead of on a one-thread
+    /// runtime of its own.
+    ///
+    /// Pass the runtime your tasks run on: their lock operations then reach Redis without
+    /// crossing to another thread and back, which matters most at low concurrency (the figures
+    /// are in BENCHMARKS.md). In exchange the backend works only while that runtime runs: once it
+    /// has shut down, operations fail with [`LockError::Backend`]. Connecting fails with
+    /// [`LockError::InvalidArgument`] for a current-thread runtime (the blocking API, called on
+    /// its thread, would stall the very thread that must drive the I/O) and with
+    /// [`LockError::Connection`] for a runtime built without `enable_io` and `enable_time`.
+    ///
+    /// ```no_run
+    /// use lock_core::{RedisBackend, RedisConfig};
+    ///
+    /// # async fn demo() -> Result<(), lock_core::LockError> {
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379")
+    ///     .runtime(tokio::runtime::Handle::current());
+    /// let redis = RedisBackend::connect(config).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
     /// The URL with any password replaced by `***`, for logs and errors.
     pub fn redacted_url(&self) -> String {
         redact(&self.url)
@@ -123,6 +151,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("default_lease", &self.default_lease)
+            .field("own_runtime", &self.runtime.is_none())
             .finish()
     }
 }
@@ -211,26 +240,45 @@ struct Inner {
     slots: Box<[AsyncMutex<Option<deadpool_redis::Connection>>]>,
     wakeups: Arc<Wakeups>,
     hasher: foldhash::fast::RandomState,
-    runtime: OwnedRuntime,
+    runtime: IoRuntime,
+    /// Notified when the backend is dropped (ends the runtime watcher).
+    closing: Event,
 }
 
-/// The backend's runtime; shut down without blocking, so dropping the backend is fine anywhere.
-struct OwnedRuntime(Option<tokio::runtime::Runtime>);
+/// Where the backend's I/O runs: a runtime it owns (shut down without blocking, so dropping the
+/// backend is fine anywhere) or one it was given ([`RedisConfig::runtime`]).
+struct IoRuntime {
+    owned: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
+    /// Set when a given runtime has shut down: its timers would panic if used.
+    gone: Arc<AtomicBool>,
+}
 
-impl OwnedRuntime {
+impl IoRuntime {
     fn handle(&self) -> &tokio::runtime::Handle {
-        self.0
-            .as_ref()
-            .expect("runtime lives as long as the backend")
-            .handle()
+        &self.handle
+    }
+
+    fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 }
 
-impl Drop for OwnedRuntime {
+impl Drop for IoRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.owned.take() {
             runtime.shutdown_background();
         }
+    }
+}
+
+/// Lives in a task on the I/O runtime: a runtime that shuts down drops its tasks, and so tells
+/// the backend.
+struct FlagOnDrop(Arc<AtomicBool>);
+
+impl Drop for FlagOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }
 
@@ -269,6 +317,7 @@ impl fmt::Debug for RedisBackend {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.wakeups.closed.store(true, Ordering::Relaxed);
+        self.closing.notify(usize::MAX);
     }
 }
 
@@ -285,6 +334,7 @@ impl RedisBackend {
             .spawn(async move { checker.check_connection().await })
             .await
             .map_err(|err| backend.connection_error(err))??;
+        backend.watch_runtime();
         backend.start_subscriber();
         Ok(backend)
     }
@@ -334,12 +384,35 @@ impl RedisBackend {
             target: url.clone(),
             source,
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("lockwright-redis")
-            .enable_all()
-            .build()
-            .map_err(|err| connection(err.into()))?;
+        let runtime = match &config.runtime {
+            Some(handle) => {
+                if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+                    return Err(LockError::invalid(
+                        "runtime",
+                        "a current-thread runtime cannot drive the backend's I/O while its \
+                         thread waits in the blocking API; pass a multi-thread runtime",
+                    ));
+                }
+                IoRuntime {
+                    owned: None,
+                    handle: handle.clone(),
+                    gone: Default::default(),
+                }
+            }
+            None => {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("lockwright-redis")
+                    .enable_all()
+                    .build()
+                    .map_err(|err| connection(err.into()))?;
+                IoRuntime {
+                    handle: runtime.handle().clone(),
+                    owned: Some(runtime),
+                    gone: Default::default(),
+                }
+            }
+        };
         let mut pool_config = deadpool_redis::PoolConfig::new(config.pool_size);
         pool_config.timeouts.create = Some(config.connect_timeout);
         pool_config.timeouts.wait = Some(config.connect_timeout);
@@ -366,7 +439,8 @@ impl RedisBackend {
                     closed: AtomicBool::new(false),
                 }),
                 hasher: Default::default(),
-                runtime: OwnedRuntime(Some(runtime)),
+                runtime,
+                closing: Event::new(),
             }),
         };
         Ok((backend, handle))
@@ -476,6 +550,11 @@ impl RedisBackend {
                 }
             }
         };
+        if self.inner.runtime.is_gone() {
+            return Err(backend_error(
+                "the runtime given to RedisConfig::runtime has shut down".into(),
+            ));
+        }
         let timeout = self.inner.config.command_timeout;
         // The timer belongs to the backend's runtime, so the caller's executor needs none.
         let attempt = {
@@ -558,6 +637,17 @@ impl RedisBackend {
             started: false,
             runtime: self.inner.runtime.handle().clone(),
         })
+    }
+
+    /// A given runtime may shut down before the backend: a task on it notices (its tasks are
+    /// dropped then), so operations fail typed instead of touching its timers.
+    fn watch_runtime(&self) {
+        let closing = self.inner.closing.listen();
+        let gone = FlagOnDrop(Arc::clone(&self.inner.runtime.gone));
+        self.inner.runtime.handle().spawn(async move {
+            let _gone = gone; // dropped by a runtime shutdown, or harmlessly when the backend closes
+            closing.await;
+        });
     }
 
     fn start_subscriber(&self) {

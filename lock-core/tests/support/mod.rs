@@ -176,3 +176,20 @@ pub fn shared_redis() -> &'static (RedisServer, RedisBackend) {
 pub fn shared_redis_backend() -> SharedBackend {
     shared_redis().1.shared()
 }
+
+/// A backend on the shared server whose I/O runs on a runtime it was given
+/// ([`RedisConfig::runtime`]): a multi-thread runtime that lives as long as the test binary.
+pub fn redis_on_given_runtime() -> &'static (tokio::runtime::Runtime, RedisBackend) {
+    static SHARED: OnceLock<(tokio::runtime::Runtime, RedisBackend)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime for the backend's I/O");
+        let config = RedisConfig::new(shared_redis().0.url()).runtime(runtime.handle().clone());
+        // `connect_blocking` works inside the tests' own runtimes, where `block_on` would not.
+        let backend = RedisBackend::connect_blocking(config).expect("connect on the given runtime");
+        (runtime, backend)
+    })
+}
