@@ -571,12 +571,37 @@ fn memory_pairs(rt: &tokio::runtime::Runtime, duration: Duration, blocking: bool
 #[derive(Default, Clone, Copy)]
 struct ServerCost {
     round_trips_per_pair: f64,
+    /// Time in the commands themselves (INFO commandstats).
     usec_per_pair: f64,
+    /// The whole server process, network I/O included (INFO cpu).
+    cpu_usec_per_pair: f64,
 }
 
-/// Top-level commands (those a client sends; commands run inside scripts are counted by Redis
-/// too, and inside their script's time).
-const TOP_LEVEL: [&str; 4] = ["set", "evalsha", "eval", "script|load"];
+/// Commands a client sends. Commands run inside scripts are counted by Redis too (and inside
+/// their script's time), so `set` counts only for the contenders that send it themselves: the
+/// floor and rslock; lockwright's scripts call `SET` inside.
+fn top_level_commands(which: Contender) -> &'static [&'static str] {
+    match which {
+        Contender::Floor | Contender::Rslock => &["set", "evalsha", "eval", "script|load"],
+        _ => &["evalsha", "eval", "script|load"],
+    }
+}
+
+async fn server_cpu_seconds(conn: &mut MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn)
+        .await
+        .expect("INFO cpu");
+    info.lines()
+        .filter_map(|line| {
+            let value = line
+                .strip_prefix("used_cpu_sys:")
+                .or_else(|| line.strip_prefix("used_cpu_user:"))?;
+            value.trim().parse::<f64>().ok()
+        })
+        .sum()
+}
 
 async fn command_stats(conn: &mut MultiplexedConnection) -> HashMap<String, (u64, u64)> {
     let info: String = redis::cmd("INFO")
@@ -618,15 +643,18 @@ fn server_cost(
             .await
             .expect("CONFIG RESETSTAT");
     });
+    let cpu_before = rt.block_on(server_cpu_seconds(&mut conn));
     let (_, pairs) = measure(rt, peers, which, MANY, duration);
+    let cpu_after = rt.block_on(server_cpu_seconds(&mut conn));
     let stats = rt.block_on(command_stats(&mut conn));
-    let (calls, usec) = TOP_LEVEL
+    let (calls, usec) = top_level_commands(which)
         .iter()
         .filter_map(|name| stats.get(*name))
         .fold((0, 0), |(c, u), (calls, usec)| (c + calls, u + usec));
     ServerCost {
         round_trips_per_pair: calls as f64 / pairs as f64,
         usec_per_pair: usec as f64 / pairs as f64,
+        cpu_usec_per_pair: (cpu_after - cpu_before) * 1e6 / pairs as f64,
     }
 }
 
@@ -1104,20 +1132,21 @@ fn main() {
 
     let _ = writeln!(
         out,
-        "\n### Server-side cost per pair (c=50, INFO commandstats)\n"
+        "\n### Server-side cost per pair (c=50; INFO commandstats and INFO cpu)\n"
     );
     let _ = writeln!(
         out,
-        "| contender | round trips per pair | Redis CPU µs per pair |"
+        "| contender | round trips per pair | µs in commands per pair | redis-server CPU µs per pair |"
     );
-    let _ = writeln!(out, "|---|---:|---:|");
+    let _ = writeln!(out, "|---|---:|---:|---:|");
     for (which, cost) in &costs {
         let _ = writeln!(
             out,
-            "| {} | {:.2} | {:.2} |",
+            "| {} | {:.2} | {:.2} | {:.2} |",
             which.label(),
             cost.round_trips_per_pair,
-            cost.usec_per_pair
+            cost.usec_per_pair,
+            cost.cpu_usec_per_pair
         );
     }
 

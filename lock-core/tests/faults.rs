@@ -899,12 +899,30 @@ mod awkward_keys {
 fn dropped_acquires_free_their_key_promptly_for_other_clients() {
     // Thousands of acquire+hold futures cut off at swept deadlines. For each, measure how long
     // another client (a separate connection, as another process would be) still sees the lock.
+    // Once with the default backend (its I/O on a runtime of its own, the futures on another),
+    // once with a backend whose I/O runs on the very runtime that polls and drops the futures.
     let (server, backend) = shared_redis();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
+    sweep_dropped_acquires(server, &runtime, backend, "own I/O runtime");
+    let (given_runtime, given_backend) = support::redis_on_given_runtime();
+    sweep_dropped_acquires(
+        server,
+        given_runtime,
+        given_backend,
+        "I/O on the callers' runtime",
+    );
+}
+
+fn sweep_dropped_acquires(
+    server: &RedisServer,
+    runtime: &tokio::runtime::Runtime,
+    backend: &RedisBackend,
+    label: &str,
+) {
     let name = key("cancel-bound");
     // A lease far longer than the bound asserted below: expiry cannot hide a leaked hold.
     let lock = Lock::with_backend(name.as_str(), &backend.shared()).exp(30);
@@ -962,7 +980,7 @@ fn dropped_acquires_free_their_key_promptly_for_other_clients() {
         }
     }
     println!(
-        "cancellation: {iterations} dropped futures ({cut_while_acquiring} while acquiring, \
+        "cancellation ({label}): {iterations} dropped futures ({cut_while_acquiring} while acquiring, \
          {cut_while_holding} while holding); another client saw the key held for at most \
          {worst:?} after the drop ({still_held} times more than 1 ms); lease 30 s"
     );
