@@ -117,6 +117,42 @@ mod redis_only {
     }
 
     #[test]
+    fn the_blocking_api_works_inside_a_task_of_the_given_runtime() {
+        // A sync `#[locked]` function called from async code does this. Parking that worker used
+        // to strand the connection's driver task, queued on the same worker: every call ran into
+        // the command timeout.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = RedisConfig::new(shared_redis().0.url())
+            .runtime(runtime.handle().clone())
+            .command_timeout(3)
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+        let name = key("blocking-in-task");
+        runtime.block_on(async move {
+            let lock = Lock::with_backend(name.as_str(), &backend).exp(30);
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let start = Instant::now();
+                    let guard = lock.acquire_blocking().unwrap();
+                    assert!(lock.is_locked_blocking().unwrap());
+                    guard.release_blocking().unwrap();
+                    assert!(
+                        start.elapsed() < Duration::from_secs(2),
+                        "{:?}",
+                        start.elapsed()
+                    );
+                }
+            })
+            .await
+            .unwrap();
+        });
+    }
+
+    #[test]
     fn operations_fail_typed_once_the_given_runtime_has_shut_down() {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let config = RedisConfig::new(shared_redis().0.url()).runtime(runtime.handle().clone());

@@ -121,6 +121,8 @@ impl RedisConfig {
     /// [`LockError::InvalidArgument`] for a current-thread runtime (the blocking API, called on
     /// its thread, would stall the very thread that must drive the I/O) and with
     /// [`LockError::Connection`] for a runtime built without `enable_io` and `enable_time`.
+    /// The blocking API may still be called from that runtime's tasks: it waits inside
+    /// `tokio::task::block_in_place`, so the I/O it waits for keeps running.
     ///
     /// ```no_run
     /// use lock_core::{RedisBackend, RedisConfig};

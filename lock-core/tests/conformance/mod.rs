@@ -949,6 +949,31 @@ macro_rules! conformance_suite {
             run_without_tokio(guard.release()).unwrap();
         }
 
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn the_blocking_api_waits_inside_a_task_for_a_holder_on_the_same_runtime() {
+            // Blocking code inside async code (e.g. a sync `#[locked]` fn): the waiting thread
+            // must not stall the holder's task or the I/O the wait depends on.
+            let lock = lock("blocking-in-task").nowait(false).timeout(LIVENESS);
+            let guard = lock.acquire().await.unwrap();
+            let holder = tokio::spawn(async move {
+                tokio::time::sleep(__Duration::from_millis(100)).await;
+                guard.release().await.unwrap();
+            });
+            let waiter = lock.clone();
+            let waited = tokio::spawn(async move {
+                let start = __Instant::now();
+                let guard = waiter.acquire_blocking().unwrap();
+                let waited = start.elapsed();
+                guard.release_blocking().unwrap();
+                waited
+            })
+            .await
+            .unwrap();
+            holder.await.unwrap();
+            assert!(waited < LIVENESS, "{waited:?}");
+            assert!(!lock.is_locked().await.unwrap());
+        }
+
         #[test]
         fn a_panicking_holder_releases_its_lock() {
             let lock = lock("panic");
