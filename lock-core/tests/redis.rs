@@ -160,12 +160,24 @@ mod redis_only {
         let lock = Lock::with_backend(key("runtime-gone"), &backend.shared()).exp(30);
         drop(lock.acquire_blocking().unwrap());
         assert!(!lock.is_locked_blocking().unwrap());
+        let held = lock.acquire_blocking().unwrap();
         drop(runtime);
-        for err in [
-            lock.acquire_blocking().map(drop).unwrap_err(),
-            lock.is_locked_blocking().map(drop).unwrap_err(),
-            lock.force_unlock_blocking().map(drop).unwrap_err(),
-        ] {
+        // The guard's release cannot run any more; it must not leave later operations on the
+        // key waiting for it.
+        drop(held);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let errors = [
+                lock.acquire_blocking().map(drop).unwrap_err(),
+                lock.is_locked_blocking().map(drop).unwrap_err(),
+                lock.force_unlock_blocking().map(drop).unwrap_err(),
+            ];
+            sender.send(errors).unwrap();
+        });
+        let errors = receiver
+            .recv_timeout(crate::conformance::LIVENESS)
+            .expect("operations after the runtime shut down must fail, not hang");
+        for err in errors {
             assert!(matches!(err, LockError::Backend { .. }), "{err:?}");
         }
     }

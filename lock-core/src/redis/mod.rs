@@ -600,6 +600,17 @@ impl RedisBackend {
         pending.done.notify(usize::MAX);
     }
 
+    /// Counts one more release in flight for `key` until the returned value is dropped: in the
+    /// task that runs it, so the count ends even if that task never runs (its runtime, given
+    /// with [`RedisConfig::runtime`], shut down) and later operations do not wait forever.
+    fn pending_until_dropped(&self, key: &Arc<str>) -> InFlight {
+        InFlight {
+            pending: self.begin_pending(key),
+            backend: self.clone(),
+            key: Arc::clone(key),
+        }
+    }
+
     /// Waits until no release from a guard drop is in flight for `key`. Returns false, early,
     /// once `give_up` is true (an acquire whose caller left must not wait for itself).
     async fn after_pending_releases(&self, key: &str, give_up: impl Fn() -> bool) -> bool {
@@ -782,6 +793,19 @@ impl std::error::Error for PoolError {
     }
 }
 
+/// One release in flight for a key (see [`RedisBackend::pending_until_dropped`]).
+struct InFlight {
+    pending: Arc<PendingKey>,
+    backend: RedisBackend,
+    key: Arc<str>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.end_pending(&self.key, &self.pending);
+    }
+}
+
 /// An operation polled in its caller's task. Dropped after its first poll (something may have
 /// been sent), the rest of it runs on the backend's runtime instead of being cut off.
 struct Detachable<T: Send + 'static> {
@@ -848,22 +872,21 @@ impl Drop for Acquiring {
             return; // answered, or never polled: nothing was sent
         };
         self.abandoned.store(true, Ordering::Release);
-        let pending = self.backend.begin_pending(&self.key);
+        let in_flight = self.backend.pending_until_dropped(&self.key);
         // Wake the op if it waits for earlier releases: it must not wait for this pending
         // entry, which is its own; it gives up instead, having sent nothing.
-        pending.done.notify(usize::MAX);
+        in_flight.pending.done.notify(usize::MAX);
         let (backend, key, owner) = (self.backend.clone(), Arc::clone(&self.key), self.owner);
         drop(self.backend.inner.runtime.handle().spawn(async move {
+            let _in_flight = in_flight;
             if let Some(Ok(TryAcquire::Acquired { fence, .. })) = op.await {
                 let released = backend
-                    .clone()
                     .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
                     .await;
                 if let Err(err) = released {
                     tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
                 }
             }
-            backend.end_pending(&key, &pending);
         }));
     }
 }
@@ -1042,15 +1065,13 @@ impl Backend for RedisBackend {
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
         let key: Arc<str> = key.into();
-        let pending = self.begin_pending(&key);
+        let in_flight = self.pending_until_dropped(&key);
         let backend = self.clone();
         let task = self.inner.runtime.handle().spawn(async move {
-            let released = backend
-                .clone()
-                .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
-                .await;
-            backend.end_pending(&key, &pending);
-            released
+            let _in_flight = in_flight;
+            backend
+                .release_now(key, owner, Some(fence), ReleaseScope::One)
+                .await
         });
         // Outside any runtime (plain threads) wait for it, so the key is free when drop returns;
         // inside one, blocking could stall the caller's executor, so it completes in the
