@@ -834,6 +834,32 @@ impl<T: Send + 'static> Drop for Detachable<T> {
     }
 }
 
+/// Work that must run to the end: polled where it was spawned, and if dropped unfinished (its
+/// runtime shut down, even before a first poll) moved to the backend's runtime.
+struct MustFinish {
+    op: Option<BoxFuture<'static, ()>>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Future for MustFinish {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let op = self.op.as_mut().expect("polled after completion");
+        ready!(op.as_mut().poll(cx));
+        self.op = None;
+        Poll::Ready(())
+    }
+}
+
+impl Drop for MustFinish {
+    fn drop(&mut self) {
+        if let Some(op) = self.op.take() {
+            drop(self.runtime.spawn(op));
+        }
+    }
+}
+
 /// An acquire polled in its caller's task. Dropped before it answered (the caller gave up), it
 /// must not leave a hold nobody owns: the rest of it runs on the backend's runtime, which gives
 /// back any hold it gets, and until then later operations on the key from this process wait
@@ -1067,19 +1093,34 @@ impl Backend for RedisBackend {
         let key: Arc<str> = key.into();
         let in_flight = self.pending_until_dropped(&key);
         let backend = self.clone();
-        let task = self.inner.runtime.handle().spawn(async move {
-            let _in_flight = in_flight;
-            backend
-                .release_now(key, owner, Some(fence), ReleaseScope::One)
-                .await
-        });
-        // Outside any runtime (plain threads) wait for it, so the key is free when drop returns;
-        // inside one, blocking could stall the caller's executor, so it completes in the
-        // background (still before any later operation on this key from this process).
-        if tokio::runtime::Handle::try_current().is_err() {
-            if let Err(err) = crate::block_on::block_on(task) {
-                tracing::warn!(error = %err, "lockwright: release on drop failed");
+        let release = MustFinish {
+            op: Some(Box::pin(async move {
+                let _in_flight = in_flight;
+                let released = backend
+                    .release_now(key, owner, Some(fence), ReleaseScope::One)
+                    .await;
+                if let Err(err) = released {
+                    tracing::warn!(error = %err, "lockwright: release on drop failed");
+                }
+            })),
+            runtime: self.inner.runtime.handle().clone(),
+        };
+        match tokio::runtime::Handle::try_current() {
+            // Inside a runtime, blocking could stall the caller's executor: the release runs in
+            // the background, still before any later operation on this key from this process.
+            // On a multi-thread runtime it is a task beside its caller (no hop to the backend's
+            // thread); should that runtime drop it unfinished (shutting down), it moves to the
+            // backend's runtime. A current-thread runtime would run it only when its one thread
+            // is free, which a blocking call on this key from that thread would wait for in vain.
+            Ok(current)
+                if current.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                drop(current.spawn(release))
             }
+            Ok(_) => drop(self.inner.runtime.handle().spawn(release)),
+            // Outside any runtime (plain threads) wait for it, so the key is free when drop
+            // returns.
+            Err(_) => crate::block_on::block_on(release),
         }
     }
 }

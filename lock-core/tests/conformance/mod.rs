@@ -975,6 +975,33 @@ macro_rules! conformance_suite {
         }
 
         #[test]
+        fn a_guard_dropped_by_its_runtime_shutting_down_releases_the_lock() {
+            // The holder's task is still waiting when its runtime shuts down and drops it: the
+            // release cannot run on that runtime any more, and must still happen.
+            let lock = lock("runtime-shutdown").exp(30);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let (acquired, is_acquired) = std::sync::mpsc::channel();
+            let holder = lock.clone();
+            runtime.spawn(async move {
+                let _guard = holder.acquire().await.unwrap();
+                acquired.send(()).unwrap();
+                std::future::pending::<()>().await;
+            });
+            is_acquired.recv_timeout(LIVENESS).unwrap();
+            assert!(lock.is_locked_blocking().unwrap());
+            drop(runtime);
+            let start = __Instant::now();
+            while lock.is_locked_blocking().unwrap() {
+                assert!(start.elapsed() < LIVENESS, "still held (lease 30 s)");
+                std::thread::sleep(__Duration::from_millis(5));
+            }
+        }
+
+        #[test]
         fn a_panicking_holder_releases_its_lock() {
             let lock = lock("panic");
             let holder = lock.clone();
