@@ -211,9 +211,10 @@ fn redact_userinfo(url: &str) -> String {
 /// the command timeouts' timer) runs on a small runtime the backend owns, so the blocking API
 /// works in programs without tokio and inside any runtime, and the backend survives the runtimes
 /// of its callers; each operation is otherwise polled by its caller, on any executor, and one
-/// dropped half-way is finished there (an acquire also gives back what it got). Operations on one key issued by one task or thread reach Redis in the order issued
-/// (a guard's release on drop is never overtaken by the next operation on that key), except
-/// right after a `SCRIPT FLUSH`, when the first call of each script is retried.
+/// dropped half-way is finished there (an acquire also gives back what it got). Operations on
+/// one key issued by one task or thread reach Redis in the order issued (a guard's release on
+/// drop is never overtaken by the next operation on that key), except right after a
+/// `SCRIPT FLUSH`, when the first call of each script is retried.
 ///
 /// Key layout, for prefix `lockwright:` and key `job-42` (one Cluster hash tag per lock):
 /// `lockwright:{job-42}` (string `owner:fence:hold count`, `:w` appended when someone waits;
@@ -807,7 +808,8 @@ impl Drop for InFlight {
 }
 
 /// An operation polled in its caller's task. Dropped after its first poll (something may have
-/// been sent), the rest of it runs on the backend's runtime instead of being cut off.
+/// been sent), the rest of it runs on the backend's runtime instead of being cut off; one that
+/// must run in any case is built as `started`.
 struct Detachable<T: Send + 'static> {
     op: Option<BoxFuture<'static, T>>,
     started: bool,
@@ -829,32 +831,6 @@ impl<T: Send + 'static> Future for Detachable<T> {
 impl<T: Send + 'static> Drop for Detachable<T> {
     fn drop(&mut self) {
         if let Some(op) = self.op.take().filter(|_| self.started) {
-            drop(self.runtime.spawn(op));
-        }
-    }
-}
-
-/// Work that must run to the end: polled where it was spawned, and if dropped unfinished (its
-/// runtime shut down, even before a first poll) moved to the backend's runtime.
-struct MustFinish {
-    op: Option<BoxFuture<'static, ()>>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Future for MustFinish {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let op = self.op.as_mut().expect("polled after completion");
-        ready!(op.as_mut().poll(cx));
-        self.op = None;
-        Poll::Ready(())
-    }
-}
-
-impl Drop for MustFinish {
-    fn drop(&mut self) {
-        if let Some(op) = self.op.take() {
             drop(self.runtime.spawn(op));
         }
     }
@@ -1093,7 +1069,7 @@ impl Backend for RedisBackend {
         let key: Arc<str> = key.into();
         let in_flight = self.pending_until_dropped(&key);
         let backend = self.clone();
-        let release = MustFinish {
+        let release = Detachable {
             op: Some(Box::pin(async move {
                 let _in_flight = in_flight;
                 let released = backend
@@ -1103,6 +1079,9 @@ impl Backend for RedisBackend {
                     tracing::warn!(error = %err, "lockwright: release on drop failed");
                 }
             })),
+            // As if started: should the runtime it is spawned on drop it unpolled, it must
+            // still run.
+            started: true,
             runtime: self.inner.runtime.handle().clone(),
         };
         match tokio::runtime::Handle::try_current() {
