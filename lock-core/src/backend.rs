@@ -133,6 +133,8 @@ pub type LeaseTime = Option<Duration>;
 /// - a key has at most one owner whose lease has not run out; a fence grows strictly with each
 ///   free→held transition of a key, a reentrant acquire returns the current one;
 /// - `release` and `extend` act only when `owner` (and `fence`, when given) match the live hold;
+/// - a key's lease is never shorter than the longest lease a live hold of it was given or extended
+///   to (re-entry, `extend` and renewals never shorten it, nor add an expiry to a key without one);
 /// - whenever a key becomes free by `release` or `force_unlock`, listeners from
 ///   [`Backend::listen`] on it are woken (expiry need not wake them: waiters sleep at most the
 ///   remaining lease);
@@ -177,8 +179,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Reads the key's state, as seen by `owner`.
     fn inspect<'a>(&'a self, key: &'a str, owner: Owner) -> BoxFuture<'a, Result<LockState>>;
 
-    /// Sets a new lease on the live hold of `owner` with `fence`. Returns false when that hold
-    /// is gone.
+    /// Makes the live hold of `owner` with `fence` last at least `lease` from now (`None`: until
+    /// released). Returns false when that hold is gone, true otherwise, whether or not the lease
+    /// changed.
+    ///
+    /// The owner's re-entered holds share the key's one lease, so it is never shortened and a key
+    /// without expiry never gets one: the key's lease is never shorter than the longest lease a
+    /// live hold of it was given or extended to.
     fn extend<'a>(
         &'a self,
         key: &'a str,
@@ -195,8 +202,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// errors (a network backend sends it in the background; the lease bounds a lost release).
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence);
 
-    /// Renews many holds at once (the lease watchdog's batch): returns, per hold, whether it
-    /// was still live. The default calls [`Backend::extend`] for each; a network backend should
+    /// Renews many holds at once (the lease watchdog's batch), by the rule of
+    /// [`Backend::extend`]: returns, per hold, whether it was still live. The default calls [`Backend::extend`] for each; a network backend should
     /// do it in one round trip.
     fn extend_many<'a>(
         &'a self,

@@ -110,8 +110,11 @@ impl LockGuard {
         block_on(self.release())
     }
 
-    /// Sets a new lease on this hold, counted from now (Redisson's lease extension). The caller
+    /// Makes this hold last at least `lease` from now (Redisson's lease extension). The caller
     /// then owns the lease: the watchdog, if it renewed this hold, stops.
+    ///
+    /// An extend never shortens the lease and never gives an expiry to a hold without one: the
+    /// owner's re-entered holds share one lease, and cutting it would end the others early.
     ///
     /// # Errors
     /// [`LockError::LeaseLost`] when the hold is gone; [`LockError::InvalidArgument`] for a bad

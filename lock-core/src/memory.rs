@@ -84,6 +84,16 @@ fn expiry(now: Instant, lease: LeaseTime) -> Option<Instant> {
     lease.map(|lease| now + lease)
 }
 
+/// The expiry of a key whose re-entered holds share one lease, when one of them sets `new`: the
+/// later of the two, `None` (never) winning. Re-entry, extends and renewals all go through it, so
+/// the key's lease is never shorter than the longest lease a live hold was given or extended to.
+fn longer(current: Option<Instant>, new: Option<Instant>) -> Option<Instant> {
+    match (current, new) {
+        (Some(current), Some(new)) => Some(current.max(new)),
+        _ => None,
+    }
+}
+
 impl Default for MemoryBackend {
     fn default() -> Self {
         Self::new()
@@ -163,11 +173,7 @@ impl MemoryBackend {
         match found {
             Some(hold) if !hold.expired(now) => {
                 hold.count = hold.count.saturating_add(1);
-                // Re-entering extends the lease if the new one ends later; it never shortens it.
-                hold.expires_at = match (hold.expires_at, expiry(now, lease)) {
-                    (Some(old), Some(new)) => Some(old.max(new)),
-                    _ => None,
-                };
+                hold.expires_at = longer(hold.expires_at, expiry(now, lease));
                 return TryAcquire::Acquired {
                     fence: hold.fence,
                     hold_count: hold.count,
@@ -266,7 +272,7 @@ impl MemoryBackend {
         let mut table = self.table();
         match table.holds.find_mut(hash, |hold| *hold.key == *key) {
             Some(hold) if !hold.expired(now) && hold.owner == owner && hold.fence == fence => {
-                hold.expires_at = expiry(now, lease);
+                hold.expires_at = longer(hold.expires_at, expiry(now, lease));
                 true
             }
             _ => false,

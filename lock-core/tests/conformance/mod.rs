@@ -479,6 +479,121 @@ macro_rules! conformance_suite {
             assert!(!lock.is_locked_blocking().unwrap());
         }
 
+        /// Re-entered holds share one key and so one lease. Rule: the key's lease is never
+        /// shorter than the longest lease a live hold of it was given or extended to. Every
+        /// outer x inner pair of lease kinds (a long fixed lease, a short renewed one, never),
+        /// with extend or persist on either side and either guard dropped first: the survivor
+        /// still holds the key after the short lease has run out several times over.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn reentered_holds_with_mixed_leases_keep_the_key_for_the_longest_lease() {
+            use lock_core::Lease;
+            let kinds = [
+                ("fixed", Lease::Fixed(__Duration::from_secs(60))),
+                ("renewed", Lease::Renewed(__Duration::from_millis(400))),
+                ("never", Lease::Never),
+            ];
+            let changes = [
+                "none",
+                "extend-outer",
+                "extend-inner",
+                "persist-outer",
+                "persist-inner",
+            ];
+            let mut cases = Vec::new();
+            for (outer_name, outer_lease) in kinds {
+                for (inner_name, inner_lease) in kinds {
+                    for change in changes {
+                        for outer_survives in [true, false] {
+                            let case = format!(
+                                "{outer_name}>{inner_name}/{change}/{}",
+                                if outer_survives {
+                                    "outer-stays"
+                                } else {
+                                    "inner-stays"
+                                }
+                            );
+                            let lock = lock("mixed-leases");
+                            cases.push(tokio::spawn(async move {
+                                let mut outer =
+                                    lock.clone().lease(outer_lease).acquire().await.unwrap();
+                                let mut inner =
+                                    lock.clone().lease(inner_lease).acquire().await.unwrap();
+                                assert_eq!(inner.hold_count_at_acquire(), 2, "{case}");
+                                match change {
+                                    "extend-outer" => outer.extend(60).await.unwrap(),
+                                    "extend-inner" => inner.extend(60).await.unwrap(),
+                                    "persist-outer" => outer.persist().await.unwrap(),
+                                    "persist-inner" => inner.persist().await.unwrap(),
+                                    _ => {}
+                                }
+                                // Let every renewed guard renew at least once before one goes.
+                                tokio::time::sleep(__Duration::from_millis(500)).await;
+                                let survivor = if outer_survives {
+                                    drop(inner);
+                                    outer
+                                } else {
+                                    drop(outer);
+                                    inner
+                                };
+                                tokio::time::sleep(__Duration::from_millis(1500)).await;
+                                let other = lock.clone();
+                                let taken = tokio::spawn(async move {
+                                    other.try_acquire().await.unwrap().is_some()
+                                })
+                                .await
+                                .unwrap();
+                                let held = survivor.is_held().await.unwrap();
+                                let lost = survivor.is_lease_lost();
+                                drop(survivor);
+                                assert!(!lock.is_locked().await.unwrap(), "{case}: not freed");
+                                (case, taken, held, lost)
+                            }));
+                        }
+                    }
+                }
+            }
+            let mut broken = Vec::new();
+            for case in cases {
+                let (case, taken, held, lost) = case.await.unwrap();
+                if taken || !held || lost {
+                    broken.push(format!(
+                        "{case} (taken by another: {taken}, held: {held}, lost: {lost})"
+                    ));
+                }
+            }
+            assert!(
+                broken.is_empty(),
+                "{} of 90 cases broke exclusion:\n{}",
+                broken.len(),
+                broken.join("\n")
+            );
+        }
+
+        /// An extend never shortens the lease, and never adds one to a hold without expiry.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn extend_never_shortens_a_lease() {
+            let lock = lock("extend-shorter").exp(60);
+            let mut guard = lock.acquire().await.unwrap();
+            guard.extend(0.2).await.unwrap();
+            let never = lock.clone().never_expires();
+            let key2 = never.key().to_owned();
+            let persistent_lock =
+                Lock::with_backend(format!("{key2}-persistent"), &backend()).never_expires();
+            let mut persistent = persistent_lock.acquire().await.unwrap();
+            persistent.extend(0.2).await.unwrap();
+            tokio::time::sleep(__Duration::from_millis(500)).await;
+            assert!(
+                guard.is_held().await.unwrap(),
+                "extend(0.2) cut a 60 s lease"
+            );
+            assert_eq!(
+                persistent_lock.remaining_lease().await.unwrap(),
+                RemainingLease::Unlimited,
+                "extend(0.2) gave a persistent hold an expiry"
+            );
+            assert!(persistent.is_held().await.unwrap());
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn reentrant_acquire_keeps_its_fence() {
             let lock = lock("reentrant-fence");
