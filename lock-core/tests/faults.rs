@@ -761,6 +761,7 @@ fn restarted_server_lets_blocked_waiters_progress() {
         .exp(30)
         .acquire_blocking()
         .unwrap();
+    let held_fence = held.fence();
     let waiter = Lock::with_backend(name.as_str(), &backend)
         .nowait(false)
         .timeout(20)
@@ -785,7 +786,8 @@ fn restarted_server_lets_blocked_waiters_progress() {
         .join()
         .unwrap()
         .expect("the waiter never progressed");
-    assert!(fence.0 >= 1);
+    // The restart lost the fence counter with the holder's lock: the fence still grew.
+    assert!(fence > held_fence, "{fence} after {held_fence}");
 
     // Pub/sub recovered too: a waiter is woken by the release, not by the 30 s lease or its
     // 20 s deadline. (The first operation on each pooled connection still open to the old
@@ -892,6 +894,114 @@ mod awkward_keys {
             .query(&mut conn)
             .unwrap();
         assert!(left.iter().all(|k| k.ends_with(":fence")), "{left:?}");
+    }
+
+    /// Keys as given (not behind a nonce) that start with, end with and contain braces, the
+    /// internal suffixes, the escape character and the prefix itself.
+    const EDGE_KEYS: &[&str] = &[
+        "{", "}", "{}", "}{", "{a", "}a", "a{", "a}", "a}x{b", "b", "x{b", ":fence", ":free",
+        "}:fence", "a}:fence", "a:fence}", "{a}:free", "\\", "\\)", "a\\)", "a\\}", "P", "P:",
+        "P:{a}",
+    ];
+
+    /// Redis Cluster's hash tag: what lies between the first `{` and the next `}`, when not
+    /// empty; otherwise the whole name is hashed.
+    fn hash_tag(name: &str) -> &str {
+        name.find('{')
+            .and_then(|open| {
+                let rest = &name[open + 1..];
+                rest.find('}').map(|close| &rest[..close])
+            })
+            .filter(|tag| !tag.is_empty())
+            .unwrap_or(name)
+    }
+
+    #[test]
+    fn prefixes_with_braces_are_refused() {
+        let (server, _) = shared_redis();
+        for prefix in ["P{a}x", "{", "}", "app:{locks}:"] {
+            let err = RedisBackend::connect_blocking(RedisConfig::new(server.url()).prefix(prefix))
+                .unwrap_err();
+            assert!(
+                matches!(err, LockError::InvalidArgument { name: "prefix", .. }),
+                "{prefix:?}: {err:?}"
+            );
+        }
+    }
+
+    /// (prefix, key) -> Redis names is injective, and each lock's names (lock key, fence
+    /// counter, channel) share one hash tag, so one Cluster slot.
+    #[test]
+    fn every_prefix_and_key_has_its_own_redis_names_in_one_hash_slot() {
+        let (server, _) = shared_redis();
+        let nonce = key("edge");
+        let prefixes = [
+            format!("{nonce}:"),
+            format!("{nonce}:P"),
+            format!("{nonce}:P:"),
+            format!("{nonce}:fence"),
+        ];
+        let backends: Vec<RedisBackend> = prefixes
+            .iter()
+            .map(|prefix| {
+                RedisBackend::connect_blocking(RedisConfig::new(server.url()).prefix(prefix))
+                    .unwrap()
+            })
+            .collect();
+        let mut names = HashMap::new();
+        let mut guards = Vec::new();
+        for backend in &backends {
+            let shared = backend.shared();
+            for edge in EDGE_KEYS {
+                let lock_key = backend.lock_key(edge);
+                for name in [
+                    lock_key.clone(),
+                    format!("{lock_key}:fence"),
+                    format!("{lock_key}:free"),
+                ] {
+                    assert_eq!(
+                        hash_tag(&name),
+                        hash_tag(&lock_key),
+                        "{name:?} is not in the slot of {lock_key:?}"
+                    );
+                    assert_ne!(hash_tag(&name), name, "{name:?} has no hash tag");
+                    if let Some(other) =
+                        names.insert(name.clone(), (backend.config().redacted_url(), *edge))
+                    {
+                        panic!("{name:?} is named by {edge:?} and by {other:?}");
+                    }
+                }
+                guards.push(
+                    Lock::with_backend(*edge, &shared)
+                        .acquire_blocking()
+                        .unwrap(),
+                );
+            }
+        }
+        // Every one is its own lock on the server: all held at once, each alone on its key.
+        for (guard, backend) in guards.iter().zip(
+            backends
+                .iter()
+                .flat_map(|b| std::iter::repeat_n(b, EDGE_KEYS.len())),
+        ) {
+            let lock = Lock::with_backend(guard.key(), &backend.shared());
+            assert_eq!(lock.lock_count_blocking().unwrap(), 1, "{:?}", guard.key());
+            assert_eq!(lock.state_blocking().unwrap().fence, Some(guard.fence()));
+        }
+        let mut conn = raw(&server.url());
+        let stored: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{nonce}*"))
+            .query(&mut conn)
+            .unwrap();
+        let lock_keys = stored
+            .iter()
+            .filter(|name| !name.ends_with(":fence"))
+            .count();
+        assert_eq!(
+            lock_keys,
+            guards.len(),
+            "two locks share a Redis key: {stored:?}"
+        );
     }
 }
 

@@ -46,6 +46,7 @@ pub struct RedisConfig {
     connect_timeout: Duration,
     command_timeout: Duration,
     default_lease: Option<Duration>,
+    fence_counter_ttl: Duration,
     runtime: Option<tokio::runtime::Handle>,
 }
 
@@ -71,8 +72,30 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
             default_lease: None,
+            fence_counter_ttl: Duration::from_secs(600),
             runtime: None,
         }
+    }
+
+    /// How long Redis keeps a key's fence counter after the key's last acquire (default 10
+    /// minutes): what Redis keeps is bounded by the keys locked within this window, not by every
+    /// key ever locked.
+    ///
+    /// Fences stay strictly increasing once a counter is gone (expired, evicted, flushed, lost
+    /// in a restart or a failover): a new fence is never below the server clock in microseconds
+    /// (`TIME`), and the counter only breaks ties. This rests on one assumption, stated in
+    /// GUARANTEES.md: the server clock does not step back by more than this window (nor, for a
+    /// counter lost otherwise, by more than the time since the key's last acquire).
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379").fence_counter_ttl(3600)?;
+    /// # Ok::<(), lock_core::LockError>(())
+    /// ```
+    pub fn fence_counter_ttl(mut self, ttl: impl IntoLockDuration) -> Result<Self> {
+        self.fence_counter_ttl = ttl.into_lock_duration("fence counter ttl")?;
+        Ok(self)
     }
 
     /// The lease of holds acquired without `exp` on this backend (renewed by the watchdog every
@@ -92,7 +115,10 @@ impl RedisConfig {
         self
     }
 
-    /// Prefix of every Redis key and channel the backend uses (default `lockwright:`).
+    /// Prefix of every Redis key and channel the backend uses (default `lockwright:`). It may not
+    /// contain `{` or `}` (connecting fails with [`LockError::InvalidArgument`]): the lock's key
+    /// goes in the one hash tag, and a brace in the prefix would let two (prefix, key) pairs name
+    /// the same Redis key.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -153,6 +179,7 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("command_timeout", &self.command_timeout)
             .field("default_lease", &self.default_lease)
+            .field("fence_counter_ttl", &self.fence_counter_ttl)
             .field("own_runtime", &self.runtime.is_none())
             .finish()
     }
@@ -219,7 +246,10 @@ fn redact_userinfo(url: &str) -> String {
 /// Key layout, for prefix `lockwright:` and key `job-42` (one Cluster hash tag per lock):
 /// `lockwright:{job-42}` (string `owner:fence:hold count`, `:w` appended when someone waits;
 /// TTL = lease),
-/// `lockwright:{job-42}:fence` (fence counter, no TTL), channel `lockwright:{job-42}:free`.
+/// `lockwright:{job-42}:fence` (the last fence; TTL = [`RedisConfig::fence_counter_ttl`]),
+/// channel `lockwright:{job-42}:free`. In the hash tag, `\` is written `\\` and `}` is written
+/// `\)`, so the tag always ends where the key ends and is never empty: every (prefix, key) pair
+/// names its own keys, and a lock's keys share one Cluster slot.
 ///
 /// ```no_run
 /// use lock_core::{Lock, RedisBackend, RedisConfig};
@@ -337,9 +367,47 @@ impl RedisBackend {
             .spawn(async move { checker.check_connection().await })
             .await
             .map_err(|err| backend.connection_error(err))??;
+        backend.warn_if_lock_keys_can_be_evicted().await;
         backend.watch_runtime();
         backend.start_subscriber();
         Ok(backend)
+    }
+
+    /// Reads `maxmemory` and `maxmemory-policy`: with a memory limit, any policy but
+    /// `noeviction` may evict lock keys (two owners then hold one key) and fence counters (the
+    /// clock floor then keeps fences growing). Says so with a `tracing` warning, in the caller's
+    /// context so its subscriber sees it. A server that refuses `CONFIG GET` (managed Redis) is
+    /// not an error.
+    async fn warn_if_lock_keys_can_be_evicted(&self) {
+        let read = async {
+            let mut conn = self.connection("").await.ok()?;
+            let settings: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
+                .arg("GET")
+                .arg("maxmemory*")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            Some(settings)
+        };
+        let read = {
+            let _runtime = self.inner.runtime.handle().enter();
+            tokio::time::timeout(self.inner.config.command_timeout, read)
+        };
+        let Ok(Some(settings)) = read.await else {
+            tracing::debug!("lockwright: could not read the server's eviction policy");
+            return;
+        };
+        let limited = settings.get("maxmemory").is_some_and(|max| max != "0");
+        let policy = settings.get("maxmemory-policy").map_or("", String::as_str);
+        if limited && policy != "noeviction" {
+            tracing::warn!(
+                url = %self.inner.config.redacted_url(),
+                policy,
+                "lockwright: the Redis server may evict keys (maxmemory-policy {policy} with \
+                 maxmemory set): an evicted lock key lets a second owner take a held lock; set \
+                 maxmemory-policy noeviction (README: recommended server settings)"
+            );
+        }
     }
 
     /// Blocking form of [`connect`](RedisBackend::connect); needs no runtime.
@@ -360,18 +428,47 @@ impl RedisBackend {
 
     /// The Redis key holding `key`'s lock (see the key layout above).
     pub fn lock_key(&self, key: &str) -> String {
-        format!("{}{{{key}}}", self.inner.config.prefix)
+        self.redis_name(key, "")
     }
 
     fn fence_key(&self, key: &str) -> String {
-        format!("{}{{{key}}}:fence", self.inner.config.prefix)
+        self.redis_name(key, ":fence")
     }
 
     fn channel(&self, key: &str) -> String {
-        format!("{}{{{key}}}:free", self.inner.config.prefix)
+        self.redis_name(key, ":free")
+    }
+
+    /// `<prefix>{<escaped key>}<suffix>`: with a brace-free prefix and the escape below, the
+    /// name determines prefix, key and suffix, and its hash tag is the whole (non-empty) key.
+    fn redis_name(&self, key: &str, suffix: &str) -> String {
+        let prefix = &self.inner.config.prefix;
+        let mut name = String::with_capacity(prefix.len() + key.len() + suffix.len() + 2);
+        name.push_str(prefix);
+        name.push('{');
+        for c in key.chars() {
+            match c {
+                '\\' => name.push_str("\\\\"),
+                '}' => name.push_str("\\)"),
+                c => name.push(c),
+            }
+        }
+        name.push('}');
+        name.push_str(suffix);
+        name
     }
 
     fn build(config: RedisConfig) -> Result<(Self, tokio::runtime::Handle)> {
+        if config.prefix.contains(['{', '}']) {
+            return Err(LockError::invalid(
+                "prefix",
+                format!(
+                    "{:?} contains a brace; the key goes in the one hash tag, so the prefix may \
+                     not contain `{{` or `}}`",
+                    config.prefix
+                ),
+            ));
+        }
         if !(1..=RedisConfig::MAX_POOL_SIZE).contains(&config.pool_size) {
             return Err(LockError::invalid(
                 "pool size",
@@ -915,7 +1012,11 @@ impl Backend for RedisBackend {
                         &key,
                         &scripts::ACQUIRE,
                         &[&backend.lock_key(&key), &backend.fence_key(&key)],
-                        &[&owner.to_string(), &lease_millis(lease)],
+                        &[
+                            &owner.to_string(),
+                            &lease_millis(lease),
+                            &lease_millis(Some(backend.inner.config.fence_counter_ttl)),
+                        ],
                     )
                     .await;
                 Some(reply.and_then(|reply| match reply.as_slice() {

@@ -4,18 +4,21 @@
 //! Layout of one lock (all keys share the hash tag `{<key>}`, so a Redis Cluster keeps them in one
 //! slot): `<prefix>{<key>}` is a string `<owner>:<fence>:<hold count>`, with `:w` appended once
 //! an acquire found the lock held (someone may wait), and the lease as the key's TTL;
-//! `<prefix>{<key>}:fence` is the fence counter (no TTL, so fences keep growing after the lock
-//! key is gone); `<prefix>{<key>}:free` is the channel a release publishes on.
+//! `<prefix>{<key>}:fence` is the last fence handed out (kept for the fence counter TTL after the
+//! last acquire; a new fence is also never below the server clock in microseconds, so fences keep
+//! growing once it is gone); `<prefix>{<key>}:free` is the channel a release publishes on. In
+//! `<key>`, `\` and `}` are escaped (see `RedisBackend`'s key layout).
 //!
 //! A string rather than a hash because it is what Redis does cheapest: the uncontended acquire
-//! is a `GET` miss, an `INCR` and a `SET … PX`, the release a `GET` and a `DEL` (one hash write
+//! is a `GET` miss, a `TIME`, the counter's `GET` and `SET … PX` and the lock's `SET … PX`,
+//! the release a `GET` and a `DEL` (one hash write
 //! plus `PEXPIRE` cost about twice as much server time per pair). Owners contain no `:`.
 
 use std::sync::LazyLock;
 
 use deadpool_redis::redis::Script;
 
-/// KEYS: lock, fence counter. ARGV: owner, lease ms (0 = never expires).
+/// KEYS: lock, fence counter. ARGV: owner, lease ms (0 = never expires), fence counter TTL ms.
 /// Returns {1, fence, hold count} when acquired, {0, pttl, 0} when held by another owner; then
 /// it also marks the lock `w`, so the release publishes the wake-up (a waiter listens before it
 /// tries, so a release after this script always reaches it).
