@@ -198,6 +198,154 @@ mod redis_only {
         drop(lock.acquire_blocking().unwrap());
     }
 
+    /// A port on the loopback interface that nothing listens on (connecting is refused at once).
+    fn closed_loopback_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    /// Display, Debug and every `source()` of `err`, one per line.
+    fn everything_shown(err: &LockError) -> String {
+        let mut shown = format!("{err}\n{err:?}");
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            shown.push_str(&format!("\n{cause}\n{cause:?}"));
+            source = cause.source();
+        }
+        shown
+    }
+
+    /// What a config and a failed connect with `url` show: `redacted_url()`, `Debug` of the config
+    /// and, when connecting cannot reach anything but `closed_port` on the loopback interface or a
+    /// Unix socket, the connect error's Display, Debug and source chain.
+    fn shown_for(url: &str, closed_port: u16) -> Vec<(&'static str, String)> {
+        let config = RedisConfig::new(url)
+            .connect_timeout(Duration::from_millis(500))
+            .unwrap();
+        let mut shown = vec![
+            ("redacted_url()", config.redacted_url()),
+            ("Debug of the config", format!("{config:?}")),
+        ];
+        // Never connect anywhere else (a password with `@` can move the host part).
+        let reachable = match redis::IntoConnectionInfo::into_connection_info(url) {
+            Ok(info) => match info.addr {
+                redis::ConnectionAddr::Tcp(host, port) => {
+                    port == closed_port
+                        && host
+                            .parse::<std::net::IpAddr>()
+                            .is_ok_and(|ip| ip.is_loopback())
+                }
+                redis::ConnectionAddr::Unix(_) => true,
+                _ => false,
+            },
+            Err(_) => true, // the backend refuses it before connecting
+        };
+        if reachable {
+            match RedisBackend::connect_blocking(config) {
+                Err(err) => {
+                    assert!(
+                        matches!(err, LockError::Connection { .. }),
+                        "{url}: {err:?}"
+                    );
+                    shown.push(("the connect error", everything_shown(&err)));
+                }
+                Ok(backend) => panic!("{url}: connected to {backend:?}"),
+            }
+        }
+        shown
+    }
+
+    #[test]
+    fn passwords_that_stop_url_parsing_are_still_hidden() {
+        let closed_port = closed_loopback_port();
+        for (url, expected) in [
+            ("redis://:s3c?ret@h:6379/0", "redis://:***@h:6379/0"),
+            ("redis://app:pa/ss@h:6379", "redis://app:***@h:6379"),
+            // Ordinary URLs keep everything but the password.
+            ("redis://app:pw@h:6379/0", "redis://app:***@h:6379/0"),
+            ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/0"),
+            ("unix:///run/redis.sock?db=1", "unix:///run/redis.sock?db=1"),
+            // Over-redacted rather than parsed: a user alone, a query password's `@`.
+            ("redis://app@h", "redis://***@h"),
+            ("redis+unix:///s?pass=a@b", "redis+unix://***"),
+        ] {
+            assert_eq!(RedisConfig::new(url).redacted_url(), expected);
+        }
+        for (url, secrets) in [
+            (
+                format!("redis://:s3c?ret@127.0.0.1:{closed_port}/0"),
+                ["s3c?ret", "s3c"],
+            ),
+            (
+                format!("redis://app:pa/ss@127.0.0.1:{closed_port}"),
+                ["pa/ss", "pa/"],
+            ),
+            (
+                "redis+unix:///tmp/lockwright-no.sock?db=0&pass=s3c&ret#x".to_owned(),
+                ["s3c&ret#x", "s3c"],
+            ),
+            // redis-rs quotes a bad `protocol` value in its error: here it holds the password.
+            (
+                format!("redis://127.0.0.1:{closed_port}/?protocol=resp3?pass=s3c"),
+                ["pass=s3c", "s3c"],
+            ),
+        ] {
+            for (what, shown) in shown_for(&url, closed_port) {
+                for secret in secrets {
+                    assert!(
+                        !shown.contains(secret),
+                        "{url}: {what} shows {secret:?}: {shown}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            RedisConfig::new("redis+unix:///s?db=0&pass=a&b#c").redacted_url(),
+            "redis+unix:///s?db=0&pass=***"
+        );
+    }
+
+    #[test]
+    fn passwords_never_appear_whatever_characters_they_contain() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+
+        let closed_port = closed_loopback_port();
+        let alphabet: Vec<char> = "?/#@:% é日aZ09&=".chars().collect();
+        let generated = proptest::collection::vec(proptest::sample::select(alphabet), 1..12)
+            .prop_map(|chars| chars.into_iter().collect::<String>());
+        let mut runner = TestRunner::new(Config {
+            cases: 64,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&generated, |generated| {
+                // Distinctive ends: no other text shows `Pw` or `Zz`, so seeing either means
+                // some of the password leaked, in whatever encoding.
+                let password = format!("Pw{generated}Zz");
+                for url in [
+                    format!("redis://user:{password}@127.0.0.1:{closed_port}/0"),
+                    format!("redis://:{password}@127.0.0.1:{closed_port}"),
+                    format!("redis+unix:///tmp/lockwright-no-such.sock?pass={password}"),
+                ] {
+                    for (what, shown) in shown_for(&url, closed_port) {
+                        for secret in [password.as_str(), "Pw", "Zz"] {
+                            prop_assert!(
+                                !shown.contains(secret),
+                                "{url}: {what} shows {secret:?}: {shown}"
+                            );
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+
     #[test]
     fn unix_socket_urls_work() {
         let dir = std::env::temp_dir().join(format!("lockwright-sock-{}", std::process::id()));

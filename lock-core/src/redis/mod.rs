@@ -164,7 +164,10 @@ impl RedisConfig {
         self
     }
 
-    /// The URL with any password replaced by `***`, for logs and errors.
+    /// The URL with any password replaced by `***`, for logs and errors. It does not depend on
+    /// the URL parsing: everything between `://` and the last `@` but the user name, and
+    /// everything after `pass=` / `password=` in the query, is hidden, whatever characters the
+    /// password holds (so an odd URL may show less than its password-free parts).
     pub fn redacted_url(&self) -> String {
         redact(&self.url)
     }
@@ -185,50 +188,118 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// Hides passwords for logs and errors: `scheme://user:password@host` → `scheme://user:***@host`,
-/// and the values of `pass` / `password` query parameters (redis-rs reads credentials of
-/// `redis+unix://` URLs from there) → `***`.
+/// Hides passwords for logs and errors without parsing the URL: a password may hold any
+/// character (`?`, `/`, `#`, `@`...), and a URL that does not parse must not show it either.
+/// Over-redacting is fine, leaking is not:
+/// - everything between `://` and the last `@` of the whole string is user info, shown as
+///   `user:***` when it has a `:` (the user is what comes before the first one), else `***`;
+/// - from the value of the first `pass` / `password` query parameter (after `?` or `&`; redis-rs
+///   reads the credentials of `redis+unix://` URLs from there) to the end of the string is
+///   `***`, as the value may itself hold `&` or `#`.
 fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
+    // Both are found in the original string: hiding one first could hide where the other starts.
+    let userinfo = userinfo_secret(url);
+    let query = query_credential(url).map(|value| value..url.len());
+    let hidden = match (userinfo, query) {
+        // The query value starts inside the user info or before it: hide from the first start.
+        (Some(userinfo), Some(query)) if query.start <= userinfo.end => {
+            [Some(userinfo.start.min(query.start)..url.len()), None]
+        }
+        (userinfo, query) => [userinfo, query],
     };
-    let mut out = redact_userinfo(base);
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if matches!(name, "pass" | "password") => format!("{name}=***"),
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
+    let mut out = String::with_capacity(url.len());
+    let mut shown_up_to = 0;
+    for range in hidden.into_iter().flatten() {
+        out.push_str(&url[shown_up_to..range.start]);
+        out.push_str("***");
+        shown_up_to = range.end;
+    }
+    out.push_str(&url[shown_up_to..]);
+    out
+}
+
+/// The password part of the user info: between `://` (or the start, when no `://` comes
+/// before the last `@`) and the last `@`, after the first `:` if there is one (what precedes
+/// it is the user name, which stays), else all of it.
+fn userinfo_secret(url: &str) -> Option<std::ops::Range<usize>> {
+    let at = url.rfind('@')?;
+    let start = match url.find("://") {
+        Some(scheme) if scheme + 3 <= at => scheme + 3,
+        _ => 0,
+    };
+    if start == at {
+        return None;
+    }
+    let secret_start = url[start..at]
+        .find(':')
+        .map_or(start, |colon| start + colon + 1);
+    Some(secret_start..at)
+}
+
+/// Where the value of the first `pass` / `password` parameter starts: a name right after `?` or
+/// `&` and followed by `=`, compared as redis-rs would after percent-decoding (and, to be safe,
+/// ignoring ASCII case).
+fn query_credential(url: &str) -> Option<usize> {
+    url.match_indices(['?', '&']).find_map(|(at, _)| {
+        let rest = &url[at + 1..];
+        let name_end = rest.find(['=', '&', '#'])?;
+        if !rest[name_end..].starts_with('=') {
+            return None;
+        }
+        let name = percent_decode(&rest[..name_end]);
+        (name.eq_ignore_ascii_case(b"pass") || name.eq_ignore_ascii_case(b"password"))
+            .then_some(at + 1 + name_end + 1)
+    })
+}
+
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
     }
     out
 }
 
-fn redact_userinfo(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
-        return url.to_owned();
-    };
-    let authority_end = url[scheme_end..]
-        .find('/')
-        .map_or(url.len(), |at| scheme_end + at);
-    match url[scheme_end..authority_end].rfind('@') {
-        Some(at) => {
-            let userinfo = &url[scheme_end..scheme_end + at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            let hidden = if userinfo.contains(':') { ":***" } else { "" };
-            format!(
-                "{}{user}{hidden}{}",
-                &url[..scheme_end],
-                &url[scheme_end + at..]
-            )
-        }
-        None => url.to_owned(),
+/// A URL redis-rs refused, told without the error's detail: redis-rs may quote parts of the URL
+/// there (an invalid `protocol` value, for one), which could be a misplaced password.
+#[derive(Debug)]
+struct UrlRejected(String);
+
+impl UrlRejected {
+    fn new(err: &RedisError) -> Self {
+        let shown = err.to_string();
+        let without_detail = match err.detail() {
+            None => Some(shown.as_str()),
+            Some(detail) => shown
+                .strip_suffix(detail)
+                .and_then(|rest| rest.strip_suffix(": ")),
+        };
+        UrlRejected(match without_detail {
+            Some(text) if err.detail().is_none() => text.to_owned(),
+            Some(text) => format!("{text} (detail withheld: it may quote the URL)"),
+            None => err.category().to_owned(),
+        })
     }
 }
+
+impl fmt::Display for UrlRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the Redis URL was refused: {}", self.0)
+    }
+}
+
+impl std::error::Error for UrlRejected {}
 
 /// Locks kept in Redis, shared by every process using the same server and prefix.
 ///
@@ -523,7 +594,12 @@ impl RedisBackend {
             pool: Some(pool_config),
         }
         .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|err| connection(err.into()))?;
+        .map_err(|err| match err {
+            deadpool_redis::CreatePoolError::Config(deadpool_redis::ConfigError::Redis(err)) => {
+                connection(UrlRejected::new(&err).into())
+            }
+            err => connection(err.into()),
+        })?;
         let handle = runtime.handle().clone();
         let backend = RedisBackend {
             inner: Arc::new(Inner {
@@ -765,7 +841,8 @@ impl RedisBackend {
         let client = match redis::Client::open(self.inner.config.url.as_str()) {
             Ok(client) => client,
             Err(err) => {
-                tracing::warn!(error = %err, "lockwright: cannot open the Redis subscriber");
+                let error = UrlRejected::new(&err);
+                tracing::warn!(%error, "lockwright: cannot open the Redis subscriber");
                 return;
             }
         };
