@@ -9,6 +9,14 @@ use crate::error::{LockError, Result};
 use crate::owner::Owner;
 use crate::watchdog::{self, Ticket};
 
+/// What the watchdog needs of a hold it renews: its lease, and when the acquire that took it was
+/// sent (the hold is surely live until one lease after that).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Renewed {
+    pub(crate) lease: std::time::Duration,
+    pub(crate) sent_at: std::time::Instant,
+}
+
 /// One hold on a lock, released when dropped: at the end of scope, on `?` and `return`, during a
 /// panic's unwinding, and when the future that owns it is dropped.
 ///
@@ -47,15 +55,15 @@ impl LockGuard {
         owner: Owner,
         fence: Fence,
         hold_count: u32,
-        renewed_lease: Option<std::time::Duration>,
+        renewed: Option<Renewed>,
     ) -> Self {
-        let watch = renewed_lease.map(|lease| {
+        let watch = renewed.map(|Renewed { lease, sent_at }| {
             let hold = crate::backend::RenewHold {
                 key: Arc::clone(&key),
                 owner,
                 fence,
             };
-            watchdog::watch(Arc::clone(&backend), hold, lease)
+            watchdog::watch(Arc::clone(&backend), hold, lease, sent_at)
         });
         LockGuard {
             key,

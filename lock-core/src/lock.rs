@@ -12,7 +12,7 @@ use crate::block_on::block_on;
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::global::{default_lease, global_backend};
-use crate::guard::LockGuard;
+use crate::guard::{LockGuard, Renewed};
 use crate::owner::Owner;
 
 /// The longest key accepted, in bytes.
@@ -457,10 +457,11 @@ impl Lock {
         }
         let owner = Owner::current();
         let (lease, renewed_lease) = self.lease.resolve(&self.backend);
+        let renewed = renewed_from_now(renewed_lease);
         match self.backend.try_acquire_sync(&self.key, owner, lease)? {
             Err(err) => Some(Err(err)),
             Ok(TryAcquire::Acquired { fence, hold_count }) => {
-                Some(Ok(self.guard(owner, fence, hold_count, renewed_lease)))
+                Some(Ok(self.guard(owner, fence, hold_count, renewed)))
             }
             Ok(TryAcquire::Held { .. }) => match wait {
                 Wait::No => Some(Err(self.locked())),
@@ -474,7 +475,7 @@ impl Lock {
         owner: Owner,
         fence: Fence,
         hold_count: u32,
-        renewed_lease: Option<Duration>,
+        renewed: Option<Renewed>,
     ) -> LockGuard {
         LockGuard::new(
             Arc::clone(&self.key),
@@ -482,7 +483,7 @@ impl Lock {
             owner,
             fence,
             hold_count,
-            renewed_lease,
+            renewed,
         )
     }
 
@@ -506,13 +507,14 @@ impl Lock {
                 Wait::No => None,
                 Wait::For(_) | Wait::Forever => Some(self.backend.listen(&self.key)),
             };
+            let renewed = renewed_from_now(renewed_lease);
             let outcome = match self.backend.try_acquire_sync(&self.key, owner, lease) {
                 Some(outcome) => outcome?,
                 None => self.backend.try_acquire(&self.key, owner, lease).await?,
             };
             let remaining = match outcome {
                 TryAcquire::Acquired { fence, hold_count } => {
-                    return Ok(self.guard(owner, fence, hold_count, renewed_lease))
+                    return Ok(self.guard(owner, fence, hold_count, renewed))
                 }
                 TryAcquire::Held { remaining } => remaining,
             };
@@ -542,6 +544,15 @@ impl Lock {
             sleep_until(listener, wake_at, waiter).await;
         }
     }
+}
+
+/// For a hold the watchdog is to renew: its lease, counted from now, just before the acquire is
+/// sent (no clock read for holds it does not renew).
+fn renewed_from_now(renewed_lease: Option<Duration>) -> Option<Renewed> {
+    renewed_lease.map(|lease| Renewed {
+        lease,
+        sent_at: Instant::now(),
+    })
 }
 
 async fn sleep_until(listener: EventListener, wake_at: Option<Instant>, waiter: Waiter) {

@@ -1,15 +1,23 @@
 //! The lease watchdog: keeps holds acquired without `exp` alive while their guard lives.
 //!
-//! One thread per process serves every backend. Each hold is renewed to its full lease at least
-//! every third of it; holds due together on one backend are renewed in one `extend_many` call.
-//! Renewal is fence-checked, so it never revives a released or taken-over lock; when it finds
-//! the hold gone, the hold is marked lost and its guard's signal fires.
+//! One scheduler thread per process plans every backend's renewals, but never waits on a
+//! backend: each backend's batch runs on a thread of its own (at most one batch in flight per
+//! backend), caught if it panics. So a backend that fails, hangs or panics delays only its own
+//! holds. Each hold is renewed to its full lease at least every third of it; holds due together
+//! on one backend are renewed in one `extend_many` call. Renewal is fence-checked, so it never
+//! revives a released or taken-over lock; when it finds the hold gone, the hold is marked lost
+//! and its guard's signal fires.
+//!
+//! A hold whose renewals do not succeed is declared lost at the latest when its lease could end
+//! on the server, less a safety margin: the send time of its last successful renewal (or of its
+//! acquire) plus the lease, minus a tenth of the lease. Until then the server still holds it.
 //!
 //! Registering is on the path of every default acquire, so it is kept to one short critical
 //! section: no clock read, no allocation, and no wake-up call unless the new hold is due before
 //! the thread's next planned wake-up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
@@ -61,9 +69,48 @@ struct Watched {
     hold: RenewHold,
     lease: Duration,
     renew_at: Instant,
+    /// Until then the hold is surely live on the server: the send time of its last successful
+    /// renewal (or acquire), plus the lease, less the safety margin. Past it, it is lost.
+    valid_until: Instant,
+    /// A renewal of this hold is on its way.
+    in_flight: bool,
     lost: bool,
     /// Created only when the guard asks to be told (`lease_lost`).
     signal: Option<Arc<LostSignal>>,
+}
+
+impl Watched {
+    fn mark_lost(&mut self) {
+        self.lost = true;
+        if let Some(signal) = &self.signal {
+            signal.fire();
+        }
+    }
+
+    /// When the scheduler must look at this hold next: its renewal, unless one is on its way
+    /// or its backend is busy, and in any case the end of its validity.
+    fn next_event(&self, busy: &HashSet<usize>) -> Instant {
+        if self.in_flight || busy.contains(&backend_id(&self.backend)) {
+            self.valid_until
+        } else {
+            self.renew_at.min(self.valid_until)
+        }
+    }
+}
+
+/// The part of the lease kept as a safety margin: a hold is declared lost a tenth of its lease
+/// before the server could expire it (the two clocks may run at slightly different rates, and
+/// the scheduler may wake a little late).
+const SAFETY_MARGIN_DIVISOR: u32 = 10;
+
+fn valid_until(sent_at: Instant, lease: Duration) -> Instant {
+    sent_at + lease - lease / SAFETY_MARGIN_DIVISOR
+}
+
+/// Which backend a hold renews on: holds of one backend share its batches and its one renewal
+/// thread at a time.
+fn backend_id(backend: &SharedBackend) -> usize {
+    Arc::as_ptr(backend) as *const () as usize
 }
 
 /// The watched holds: a slab (ids are reused slots), so registering and unregistering cost a
@@ -71,19 +118,22 @@ struct Watched {
 struct Registry {
     slots: Vec<Option<Watched>>,
     free: Vec<usize>,
+    /// Backends with a renewal batch on its way: none gets a second one until it answers, so a
+    /// hung backend ties up one thread, not one per cycle.
+    busy: HashSet<usize>,
     /// When the thread last woke up: registrations count their renewal from there, at most
     /// `MAX_SLEEP` early, which only renews sooner than needed.
     last_wake: Instant,
-    /// When the thread wakes up next on its own (`None` while it is renewing).
+    /// When the thread wakes up next on its own (`None` while it is planning).
     next_wake: Option<Instant>,
 }
 
 impl Registry {
-    fn watched(&self) -> impl Iterator<Item = (usize, &Watched)> {
+    fn watched_mut(&mut self) -> impl Iterator<Item = (usize, &mut Watched)> {
         self.slots
-            .iter()
+            .iter_mut()
             .enumerate()
-            .filter_map(|(id, slot)| Some((id, slot.as_ref()?)))
+            .filter_map(|(id, slot)| Some((id, slot.as_mut()?)))
             .filter(|(_, watched)| !watched.lost)
     }
 
@@ -104,7 +154,7 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Whether a renewal found the hold gone.
+    /// Whether the hold was found gone, or its renewals did not succeed in time.
     pub(crate) fn is_lost(&self) -> bool {
         let registry = watchdog().registry();
         registry.slots[self.id]
@@ -112,7 +162,7 @@ impl Ticket {
             .is_some_and(|watched| watched.lost)
     }
 
-    /// The signal that fires when a renewal finds the hold gone (already fired if it did).
+    /// The signal that fires when the hold is lost (already fired if it was).
     pub(crate) fn signal(&self) -> Arc<LostSignal> {
         let mut registry = watchdog().registry();
         let watched = registry
@@ -142,6 +192,7 @@ fn watchdog() -> &'static Watchdog {
             registry: Mutex::new(Registry {
                 slots: Vec::new(),
                 free: Vec::new(),
+                busy: HashSet::new(),
                 last_wake: Instant::now(),
                 next_wake: None,
             }),
@@ -155,8 +206,14 @@ fn watchdog() -> &'static Watchdog {
     })
 }
 
-/// Starts renewing `hold` on `backend` at least every `lease / 3`.
-pub(crate) fn watch(backend: SharedBackend, hold: RenewHold, lease: Duration) -> Ticket {
+/// Starts renewing `hold` on `backend` at least every `lease / 3`. `sent_at` is when the acquire
+/// that took the hold was sent: the hold is surely live until one lease after it.
+pub(crate) fn watch(
+    backend: SharedBackend,
+    hold: RenewHold,
+    lease: Duration,
+    sent_at: Instant,
+) -> Ticket {
     let watchdog = watchdog();
     let mut registry = watchdog.registry();
     let renew_at = registry.last_wake + lease / 3;
@@ -165,9 +222,12 @@ pub(crate) fn watch(backend: SharedBackend, hold: RenewHold, lease: Duration) ->
         hold,
         lease,
         renew_at,
+        valid_until: valid_until(sent_at, lease),
+        in_flight: false,
         lost: false,
         signal: None,
     };
+    let first_event = watched.renew_at.min(watched.valid_until);
     let id = match registry.free.pop() {
         Some(id) => {
             registry.slots[id] = Some(watched);
@@ -180,12 +240,19 @@ pub(crate) fn watch(backend: SharedBackend, hold: RenewHold, lease: Duration) ->
     };
     let wake_now = registry
         .next_wake
-        .is_some_and(|next_wake| renew_at < next_wake);
+        .is_some_and(|next_wake| first_event < next_wake);
     drop(registry);
     if wake_now {
         watchdog.changed.notify_one();
     }
     Ticket { id }
+}
+
+/// One `extend_many` call: holds of one backend with one lease.
+struct Batch {
+    lease: Duration,
+    ids: Vec<usize>,
+    holds: Vec<RenewHold>,
 }
 
 impl Watchdog {
@@ -195,55 +262,106 @@ impl Watchdog {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn run(&self) {
+    fn run(&'static self) {
         loop {
-            let due = self.wait_for_due();
-            // Batch per backend and lease: one extend_many call each.
-            let mut batches: HashMap<(usize, Duration), Vec<(usize, RenewHold)>> = HashMap::new();
-            let mut backends: HashMap<usize, SharedBackend> = HashMap::new();
-            for (id, backend, hold, lease) in due {
-                let backend_id = Arc::as_ptr(&backend) as *const () as usize;
-                backends.entry(backend_id).or_insert(backend);
-                batches
-                    .entry((backend_id, lease))
-                    .or_default()
-                    .push((id, hold));
-            }
-            for ((backend_id, lease), holds) in batches {
-                let (ids, holds): (Vec<usize>, Vec<RenewHold>) = holds.into_iter().unzip();
-                match block_on(backends[&backend_id].extend_many(&holds, lease)) {
-                    Ok(live) => self.settle(&ids, &holds, &live, lease),
-                    Err(err) => {
-                        // The backend is unreachable: try again soon; the lease still runs.
-                        tracing::warn!(error = %err, "lockwright: lease renewal failed");
-                        self.retry_soon(&ids, &holds, lease);
+            for (backend, batches) in self.wait_for_due() {
+                let id = backend_id(&backend);
+                let spawned = std::thread::Builder::new()
+                    .name("lockwright-renew".into())
+                    .spawn(move || self.renew(backend, batches));
+                if let Err(err) = spawned {
+                    // No thread for it now: the holds stay due and are tried again soon.
+                    tracing::warn!(error = %err, "lockwright: cannot start a lease renewal");
+                    let mut registry = self.registry();
+                    registry.busy.remove(&id);
+                    let retry_at = Instant::now() + MAX_SLEEP / 10;
+                    for (_, watched) in registry.watched_mut() {
+                        if backend_id(&watched.backend) == id && watched.in_flight {
+                            watched.in_flight = false;
+                            watched.renew_at = retry_at;
+                        }
                     }
                 }
             }
         }
     }
 
-    /// Sleeps until some hold is due, then returns it with every hold due within a sixth of
-    /// its lease: renewing those a little early lets them share one batch, and still renews each
-    /// hold at least every third of its lease.
-    fn wait_for_due(&self) -> Vec<(usize, SharedBackend, RenewHold, Duration)> {
+    /// Sleeps until some hold is due or past its validity. Declares the latter lost, and returns
+    /// per backend (only backends with no batch on its way) the due holds, with every hold of
+    /// that backend due within a sixth of its lease, batched per lease: renewing those a little
+    /// early lets them share one batch, and still renews each hold at least every third of its
+    /// lease.
+    fn wait_for_due(&self) -> Vec<(SharedBackend, Vec<Batch>)> {
+        struct Due {
+            backend: SharedBackend,
+            /// Some hold of it is due now, not only soon.
+            urgent: bool,
+            batches: HashMap<Duration, Batch>,
+        }
         let mut registry = self.registry();
         loop {
             let now = Instant::now();
             registry.last_wake = now;
-            if registry
-                .watched()
-                .any(|(_, watched)| watched.renew_at <= now)
-            {
-                registry.next_wake = None;
-                return registry
-                    .watched()
-                    .filter(|(_, watched)| watched.renew_at <= now + watched.lease / 6)
-                    .map(|(id, w)| (id, Arc::clone(&w.backend), w.hold.clone(), w.lease))
-                    .collect();
+            let mut due: HashMap<usize, Due> = HashMap::new();
+            let Registry { slots, busy, .. } = &mut *registry;
+            for (id, slot) in slots.iter_mut().enumerate() {
+                let Some(watched) = slot.as_mut().filter(|watched| !watched.lost) else {
+                    continue;
+                };
+                if watched.valid_until <= now {
+                    watched.mark_lost();
+                    continue;
+                }
+                let backend = backend_id(&watched.backend);
+                if watched.in_flight
+                    || busy.contains(&backend)
+                    || watched.renew_at > now + watched.lease / 6
+                {
+                    continue;
+                }
+                let entry = due.entry(backend).or_insert_with(|| Due {
+                    backend: Arc::clone(&watched.backend),
+                    urgent: false,
+                    batches: HashMap::new(),
+                });
+                entry.urgent |= watched.renew_at <= now;
+                let batch = entry.batches.entry(watched.lease).or_insert_with(|| Batch {
+                    lease: watched.lease,
+                    ids: Vec::new(),
+                    holds: Vec::new(),
+                });
+                batch.ids.push(id);
+                batch.holds.push(watched.hold.clone());
             }
-            let next_due = registry.watched().map(|(_, w)| w.renew_at).min();
-            let wake_at = next_due.map_or(now + MAX_SLEEP, |due| due.min(now + MAX_SLEEP));
+            let ready: Vec<(SharedBackend, Vec<Batch>)> = due
+                .into_iter()
+                .filter(|(_, due)| due.urgent)
+                .map(|(id, due)| {
+                    busy.insert(id);
+                    (due.backend, due.batches.into_values().collect())
+                })
+                .collect();
+            if !ready.is_empty() {
+                for id in ready
+                    .iter()
+                    .flat_map(|(_, batches)| batches)
+                    .flat_map(|b| &b.ids)
+                {
+                    if let Some(watched) = registry.get_mut(*id) {
+                        watched.in_flight = true;
+                    }
+                }
+                registry.next_wake = None;
+                return ready;
+            }
+            let next_event = registry
+                .slots
+                .iter()
+                .flatten()
+                .filter(|watched| !watched.lost)
+                .map(|watched| watched.next_event(&registry.busy))
+                .min();
+            let wake_at = next_event.map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
             registry.next_wake = Some(wake_at);
             registry = self
                 .changed
@@ -253,40 +371,69 @@ impl Watchdog {
         }
     }
 
+    /// Runs one backend's batches, on a thread of their own. A batch that fails or panics leaves
+    /// its holds to be tried again soon; their validity still runs out on time.
+    fn renew(&self, backend: SharedBackend, batches: Vec<Batch>) {
+        for batch in batches {
+            let sent_at = Instant::now();
+            let renewed = catch_unwind(AssertUnwindSafe(|| {
+                block_on(backend.extend_many(&batch.holds, batch.lease))
+            }));
+            match renewed {
+                Ok(Ok(live)) => self.settle(&batch, &live, sent_at),
+                Ok(Err(err)) => {
+                    // The backend is unreachable: try again soon; the lease still runs.
+                    tracing::warn!(error = %err, "lockwright: lease renewal failed");
+                    self.retry_soon(&batch);
+                }
+                Err(_) => {
+                    tracing::error!(
+                        backend = ?backend,
+                        "lockwright: a lease renewal panicked; its holds are lost unless a retry \
+                         succeeds in time"
+                    );
+                    self.retry_soon(&batch);
+                }
+            }
+        }
+        self.registry().busy.remove(&backend_id(&backend));
+        self.changed.notify_one();
+    }
+
     /// The slot still watches the hold it was renewing (not a reused slot of another hold).
     fn same_hold<'r>(
         registry: &'r mut Registry,
         id: usize,
         hold: &RenewHold,
     ) -> Option<&'r mut Watched> {
-        registry
-            .get_mut(id)
-            .filter(|watched| watched.hold == *hold && !watched.lost)
+        registry.get_mut(id).filter(|watched| watched.hold == *hold)
     }
 
-    fn settle(&self, ids: &[usize], holds: &[RenewHold], live: &[bool], lease: Duration) {
+    fn settle(&self, batch: &Batch, live: &[bool], sent_at: Instant) {
         let mut registry = self.registry();
-        let renewed_at = Instant::now();
-        for ((id, hold), live) in ids.iter().zip(holds).zip(live) {
+        for ((id, hold), live) in batch.ids.iter().zip(&batch.holds).zip(live) {
             let Some(watched) = Self::same_hold(&mut registry, *id, hold) else {
                 continue;
             };
+            watched.in_flight = false;
+            if watched.lost {
+                continue; // declared lost while this renewal was on its way: it stays lost
+            }
             if *live {
-                watched.renew_at = renewed_at + lease / 3;
+                watched.renew_at = sent_at + batch.lease / 3;
+                watched.valid_until = watched.valid_until.max(valid_until(sent_at, batch.lease));
             } else {
-                watched.lost = true;
-                if let Some(signal) = &watched.signal {
-                    signal.fire();
-                }
+                watched.mark_lost();
             }
         }
     }
 
-    fn retry_soon(&self, ids: &[usize], holds: &[RenewHold], lease: Duration) {
+    fn retry_soon(&self, batch: &Batch) {
         let mut registry = self.registry();
-        let retry_at = Instant::now() + (lease / 10).min(MAX_SLEEP);
-        for (id, hold) in ids.iter().zip(holds) {
+        let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
+        for (id, hold) in batch.ids.iter().zip(&batch.holds) {
             if let Some(watched) = Self::same_hold(&mut registry, *id, hold) {
+                watched.in_flight = false;
                 watched.renew_at = retry_at;
             }
         }

@@ -1,0 +1,220 @@
+//! The lease watchdog under failing backends: one backend that panics, hangs or fails affects only
+//! its own holds, which are then declared lost in time; the others keep being renewed. Runs a
+//! real `redis-server` for the hung and paused cases.
+
+mod conformance;
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lock_core::{
+    Backend, BoxFuture, EventListener, Fence, LeaseTime, Lock, LockState, MemoryBackend, Owner,
+    RedisBackend, RedisConfig, Release, ReleaseScope, RenewHold, Result, SharedBackend, TryAcquire,
+};
+
+use conformance::key;
+use support::RedisServer;
+
+/// A backend that passes everything to `inner`, but runs `on_renew` before each renewal batch:
+/// to panic, or to record when renewals were sent and whether they came back.
+struct Renewals<F> {
+    inner: SharedBackend,
+    on_renew: F,
+    log: Mutex<Vec<(Instant, bool)>>,
+}
+
+impl<F> std::fmt::Debug for Renewals<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renewals").finish_non_exhaustive()
+    }
+}
+
+impl<F: Fn() + Send + Sync + 'static> Renewals<F> {
+    fn new(inner: SharedBackend, on_renew: F) -> Arc<Self> {
+        Arc::new(Renewals {
+            inner,
+            on_renew,
+            log: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// When the last renewal that came back with every hold live was sent.
+    fn last_success_sent(&self) -> Option<Instant> {
+        let log = self.log.lock().unwrap();
+        log.iter().rev().find(|(_, ok)| *ok).map(|(sent, _)| *sent)
+    }
+}
+
+impl<F: Fn() + Send + Sync + 'static> Backend for Renewals<F> {
+    fn try_acquire<'a>(
+        &'a self,
+        key: &'a Arc<str>,
+        owner: Owner,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<TryAcquire>> {
+        self.inner.try_acquire(key, owner, lease)
+    }
+    fn try_acquire_sync(
+        &self,
+        key: &Arc<str>,
+        owner: Owner,
+        lease: LeaseTime,
+    ) -> Option<Result<TryAcquire>> {
+        self.inner.try_acquire_sync(key, owner, lease)
+    }
+    fn release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        fence: Option<Fence>,
+        scope: ReleaseScope,
+    ) -> BoxFuture<'a, Result<Release>> {
+        self.inner.release(key, owner, fence, scope)
+    }
+    fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
+        self.inner.force_unlock(key)
+    }
+    fn inspect<'a>(&'a self, key: &'a str, owner: Owner) -> BoxFuture<'a, Result<LockState>> {
+        self.inner.inspect(key, owner)
+    }
+    fn extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        fence: Fence,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.inner.extend(key, owner, fence, lease)
+    }
+    fn listen(&self, key: &str) -> EventListener {
+        self.inner.listen(key)
+    }
+    fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
+        self.inner.release_on_drop(key, owner, fence)
+    }
+    fn extend_many<'a>(
+        &'a self,
+        holds: &'a [RenewHold],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<bool>>> {
+        (self.on_renew)();
+        let sent = Instant::now();
+        Box::pin(async move {
+            let renewed = self.inner.extend_many(holds, lease).await;
+            let ok = renewed.as_ref().is_ok_and(|live| live.iter().all(|l| *l));
+            self.log.lock().unwrap().push((sent, ok));
+            renewed
+        })
+    }
+}
+
+/// SIGSTOPs a server; SIGCONTs it when dropped, whatever the test did in between.
+struct Paused(u32);
+
+impl Paused {
+    fn new(server: &RedisServer) -> Self {
+        signal(server.pid(), libc::SIGSTOP);
+        Paused(server.pid())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        signal(self.0, libc::SIGCONT);
+    }
+}
+
+fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill() only sends a signal to a process id we started.
+    assert_eq!(unsafe { libc::kill(pid as i32, signal) }, 0);
+}
+
+/// A healthy backend's renewed hold next to one whose renewals panic: the panic costs only the
+/// panicking backend's holds, which are declared lost; the healthy one stays held.
+#[test]
+fn a_backend_whose_renewals_panic_loses_only_its_own_holds() {
+    let panicking: SharedBackend = Renewals::new(MemoryBackend::shared(), || {
+        panic!("a custom backend's renewal panicked")
+    });
+    let healthy = MemoryBackend::shared();
+    let doomed = Lock::with_backend(key("panicking"), &panicking)
+        .renewed_lease(0.3)
+        .acquire_blocking()
+        .unwrap();
+    let kept = Lock::with_backend(key("healthy"), &healthy)
+        .renewed_lease(0.3)
+        .acquire_blocking()
+        .unwrap();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(1500) && !doomed.is_lease_lost() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        doomed.is_lease_lost(),
+        "the panicking backend's hold was never declared lost"
+    );
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        kept.is_held_blocking().unwrap(),
+        "the healthy backend's hold expired"
+    );
+    assert!(!kept.is_lease_lost());
+}
+
+/// A renewed hold on a server that stops answering (SIGSTOP) is declared lost before the server
+/// could have expired it: no later than the send time of its last successful renewal plus the
+/// lease (the watchdog takes a tenth of the lease off as a safety margin). A renewed hold on a
+/// healthy backend, whose lease is shorter than the hung server's command timeout, is renewed
+/// all along.
+#[test]
+fn a_hung_server_costs_only_its_own_holds_which_are_lost_before_their_lease_could_end() {
+    const LEASE: Duration = Duration::from_secs(2);
+    let server = RedisServer::start();
+    let config = RedisConfig::new(server.url()).command_timeout(4).unwrap();
+    let redis = RedisBackend::connect_blocking(config).unwrap().shared();
+    let recorded = Renewals::new(redis, || {});
+    let on_redis: SharedBackend = recorded.clone();
+    let healthy = MemoryBackend::shared();
+    let hold = Lock::with_backend(key("hung"), &on_redis)
+        .renewed_lease(LEASE)
+        .acquire_blocking()
+        .unwrap();
+    let kept = Lock::with_backend(key("beside-hung"), &healthy)
+        .renewed_lease(0.6)
+        .acquire_blocking()
+        .unwrap();
+    // Let a renewal or two succeed first.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(
+        recorded.last_success_sent().is_some(),
+        "no renewal reached Redis"
+    );
+    {
+        let _paused = Paused::new(&server);
+        let stopped = Instant::now();
+        while !hold.is_lease_lost() && stopped.elapsed() < 2 * LEASE {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lost_at = Instant::now();
+        assert!(
+            hold.is_lease_lost(),
+            "lease_lost did not fire within two leases of the server hanging"
+        );
+        // Read while the server is still stopped: a renewal stuck in it cannot count.
+        let deadline = recorded.last_success_sent().unwrap() + LEASE;
+        assert!(
+            lost_at < deadline,
+            "declared lost {:?} after the server could already have expired the hold",
+            lost_at - deadline
+        );
+        // The healthy backend kept renewing while the hung one's renewal waited.
+        std::thread::sleep(Duration::from_millis(2500));
+        assert!(
+            kept.is_held_blocking().unwrap(),
+            "the healthy backend's hold expired"
+        );
+        assert!(!kept.is_lease_lost());
+    }
+    drop(hold);
+}
