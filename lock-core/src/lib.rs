@@ -47,7 +47,7 @@ pub use error::{LockError, Result};
 pub use global::{default_lease, global_backend, set_default_lease, set_global_backend};
 pub use guard::LockGuard;
 pub use lock::{Lease, Lock, MAX_KEY_LEN};
-pub use memory::MemoryBackend;
+pub use memory::{ManualClock, MemoryBackend};
 pub use owner::Owner;
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisConfig};

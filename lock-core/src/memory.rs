@@ -46,6 +46,63 @@ pub struct MemoryBackend {
     table: Mutex<Table>,
     stripes: Box<[Event]>,
     hasher: foldhash::fast::RandomState,
+    /// `None`: the monotonic clock.
+    clock: Option<ManualClock>,
+}
+
+/// A clock that moves only when told to, for [`MemoryBackend::with_clock`]: tests can then check
+/// expiry exactly instead of sleeping.
+///
+/// Only the backend reads it (expiry, remaining leases); waiting and the lease watchdog still
+/// use real time, so drive such a backend through the [`Backend`] methods.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::time::Duration;
+/// use lock_core::{Backend, ManualClock, MemoryBackend, Owner, TryAcquire};
+///
+/// let clock = ManualClock::new();
+/// let backend = MemoryBackend::with_clock(clock.clone());
+/// let key: Arc<str> = "job".into();
+/// let lease = Some(Duration::from_secs(10));
+/// let first = backend.try_acquire_sync(&key, Owner::current(), lease).unwrap()?;
+/// assert!(matches!(first, TryAcquire::Acquired { .. }));
+/// clock.advance(Duration::from_secs(10)); // the lease has run out, to the nanosecond
+/// let other = std::thread::spawn(Owner::current).join().unwrap();
+/// let second = backend.try_acquire_sync(&key, other, lease).unwrap()?;
+/// assert!(matches!(second, TryAcquire::Acquired { .. }));
+/// # Ok::<(), lock_core::LockError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ManualClock {
+    start: Instant,
+    elapsed: Arc<Mutex<std::time::Duration>>,
+}
+
+impl ManualClock {
+    /// A clock standing at the moment it is made.
+    pub fn new() -> Self {
+        ManualClock {
+            start: Instant::now(),
+            elapsed: Default::default(),
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, by: std::time::Duration) {
+        *self.elapsed.lock().unwrap_or_else(|p| p.into_inner()) += by;
+    }
+
+    /// What the clock says.
+    pub fn now(&self) -> Instant {
+        self.start + *self.elapsed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Debug)]
@@ -103,7 +160,17 @@ impl Default for MemoryBackend {
 impl MemoryBackend {
     /// An empty backend.
     pub fn new() -> Self {
+        Self::with_optional_clock(None)
+    }
+
+    /// An empty backend whose leases run on `clock` instead of the monotonic clock.
+    pub fn with_clock(clock: ManualClock) -> Self {
+        Self::with_optional_clock(Some(clock))
+    }
+
+    fn with_optional_clock(clock: Option<ManualClock>) -> Self {
         MemoryBackend {
+            clock,
             table: Mutex::new(Table {
                 holds: HashTable::new(),
                 next_fence: 1,
@@ -127,8 +194,15 @@ impl MemoryBackend {
     /// Drops every expired hold now, returning how many entries remain.
     pub fn purge_expired(&self) -> usize {
         let mut table = self.table();
-        table.sweep(Instant::now());
+        table.sweep(self.now());
         table.holds.len()
+    }
+
+    fn now(&self) -> Instant {
+        match &self.clock {
+            None => Instant::now(),
+            Some(clock) => clock.now(),
+        }
     }
 
     fn table(&self) -> MutexGuard<'_, Table> {
@@ -149,7 +223,7 @@ impl MemoryBackend {
 
     fn acquire_in_table(&self, key: &Arc<str>, owner: Owner, lease: LeaseTime) -> TryAcquire {
         let hash = self.hash(key);
-        let now = Instant::now();
+        let now = self.now();
         let mut table = self.table();
         table.maybe_sweep(now);
         let table = &mut *table;
@@ -232,7 +306,7 @@ impl MemoryBackend {
 
     fn force_unlock_now(&self, key: &str) -> bool {
         let hash = self.hash(key);
-        let now = Instant::now();
+        let now = self.now();
         let removed = match self
             .table()
             .holds
@@ -250,7 +324,7 @@ impl MemoryBackend {
 
     fn inspect_now(&self, key: &str, owner: Owner) -> LockState {
         let hash = self.hash(key);
-        let now = Instant::now();
+        let now = self.now();
         let table = self.table();
         match table.holds.find(hash, |hold| *hold.key == *key) {
             Some(hold) if !hold.expired(now) => LockState {
@@ -268,7 +342,7 @@ impl MemoryBackend {
 
     fn extend_now(&self, key: &str, owner: Owner, fence: Fence, lease: LeaseTime) -> bool {
         let hash = self.hash(key);
-        let now = Instant::now();
+        let now = self.now();
         let mut table = self.table();
         match table.holds.find_mut(hash, |hold| *hold.key == *key) {
             Some(hold) if !hold.expired(now) && hold.owner == owner && hold.fence == fence => {
@@ -324,9 +398,7 @@ impl Backend for MemoryBackend {
         fence: Option<Fence>,
         scope: ReleaseScope,
     ) -> BoxFuture<'a, Result<Release>> {
-        Box::pin(
-            async move { Ok(self.release_now(key, owner, fence, scope, Some(Instant::now()))) },
-        )
+        Box::pin(async move { Ok(self.release_now(key, owner, fence, scope, Some(self.now()))) })
     }
 
     fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
