@@ -252,7 +252,11 @@ fn remaining_close(
         (RemainingLease::Unlimited, None) => {}
         (RemainingLease::Remaining(left), Some(half_units)) => {
             let expected = time.half_unit() * half_units as u32;
-            let off = left.abs_diff(expected);
+            let off = if left > expected {
+                left - expected
+            } else {
+                expected - left
+            };
             prop_assert!(
                 off <= time.tolerance(),
                 "remaining {left:?}, model {expected:?}"
