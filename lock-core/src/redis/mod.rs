@@ -676,7 +676,8 @@ impl RedisBackend {
         let wakeups = Arc::clone(&self.inner.wakeups);
         let connect_timeout = self.inner.config.connect_timeout;
         let url = self.inner.config.redacted_url();
-        self.inner.runtime.handle().spawn(async move {
+        let closing = self.inner.closing.listen();
+        let subscriber = async move {
             while !wakeups.closed.load(Ordering::Relaxed) {
                 let subscribed = async {
                     let mut pubsub = client.get_async_pubsub().await?;
@@ -689,7 +690,9 @@ impl RedisBackend {
                         wakeups.wake_everyone();
                         let mut messages = pubsub.on_message();
                         while let Some(message) = messages.next().await {
-                            wakeups.stripe(message.get_channel_name()).notify(usize::MAX);
+                            wakeups
+                                .stripe(message.get_channel_name())
+                                .notify(usize::MAX);
                         }
                         tracing::warn!(%url, "lockwright: Redis subscriber disconnected; reconnecting");
                     }
@@ -700,6 +703,15 @@ impl RedisBackend {
                 }
                 wakeups.wake_everyone();
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        // The subscriber ends with the backend, even while it awaits messages (which may be
+        // forever): dropping it closes its connection. On a given runtime that keeps running it
+        // would otherwise stay there for good.
+        self.inner.runtime.handle().spawn(async move {
+            tokio::select! {
+                () = closing => {}
+                () = subscriber => {}
             }
         });
     }
