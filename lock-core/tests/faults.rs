@@ -1,5 +1,6 @@
 //! Safety under faults, against a real redis-server: a multi-process history checker, killed and
-//! paused holders, a killed subscriber, start-up errors, and a walk of awkward keys.
+//! paused holders, a killed and a frozen subscriber connection, start-up errors, and a walk of
+//! awkward keys.
 //!
 //! `LOCKWRIGHT_HISTORY_SECS` (default 3) and `LOCKWRIGHT_HISTORY_PROCESSES` (default 3) make the
 //! history run longer or wider.
@@ -723,6 +724,66 @@ fn killed_subscriber_connection_still_lets_waiters_in_within_one_lease() {
         assert!(waited < Duration::from_secs(4), "round {round}: {waited:?}");
         std::thread::sleep(Duration::from_millis(300)); // let the subscriber reconnect
     }
+}
+
+/// A waiter on a holder that never expires sleeps on pub/sub alone (no lease end to wake it):
+/// when its backend's subscriber connection silently stops delivering (half-open TCP, a frozen
+/// NAT entry), the subscriber's keepalive notices, reconnects and wakes everyone to re-check.
+/// Bound: keepalive interval (1 s) + command timeout (2 s here) + reconnect (ms on loopback,
+/// at most the 2 s connect timeout) = 5 s; asserted < 10 s for a loaded machine, against the
+/// waiter's own 30 s deadline.
+#[test]
+fn a_waiter_behind_a_frozen_subscriber_connection_still_wakes_after_the_release() {
+    let (server, direct) = shared_redis();
+    let proxy = support::FreezingProxy::start(server.port);
+    let behind_proxy = RedisBackend::connect_blocking(
+        RedisConfig::new(proxy.url())
+            .command_timeout(2)
+            .unwrap()
+            .connect_timeout(2)
+            .unwrap(),
+    )
+    .unwrap()
+    .shared();
+    let start = Instant::now();
+    while proxy.live_subscribers() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "no subscriber");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let name = key("frozen-subscriber");
+    let held = Lock::with_backend(name.as_str(), &direct.shared())
+        .never_expires()
+        .acquire_blocking()
+        .unwrap();
+    let waiter = Lock::with_backend(name.as_str(), &behind_proxy)
+        .nowait(false)
+        .timeout(30)
+        .exp(30);
+    let waiting = std::thread::spawn(move || {
+        let guard = waiter.acquire_blocking()?;
+        let acquired_at = Instant::now();
+        drop(guard);
+        Ok::<_, LockError>(acquired_at)
+    });
+    // The waiter has tried, found the key held without a lease end, and sleeps on pub/sub.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        proxy.freeze_subscribers(),
+        1,
+        "one subscriber connection to freeze"
+    );
+    let released_at = Instant::now();
+    held.release_blocking().unwrap();
+    let acquired_at = waiting
+        .join()
+        .unwrap()
+        .expect("the waiter slept through the release");
+    let woken = acquired_at - released_at;
+    println!("frozen subscriber: waiter acquired {woken:?} after the release (bound 5 s)");
+    assert!(
+        woken < Duration::from_secs(10),
+        "woken {woken:?} after the release"
+    );
 }
 
 #[test]

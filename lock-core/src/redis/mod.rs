@@ -291,6 +291,15 @@ struct PendingKey {
     done: Event,
 }
 
+/// How often the subscriber PINGs its connection. Waiters on a holder without a lease end
+/// (`never_expires`) are woken by pub/sub alone, and a connection that silently stops delivering
+/// (half-open TCP, a frozen NAT entry) reports no error: only the missing PONG shows it. One
+/// PING a second per backend costs the server next to nothing, and bounds how long a waiter
+/// sleeps past a release whatever the holder's lease: this interval + the command timeout (the
+/// unanswered PING) + one reconnect (100 ms pause + at most the connect timeout), after which
+/// everyone re-checks.
+const SUBSCRIBER_KEEPALIVE: Duration = Duration::from_secs(1);
+
 struct Wakeups {
     stripes: Box<[Event]>,
     hasher: foldhash::fast::RandomState,
@@ -675,6 +684,7 @@ impl RedisBackend {
         let pattern = format!("{}{{*}}:free", escape_glob(&self.inner.config.prefix));
         let wakeups = Arc::clone(&self.inner.wakeups);
         let connect_timeout = self.inner.config.connect_timeout;
+        let command_timeout = self.inner.config.command_timeout;
         let url = self.inner.config.redacted_url();
         let closing = self.inner.closing.listen();
         let subscriber = async move {
@@ -685,16 +695,40 @@ impl RedisBackend {
                     Ok::<_, RedisError>(pubsub)
                 };
                 match tokio::time::timeout(connect_timeout, subscribed).await {
-                    Ok(Ok(mut pubsub)) => {
+                    Ok(Ok(pubsub)) => {
                         // Anything released while we were not listening: everyone re-checks.
                         wakeups.wake_everyone();
-                        let mut messages = pubsub.on_message();
-                        while let Some(message) = messages.next().await {
-                            wakeups
-                                .stripe(message.get_channel_name())
-                                .notify(usize::MAX);
+                        let (mut sink, mut messages) = pubsub.split();
+                        let listening = async {
+                            while let Some(message) = messages.next().await {
+                                wakeups
+                                    .stripe(message.get_channel_name())
+                                    .notify(usize::MAX);
+                            }
+                        };
+                        let keepalive = async {
+                            loop {
+                                tokio::time::sleep(SUBSCRIBER_KEEPALIVE).await;
+                                let ping = sink.ping::<redis::Value>();
+                                match tokio::time::timeout(command_timeout, ping).await {
+                                    Ok(Ok(_)) => {}
+                                    Ok(Err(err)) => return Box::<dyn std::error::Error>::from(err),
+                                    Err(_) => return TimeoutError(command_timeout).into(),
+                                }
+                            }
+                        };
+                        // Either way the connection is dropped (closed) below, and a new one made.
+                        tokio::select! {
+                            () = listening => tracing::warn!(
+                                %url,
+                                "lockwright: Redis subscriber disconnected; reconnecting"
+                            ),
+                            err = keepalive => tracing::warn!(
+                                %url,
+                                error = %err,
+                                "lockwright: Redis subscriber did not answer PING; reconnecting"
+                            ),
                         }
-                        tracing::warn!(%url, "lockwright: Redis subscriber disconnected; reconnecting");
                     }
                     Ok(Err(err)) => {
                         tracing::warn!(%url, error = %err, "lockwright: Redis subscriber failed")
