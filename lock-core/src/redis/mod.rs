@@ -658,7 +658,10 @@ impl RedisBackend {
                 op.await
             })),
             started: false,
+            polled: false,
             runtime: self.inner.runtime.handle().clone(),
+            fallback: None,
+            moved: false,
         })
     }
 
@@ -777,6 +780,57 @@ impl RedisBackend {
             count => Release::StillHeld(u32::try_from(count).unwrap_or(u32::MAX)),
         })
     }
+
+    /// A guard's drop release that no runtime can run (see [`Detachable`]): sent synchronously
+    /// on a connection of its own, within the connect and command timeouts, blocking the thread
+    /// that drops it (a runtime shutting down, or a caller of a backend whose runtime is gone).
+    /// One that was polled may have reached Redis already, and is not repeated: a second
+    /// release could take away another hold of the same owner. That one is logged as an error.
+    fn release_without_runtime(&self, key: &str, owner: Owner, fence: Fence, polled: bool) {
+        let url = self.inner.config.redacted_url();
+        if polled {
+            tracing::error!(
+                %key,
+                %url,
+                fence = fence.0,
+                "lockwright: a guard's release on drop was cut off in flight by a runtime \
+                 shutdown; it may not have reached Redis and cannot safely be repeated: the lock \
+                 stays held until its lease ends (never without one) or force_unlock"
+            );
+            return;
+        }
+        tracing::warn!(
+            %key,
+            %url,
+            "lockwright: no runtime left to run a guard's release on drop; releasing synchronously"
+        );
+        if let Err(err) = self.release_blocking(key, owner, fence) {
+            tracing::error!(
+                %key,
+                %url,
+                error = %err,
+                "lockwright: a guard's release on drop failed, with no runtime left to retry it: \
+                 the lock stays held until its lease ends (never without one) or force_unlock"
+            );
+        }
+    }
+
+    /// The call of [`Self::release_now`] (scope one), on a plain synchronous connection.
+    fn release_blocking(&self, key: &str, owner: Owner, fence: Fence) -> redis::RedisResult<i64> {
+        let config = &self.inner.config;
+        let client = redis::Client::open(config.url.as_str())?;
+        let mut conn = client.get_connection_with_timeout(config.connect_timeout)?;
+        conn.set_read_timeout(Some(config.command_timeout))?;
+        conn.set_write_timeout(Some(config.command_timeout))?;
+        scripts::RELEASE
+            .prepare_invoke()
+            .key(self.lock_key(key))
+            .arg(owner.to_string())
+            .arg(fence.0.to_string())
+            .arg("one")
+            .arg(self.channel(key))
+            .invoke(&mut conn)
+    }
 }
 
 /// Milliseconds for Redis: rounded up, at least 1; `0` means no expiry.
@@ -856,17 +910,32 @@ impl Drop for InFlight {
 /// An operation polled in its caller's task. Dropped after its first poll (something may have
 /// been sent), the rest of it runs on the backend's runtime instead of being cut off; one that
 /// must run in any case is built as `started`.
+///
+/// It moves once: dropped unfinished again there, that runtime is shutting down (or already
+/// gone: tokio drops a task spawned on a shut-down runtime at once), so no runtime is left to run
+/// it. Then its `fallback`, if any, runs in place of it, told whether the op was ever polled
+/// (whether it may have sent its command already).
 struct Detachable<T: Send + 'static> {
     op: Option<BoxFuture<'static, T>>,
     started: bool,
+    /// Set by the first poll: from then on the op may have sent something.
+    polled: bool,
     runtime: tokio::runtime::Handle,
+    fallback: Option<Fallback>,
+    /// Already moved to `runtime`: never moved again (no respawn loop on a dead runtime).
+    moved: bool,
 }
+
+/// What to do, synchronously, with a [`Detachable`] no runtime can finish; its argument tells
+/// whether the op was polled.
+type Fallback = Box<dyn FnOnce(bool) + Send>;
 
 impl<T: Send + 'static> Future for Detachable<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         self.started = true;
+        self.polled = true;
         let op = self.op.as_mut().expect("polled after completion");
         let output = ready!(op.as_mut().poll(cx));
         self.op = None;
@@ -876,9 +945,24 @@ impl<T: Send + 'static> Future for Detachable<T> {
 
 impl<T: Send + 'static> Drop for Detachable<T> {
     fn drop(&mut self) {
-        if let Some(op) = self.op.take().filter(|_| self.started) {
-            drop(self.runtime.spawn(op));
+        let Some(op) = self.op.take().filter(|_| self.started) else {
+            return;
+        };
+        if self.moved {
+            if let Some(fallback) = self.fallback.take() {
+                fallback(self.polled);
+            }
+            drop(op); // after the fallback: the op's pending entry, if any, ends only now
+            return;
         }
+        drop(self.runtime.spawn(Detachable {
+            op: Some(op),
+            started: true,
+            polled: self.polled,
+            runtime: self.runtime.clone(),
+            fallback: self.fallback.take(),
+            moved: true,
+        }));
     }
 }
 
@@ -1113,11 +1197,24 @@ impl Backend for RedisBackend {
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
         let key: Arc<str> = key.into();
+        if self.inner.runtime.is_gone() {
+            // The backend's given runtime has shut down: no operation can run on it any more.
+            self.release_without_runtime(&key, owner, fence, false);
+            return;
+        }
         let in_flight = self.pending_until_dropped(&key);
         let backend = self.clone();
+        let fallback: Fallback = {
+            let (backend, key) = (self.clone(), Arc::clone(&key));
+            Box::new(move |polled| backend.release_without_runtime(&key, owner, fence, polled))
+        };
         let release = Detachable {
             op: Some(Box::pin(async move {
                 let _in_flight = in_flight;
+                if backend.inner.runtime.is_gone() {
+                    backend.release_without_runtime(&key, owner, fence, false);
+                    return;
+                }
                 let released = backend
                     .release_now(key, owner, Some(fence), ReleaseScope::One)
                     .await;
@@ -1128,7 +1225,12 @@ impl Backend for RedisBackend {
             // As if started: should the runtime it is spawned on drop it unpolled, it must
             // still run.
             started: true,
+            polled: false,
             runtime: self.inner.runtime.handle().clone(),
+            // Should no runtime be left to run it (the guard's and the backend's runtime, often
+            // the same given one, shutting down), it runs synchronously instead.
+            fallback: Some(fallback),
+            moved: false,
         };
         match tokio::runtime::Handle::try_current() {
             // Inside a runtime, blocking could stall the caller's executor: the release runs in
