@@ -650,6 +650,21 @@ impl RedisBackend {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
+        self.run_with_fallback(key, op, None)
+    }
+
+    /// [`Self::run`], with what to do should no runtime be left to finish it (see
+    /// [`Detachable`]).
+    fn run_with_fallback<T, F>(
+        &self,
+        key: &str,
+        op: F,
+        fallback: Option<Fallback>,
+    ) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
         let backend = self.clone();
         let key: Arc<str> = key.into();
         Box::pin(Detachable {
@@ -660,7 +675,7 @@ impl RedisBackend {
             started: false,
             polled: false,
             runtime: self.inner.runtime.handle().clone(),
-            fallback: None,
+            fallback,
             moved: false,
         })
     }
@@ -975,6 +990,8 @@ struct Acquiring {
     op: Option<BoxFuture<'static, Option<Result<TryAcquire>>>>,
     started: bool,
     abandoned: Arc<AtomicBool>,
+    /// Set by the op just before it sends the script.
+    sent: Arc<AtomicBool>,
     backend: RedisBackend,
     key: Arc<str>,
     owner: Owner,
@@ -1009,17 +1026,52 @@ impl Drop for Acquiring {
         // entry, which is its own; it gives up instead, having sent nothing.
         in_flight.pending.done.notify(usize::MAX);
         let (backend, key, owner) = (self.backend.clone(), Arc::clone(&self.key), self.owner);
+        let mut unanswered = Unanswered {
+            key: Arc::clone(&key),
+            sent: Arc::clone(&self.sent),
+            url: backend.inner.config.redacted_url(),
+            answered: false,
+        };
         drop(self.backend.inner.runtime.handle().spawn(async move {
             let _in_flight = in_flight;
-            if let Some(Ok(TryAcquire::Acquired { fence, .. })) = op.await {
-                let released = backend
-                    .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
-                    .await;
-                if let Err(err) = released {
-                    tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
-                }
+            let outcome = op.await;
+            unanswered.answered();
+            if let Some(Ok(TryAcquire::Acquired { fence, .. })) = outcome {
+                // Given back like a dropped guard's hold: even should this runtime shut down.
+                backend.release_on_drop(&key, owner, fence);
             }
         }));
+    }
+}
+
+/// Travels with the rest of an abandoned acquire: dropped before its reply came (the runtime
+/// finishing it shut down) after the script was sent, it logs an error. The acquire may have
+/// taken the lock, and its fence came with the lost reply: that hold cannot be given back, and
+/// stays until its lease ends (never, without one). Not fixable without the reply; loud instead.
+struct Unanswered {
+    key: Arc<str>,
+    sent: Arc<AtomicBool>,
+    url: String,
+    answered: bool,
+}
+
+impl Unanswered {
+    fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.answered && self.sent.load(Ordering::Acquire) {
+            tracing::error!(
+                key = %self.key,
+                url = %self.url,
+                "lockwright: an abandoned acquire was cut off in flight by a runtime shutdown; \
+                 if it took the lock, the hold cannot be given back (its fence was in the lost \
+                 reply) and stays until its lease ends (never without one) or force_unlock"
+            );
+        }
     }
 }
 
@@ -1033,13 +1085,16 @@ impl Backend for RedisBackend {
         let backend = self.clone();
         let key = Arc::clone(key);
         let abandoned = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicBool::new(false));
         let op = {
-            let (key, abandoned) = (Arc::clone(&key), Arc::clone(&abandoned));
+            let (key, abandoned, sent) =
+                (Arc::clone(&key), Arc::clone(&abandoned), Arc::clone(&sent));
             async move {
                 let gave_up = || abandoned.load(Ordering::Acquire);
                 if !backend.after_pending_releases(&key, gave_up).await {
                     return None; // the caller left before anything was sent: take nothing
                 }
+                sent.store(true, Ordering::Release);
                 let reply: Result<Vec<i64>> = backend
                     .eval(
                         &key,
@@ -1067,6 +1122,7 @@ impl Backend for RedisBackend {
             op: Some(Box::pin(op)),
             started: false,
             abandoned,
+            sent,
             backend: self.clone(),
             key,
             owner,
@@ -1081,7 +1137,25 @@ impl Backend for RedisBackend {
         scope: ReleaseScope,
     ) -> BoxFuture<'a, Result<Release>> {
         let backend = self.clone();
-        self.run(key, backend.release_now(key.into(), owner, fence, scope))
+        // Cut off by its caller, it is finished on the backend's runtime; should that one be
+        // gone too, it may have been sent already and cannot be repeated safely: say so.
+        let lost: Fallback = {
+            let (key, url): (Arc<str>, _) = (key.into(), self.inner.config.redacted_url());
+            Box::new(move |_| {
+                tracing::error!(
+                    %key,
+                    %url,
+                    "lockwright: a release was cut off in flight by a runtime shutdown; it may \
+                     not have reached Redis and cannot safely be repeated: the lock stays held \
+                     until its lease ends (never without one) or force_unlock"
+                )
+            })
+        };
+        self.run_with_fallback(
+            key,
+            backend.release_now(key.into(), owner, fence, scope),
+            Some(lost),
+        )
     }
 
     fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
