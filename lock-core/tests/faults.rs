@@ -914,6 +914,56 @@ fn a_release_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
     }
 }
 
+/// A runtime shutting down drops many guards, whose releases then run synchronously: with the
+/// server answering nothing, one failed attempt (at most connect + command timeout, 2 s here)
+/// must not be paid again by every other guard (10 guards: 10 s or more). Each release that did
+/// not happen is logged as an error naming its key.
+#[test]
+fn a_shutdown_dropping_many_guards_with_redis_silent_is_not_held_up_by_each_release() {
+    captured_logs::start();
+    let runtime = two_worker_runtime();
+    let proxy = support::FreezingProxy::start(shared_redis().0.port);
+    let config = RedisConfig::new(proxy.url())
+        .runtime(runtime.handle().clone())
+        .command_timeout(1)
+        .unwrap()
+        .connect_timeout(1)
+        .unwrap();
+    let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+    let names: Vec<String> = (0..10).map(|_| key("silent-at-shutdown")).collect();
+    let (acquired, is_acquired) = std::sync::mpsc::channel();
+    for name in &names {
+        let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+        let acquired = acquired.clone();
+        runtime.spawn(async move {
+            let _guard = lock.acquire().await.unwrap();
+            acquired.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    }
+    for _ in &names {
+        is_acquired.recv_timeout(conformance::LIVENESS).unwrap();
+    }
+    proxy.freeze_everything();
+    let start = Instant::now();
+    drop(runtime);
+    let took = start.elapsed();
+    println!("runtime shutdown dropping 10 guards, Redis silent: {took:?}");
+    for name in &names {
+        assert!(
+            captured_logs::error_naming(name, Duration::ZERO).is_some(),
+            "no error naming {name}"
+        );
+    }
+    assert!(took < Duration::from_secs(5), "the shutdown took {took:?}");
+    let cleanup = shared_redis().1.shared();
+    for name in &names {
+        Lock::with_backend(name.as_str(), &cleanup)
+            .force_unlock_blocking()
+            .unwrap();
+    }
+}
+
 /// Likewise an acquire already sent when the runtime shuts down: if it took the lock, the
 /// reply with its fence is lost with the runtime, so the hold cannot be given back. The backend
 /// logs an error naming the key.

@@ -253,8 +253,18 @@ struct Inner {
 struct IoRuntime {
     owned: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
+    gone: Arc<RuntimeGone>,
+}
+
+/// What the backend knows of its runtime's end, and of reaching Redis without it.
+#[derive(Default)]
+struct RuntimeGone {
     /// Set when a given runtime has shut down: its timers would panic if used.
-    gone: Arc<AtomicBool>,
+    flag: AtomicBool,
+    /// When a synchronous release ([`RedisBackend::release_without_runtime`]) last failed. A
+    /// shutdown may drop many guards at once: with the server unreachable or silent, the ones
+    /// right after a failure give up at once instead of each waiting out the timeouts again.
+    blocking_failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl IoRuntime {
@@ -263,7 +273,7 @@ impl IoRuntime {
     }
 
     fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::Acquire)
+        self.gone.flag.load(Ordering::Acquire)
     }
 }
 
@@ -277,11 +287,11 @@ impl Drop for IoRuntime {
 
 /// Lives in a task on the I/O runtime: a runtime that shuts down drops its tasks, and so tells
 /// the backend.
-struct FlagOnDrop(Arc<AtomicBool>);
+struct FlagOnDrop(Arc<RuntimeGone>);
 
 impl Drop for FlagOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        self.0.flag.store(true, Ordering::Release);
     }
 }
 
@@ -800,7 +810,8 @@ impl RedisBackend {
     /// on a connection of its own, within the connect and command timeouts, blocking the thread
     /// that drops it (a runtime shutting down, or a caller of a backend whose runtime is gone).
     /// One that was polled may have reached Redis already, and is not repeated: a second
-    /// release could take away another hold of the same owner. That one is logged as an error.
+    /// release could take away another hold of the same owner. That one is logged as an error,
+    /// as are those not sent because the one before failed moments ago.
     fn release_without_runtime(&self, key: &str, owner: Owner, fence: Fence, polled: bool) {
         let url = self.inner.config.redacted_url();
         if polled {
@@ -814,12 +825,37 @@ impl RedisBackend {
             );
             return;
         }
+        let config = &self.inner.config;
+        // Within what one attempt may take of the last failure: the server is still unreachable.
+        let failure_window = config.connect_timeout + config.command_timeout;
+        // Held through the attempt: threads dropping guards at once take turns, and learn of a
+        // failure before their own attempt.
+        let mut failed_at = self
+            .inner
+            .runtime
+            .gone
+            .blocking_failed_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = *failed_at {
+            if at.elapsed() < failure_window {
+                tracing::error!(
+                    %key,
+                    %url,
+                    "lockwright: a guard's release on drop, with no runtime left to run it, was \
+                     not sent: the synchronous release before it failed moments ago; the lock \
+                     stays held until its lease ends (never without one) or force_unlock"
+                );
+                return;
+            }
+        }
         tracing::warn!(
             %key,
             %url,
             "lockwright: no runtime left to run a guard's release on drop; releasing synchronously"
         );
         if let Err(err) = self.release_blocking(key, owner, fence) {
+            *failed_at = Some(std::time::Instant::now());
             tracing::error!(
                 %key,
                 %url,

@@ -214,6 +214,9 @@ pub struct FreezingProxy {
 struct ProxyState {
     connections: std::sync::Mutex<Vec<std::sync::Arc<ProxiedConnection>>>,
     stop: std::sync::atomic::AtomicBool,
+    /// New connections start frozen (accepted, then never forwarded): a server that takes
+    /// connections and answers nothing.
+    freeze_new: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -248,6 +251,9 @@ impl FreezingProxy {
                 let _ = client.set_nodelay(true);
                 let _ = server.set_nodelay(true);
                 let connection = std::sync::Arc::new(ProxiedConnection::default());
+                if accepting.freeze_new.load(Ordering::Relaxed) {
+                    connection.frozen.store(true, Ordering::Relaxed);
+                }
                 accepting
                     .connections
                     .lock()
@@ -294,6 +300,15 @@ impl FreezingProxy {
     /// Freezes every connection open now; returns how many.
     pub fn freeze_all(&self) -> usize {
         self.freeze(|_| true)
+    }
+
+    /// Freezes every connection open now and every one opened from now on: the server seems
+    /// to take connections and never answer.
+    pub fn freeze_everything(&self) -> usize {
+        self.state
+            .freeze_new
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.freeze_all()
     }
 
     fn freeze(&self, which: impl Fn(&ProxiedConnection) -> bool) -> usize {
