@@ -117,7 +117,11 @@ impl RedisConfig {
     /// Pass the runtime your tasks run on: their lock operations then reach Redis without
     /// crossing to another thread and back, which matters most at low concurrency (the figures
     /// are in BENCHMARKS.md). In exchange the backend works only while that runtime runs: once it
-    /// has shut down, operations fail with [`LockError::Backend`]. Connecting fails with
+    /// has shut down, operations fail with [`LockError::Backend`]. A guard dropped then, or by
+    /// its shutdown (a task holding it on that runtime), is still released: synchronously, on a
+    /// connection of its own, blocking the dropping thread for that round trip. Only a release or
+    /// acquire already sent when the runtime stopped can be lost (it is not repeated: it may have
+    /// landed); that is logged as an error naming the key. Connecting fails with
     /// [`LockError::InvalidArgument`] for a current-thread runtime (the blocking API, called on
     /// its thread, would stall the very thread that must drive the I/O) and with
     /// [`LockError::Connection`] for a runtime built without `enable_io` and `enable_time`.
