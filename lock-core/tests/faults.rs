@@ -1,5 +1,6 @@
 //! Safety under faults, against a real redis-server: a multi-process history checker, killed and
-//! paused holders, a killed subscriber, start-up errors, and a walk of awkward keys.
+//! paused holders, a killed and a frozen subscriber connection, start-up errors, and a walk of
+//! awkward keys.
 //!
 //! `LOCKWRIGHT_HISTORY_SECS` (default 3) and `LOCKWRIGHT_HISTORY_PROCESSES` (default 3) make the
 //! history run longer or wider.
@@ -723,6 +724,267 @@ fn killed_subscriber_connection_still_lets_waiters_in_within_one_lease() {
         assert!(waited < Duration::from_secs(4), "round {round}: {waited:?}");
         std::thread::sleep(Duration::from_millis(300)); // let the subscriber reconnect
     }
+}
+
+/// A waiter on a holder that never expires sleeps on pub/sub alone (no lease end to wake it):
+/// when its backend's subscriber connection silently stops delivering (half-open TCP, a frozen
+/// NAT entry), the subscriber's keepalive notices, reconnects and wakes everyone to re-check.
+/// Bound: keepalive interval (1 s) + command timeout (2 s here) + reconnect (ms on loopback,
+/// at most the 2 s connect timeout) = 5 s; asserted < 10 s for a loaded machine, against the
+/// waiter's own 30 s deadline.
+#[test]
+fn a_waiter_behind_a_frozen_subscriber_connection_still_wakes_after_the_release() {
+    let (server, direct) = shared_redis();
+    let proxy = support::FreezingProxy::start(server.port);
+    let behind_proxy = RedisBackend::connect_blocking(
+        RedisConfig::new(proxy.url())
+            .command_timeout(2)
+            .unwrap()
+            .connect_timeout(2)
+            .unwrap(),
+    )
+    .unwrap()
+    .shared();
+    let start = Instant::now();
+    while proxy.live_subscribers() == 0 {
+        assert!(start.elapsed() < Duration::from_secs(5), "no subscriber");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let name = key("frozen-subscriber");
+    let held = Lock::with_backend(name.as_str(), &direct.shared())
+        .never_expires()
+        .acquire_blocking()
+        .unwrap();
+    let waiter = Lock::with_backend(name.as_str(), &behind_proxy)
+        .nowait(false)
+        .timeout(30)
+        .exp(30);
+    let waiting = std::thread::spawn(move || {
+        let guard = waiter.acquire_blocking()?;
+        let acquired_at = Instant::now();
+        drop(guard);
+        Ok::<_, LockError>(acquired_at)
+    });
+    // The waiter has tried, found the key held without a lease end, and sleeps on pub/sub.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        proxy.freeze_subscribers(),
+        1,
+        "one subscriber connection to freeze"
+    );
+    let released_at = Instant::now();
+    held.release_blocking().unwrap();
+    let acquired_at = waiting
+        .join()
+        .unwrap()
+        .expect("the waiter slept through the release");
+    let woken = acquired_at - released_at;
+    println!("frozen subscriber: waiter acquired {woken:?} after the release (bound 5 s)");
+    assert!(
+        woken < Duration::from_secs(10),
+        "woken {woken:?} after the release"
+    );
+}
+
+/// The warnings and errors the backend logs, captured by a global `tracing` subscriber of this
+/// test binary (events come from any thread, runtime workers shutting down included).
+mod captured_logs {
+    use std::fmt::Write;
+    use std::sync::{Mutex, Once};
+
+    static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    struct Capture;
+
+    struct Fields(String);
+
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            let _ = write!(self.0, " {}={value:?}", field.name());
+        }
+    }
+
+    impl tracing::Subscriber for Capture {
+        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+            *metadata.level() <= tracing::Level::WARN
+        }
+        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+            tracing::span::Id::from_u64(1)
+        }
+        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+        fn event(&self, event: &tracing::Event<'_>) {
+            let mut fields = Fields(event.metadata().level().to_string());
+            event.record(&mut fields);
+            EVENTS.lock().unwrap().push(fields.0);
+        }
+        fn enter(&self, _: &tracing::span::Id) {}
+        fn exit(&self, _: &tracing::span::Id) {}
+    }
+
+    pub fn start() {
+        static START: Once = Once::new();
+        START.call_once(|| tracing::subscriber::set_global_default(Capture).unwrap());
+    }
+
+    /// Waits up to `within` for an ERROR event naming `key`.
+    pub fn error_naming(key: &str, within: std::time::Duration) -> Option<String> {
+        let start = std::time::Instant::now();
+        loop {
+            let found = EVENTS
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|event| event.starts_with("ERROR") && event.contains(key))
+                .cloned();
+            if found.is_some() || start.elapsed() > within {
+                return found;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// A backend whose I/O runs on `runtime`, connected through a proxy that can freeze its
+/// connections, with a command timeout far beyond the tests' waits.
+fn backend_behind_proxy_on(
+    runtime: &tokio::runtime::Runtime,
+) -> (support::FreezingProxy, SharedBackend) {
+    let proxy = support::FreezingProxy::start(shared_redis().0.port);
+    let config = RedisConfig::new(proxy.url())
+        .runtime(runtime.handle().clone())
+        .command_timeout(60)
+        .unwrap();
+    let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+    (proxy, backend)
+}
+
+fn two_worker_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What cannot be fixed fails loudly: a guard's release already sent when the runtime shuts
+/// down (the only runtime there is: the guard's and the backend's) may or may not have reached
+/// Redis, and repeating it could take away another hold of the same owner. The hold then stays
+/// (here it never expires), and the backend logs an error naming the key. Once for a dropped
+/// guard, once for an explicit `release().await` cut off with its task.
+#[test]
+fn a_release_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
+    captured_logs::start();
+    for explicit in [false, true] {
+        let runtime = two_worker_runtime();
+        let (proxy, backend) = backend_behind_proxy_on(&runtime);
+        let name = key(if explicit {
+            "cut-off-release"
+        } else {
+            "cut-off-drop"
+        });
+        let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+        let (acquired, is_acquired) = std::sync::mpsc::channel();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(async move {
+            let guard = lock.acquire().await.unwrap();
+            acquired.send(()).unwrap();
+            let _ = released.await;
+            if explicit {
+                let _ = guard.release().await;
+            } else {
+                drop(guard);
+            }
+            std::future::pending::<()>().await;
+        });
+        is_acquired.recv_timeout(conformance::LIVENESS).unwrap();
+        assert!(proxy.freeze_all() >= 1);
+        release.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(300)); // the release is sent, and unanswered
+        drop(runtime);
+        let logged = captured_logs::error_naming(&name, conformance::LIVENESS);
+        assert!(logged.is_some(), "no error naming {name} was logged");
+        println!("logged: {}", logged.unwrap());
+        let probe = Lock::with_backend(name.as_str(), &shared_redis().1.shared());
+        assert!(
+            probe.is_locked_blocking().unwrap(),
+            "the frozen release cannot have landed"
+        );
+        assert!(probe.force_unlock_blocking().unwrap());
+    }
+}
+
+/// A runtime shutting down drops many guards, whose releases then run synchronously: with the
+/// server answering nothing, one failed attempt (at most connect + command timeout, 2 s here)
+/// must not be paid again by every other guard (10 guards: 10 s or more). Each release that did
+/// not happen is logged as an error naming its key.
+#[test]
+fn a_shutdown_dropping_many_guards_with_redis_silent_is_not_held_up_by_each_release() {
+    captured_logs::start();
+    let runtime = two_worker_runtime();
+    let proxy = support::FreezingProxy::start(shared_redis().0.port);
+    let config = RedisConfig::new(proxy.url())
+        .runtime(runtime.handle().clone())
+        .command_timeout(1)
+        .unwrap()
+        .connect_timeout(1)
+        .unwrap();
+    let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+    let names: Vec<String> = (0..10).map(|_| key("silent-at-shutdown")).collect();
+    let (acquired, is_acquired) = std::sync::mpsc::channel();
+    for name in &names {
+        let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+        let acquired = acquired.clone();
+        runtime.spawn(async move {
+            let _guard = lock.acquire().await.unwrap();
+            acquired.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+    }
+    for _ in &names {
+        is_acquired.recv_timeout(conformance::LIVENESS).unwrap();
+    }
+    proxy.freeze_everything();
+    let start = Instant::now();
+    drop(runtime);
+    let took = start.elapsed();
+    println!("runtime shutdown dropping 10 guards, Redis silent: {took:?}");
+    for name in &names {
+        assert!(
+            captured_logs::error_naming(name, Duration::ZERO).is_some(),
+            "no error naming {name}"
+        );
+    }
+    assert!(took < Duration::from_secs(5), "the shutdown took {took:?}");
+    let cleanup = shared_redis().1.shared();
+    for name in &names {
+        Lock::with_backend(name.as_str(), &cleanup)
+            .force_unlock_blocking()
+            .unwrap();
+    }
+}
+
+/// Likewise an acquire already sent when the runtime shuts down: if it took the lock, the
+/// reply with its fence is lost with the runtime, so the hold cannot be given back. The backend
+/// logs an error naming the key.
+#[test]
+fn an_acquire_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
+    captured_logs::start();
+    let runtime = two_worker_runtime();
+    let (proxy, backend) = backend_behind_proxy_on(&runtime);
+    let name = key("cut-off-acquire");
+    let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+    // Opens the key's connection, which is then frozen with the rest.
+    drop(lock.acquire_blocking().unwrap());
+    assert!(proxy.freeze_all() >= 1);
+    runtime.spawn(async move {
+        let _guard = lock.acquire().await;
+    });
+    std::thread::sleep(Duration::from_millis(300)); // the acquire is sent, and unanswered
+    drop(runtime);
+    let logged = captured_logs::error_naming(&name, conformance::LIVENESS);
+    assert!(logged.is_some(), "no error naming {name} was logged");
+    println!("logged: {}", logged.unwrap());
 }
 
 #[test]

@@ -182,6 +182,102 @@ mod redis_only {
         }
     }
 
+    /// The clients of a dedicated server other than `admin` itself, from `CLIENT LIST`.
+    fn other_clients(admin: &mut redis::Connection) -> Vec<String> {
+        let me: i64 = redis::cmd("CLIENT").arg("ID").query(admin).unwrap();
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(admin).unwrap();
+        list.lines()
+            .filter(|line| !line.starts_with(&format!("id={me} ")))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn a_dropped_backend_on_a_given_runtime_closes_its_subscriber_and_connections() {
+        // The runtime keeps running after the backend is dropped: nothing of the backend may
+        // stay on it (its PSUBSCRIBE task awaited messages forever).
+        let server = RedisServer::start();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let mut admin = redis_client(&server.url());
+        let config = RedisConfig::new(server.url()).runtime(runtime.handle().clone());
+        let backend = RedisBackend::connect_blocking(config).unwrap();
+        let lock = Lock::with_backend(key("dropped-backend"), &backend.shared()).exp(30);
+        drop(lock.acquire_blocking().unwrap());
+        let start = Instant::now();
+        while !other_clients(&mut admin)
+            .iter()
+            .any(|client| client.contains("cmd=psubscribe"))
+        {
+            assert!(
+                start.elapsed() < crate::conformance::LIVENESS,
+                "no subscriber"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(lock);
+        drop(backend);
+        let start = Instant::now();
+        loop {
+            let left = other_clients(&mut admin);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < crate::conformance::LIVENESS,
+                "connections of a dropped backend still open: {left:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_still_releases() {
+        // The guard's task runs on the runtime the backend's I/O runs on: when it shuts down,
+        // the drop release finds no live runtime to run on, and must still happen (the hold
+        // never expires). Rounds of each way a runtime shuts down: the order in which it drops
+        // its tasks varies, so the backend either already knows its runtime is gone or finds it
+        // only when its release, spawned there, is dropped at once (both are taken in 20 rounds).
+        let observer = shared_redis().1.shared();
+        for shutdown in ["drop", "shutdown_background"].repeat(10) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let config = RedisConfig::new(shared_redis().0.url()).runtime(runtime.handle().clone());
+            let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+            let name = key("given-runtime-shutdown-guard");
+            let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+            let (acquired, is_acquired) = std::sync::mpsc::channel();
+            runtime.spawn(async move {
+                let _guard = lock.acquire().await.unwrap();
+                acquired.send(()).unwrap();
+                std::future::pending::<()>().await;
+            });
+            is_acquired
+                .recv_timeout(crate::conformance::LIVENESS)
+                .unwrap();
+            let probe = Lock::with_backend(name.as_str(), &observer);
+            assert!(probe.is_locked_blocking().unwrap());
+            match shutdown {
+                "drop" => drop(runtime),
+                _ => runtime.shutdown_background(),
+            }
+            let start = Instant::now();
+            while probe.is_locked_blocking().unwrap() {
+                assert!(
+                    start.elapsed() < crate::conformance::LIVENESS,
+                    "{shutdown}: still held (it never expires)"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
     #[test]
     fn wrong_password_is_a_typed_error_that_never_shows_the_password() {
         let server = RedisServer::start_with(&["--requirepass", "right-password"]);

@@ -143,7 +143,11 @@ impl RedisConfig {
     /// Pass the runtime your tasks run on: their lock operations then reach Redis without
     /// crossing to another thread and back, which matters most at low concurrency (the figures
     /// are in BENCHMARKS.md). In exchange the backend works only while that runtime runs: once it
-    /// has shut down, operations fail with [`LockError::Backend`]. Connecting fails with
+    /// has shut down, operations fail with [`LockError::Backend`]. A guard dropped then, or by
+    /// its shutdown (a task holding it on that runtime), is still released: synchronously, on a
+    /// connection of its own, blocking the dropping thread for that round trip. Only a release or
+    /// acquire already sent when the runtime stopped can be lost (it is not repeated: it may have
+    /// landed); that is logged as an error naming the key. Connecting fails with
     /// [`LockError::InvalidArgument`] for a current-thread runtime (the blocking API, called on
     /// its thread, would stall the very thread that must drive the I/O) and with
     /// [`LockError::Connection`] for a runtime built without `enable_io` and `enable_time`.
@@ -354,8 +358,18 @@ struct Inner {
 struct IoRuntime {
     owned: Option<tokio::runtime::Runtime>,
     handle: tokio::runtime::Handle,
+    gone: Arc<RuntimeGone>,
+}
+
+/// What the backend knows of its runtime's end, and of reaching Redis without it.
+#[derive(Default)]
+struct RuntimeGone {
     /// Set when a given runtime has shut down: its timers would panic if used.
-    gone: Arc<AtomicBool>,
+    flag: AtomicBool,
+    /// When a synchronous release ([`RedisBackend::release_without_runtime`]) last failed. A
+    /// shutdown may drop many guards at once: with the server unreachable or silent, the ones
+    /// right after a failure give up at once instead of each waiting out the timeouts again.
+    blocking_failed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl IoRuntime {
@@ -364,7 +378,7 @@ impl IoRuntime {
     }
 
     fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::Acquire)
+        self.gone.flag.load(Ordering::Acquire)
     }
 }
 
@@ -378,11 +392,11 @@ impl Drop for IoRuntime {
 
 /// Lives in a task on the I/O runtime: a runtime that shuts down drops its tasks, and so tells
 /// the backend.
-struct FlagOnDrop(Arc<AtomicBool>);
+struct FlagOnDrop(Arc<RuntimeGone>);
 
 impl Drop for FlagOnDrop {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Release);
+        self.0.flag.store(true, Ordering::Release);
     }
 }
 
@@ -391,6 +405,15 @@ struct PendingKey {
     in_flight: std::sync::atomic::AtomicUsize,
     done: Event,
 }
+
+/// How often the subscriber PINGs its connection. Waiters on a holder without a lease end
+/// (`never_expires`) are woken by pub/sub alone, and a connection that silently stops delivering
+/// (half-open TCP, a frozen NAT entry) reports no error: only the missing PONG shows it. One
+/// PING a second per backend costs the server next to nothing, and bounds how long a waiter
+/// sleeps past a release whatever the holder's lease: this interval + the command timeout (the
+/// unanswered PING) + one reconnect (100 ms pause + at most the connect timeout), after which
+/// everyone re-checks.
+const SUBSCRIBER_KEEPALIVE: Duration = Duration::from_secs(1);
 
 struct Wakeups {
     stripes: Box<[Event]>,
@@ -814,6 +837,21 @@ impl RedisBackend {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
+        self.run_with_fallback(key, op, None)
+    }
+
+    /// [`Self::run`], with what to do should no runtime be left to finish it (see
+    /// [`Detachable`]).
+    fn run_with_fallback<T, F>(
+        &self,
+        key: &str,
+        op: F,
+        fallback: Option<Fallback>,
+    ) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
         let backend = self.clone();
         let key: Arc<str> = key.into();
         Box::pin(Detachable {
@@ -822,7 +860,10 @@ impl RedisBackend {
                 op.await
             })),
             started: false,
+            polled: false,
             runtime: self.inner.runtime.handle().clone(),
+            fallback,
+            moved: false,
         })
     }
 
@@ -849,8 +890,10 @@ impl RedisBackend {
         let pattern = format!("{}{{*}}:free", escape_glob(&self.inner.config.prefix));
         let wakeups = Arc::clone(&self.inner.wakeups);
         let connect_timeout = self.inner.config.connect_timeout;
+        let command_timeout = self.inner.config.command_timeout;
         let url = self.inner.config.redacted_url();
-        self.inner.runtime.handle().spawn(async move {
+        let closing = self.inner.closing.listen();
+        let subscriber = async move {
             while !wakeups.closed.load(Ordering::Relaxed) {
                 let subscribed = async {
                     let mut pubsub = client.get_async_pubsub().await?;
@@ -858,14 +901,40 @@ impl RedisBackend {
                     Ok::<_, RedisError>(pubsub)
                 };
                 match tokio::time::timeout(connect_timeout, subscribed).await {
-                    Ok(Ok(mut pubsub)) => {
+                    Ok(Ok(pubsub)) => {
                         // Anything released while we were not listening: everyone re-checks.
                         wakeups.wake_everyone();
-                        let mut messages = pubsub.on_message();
-                        while let Some(message) = messages.next().await {
-                            wakeups.stripe(message.get_channel_name()).notify(usize::MAX);
+                        let (mut sink, mut messages) = pubsub.split();
+                        let listening = async {
+                            while let Some(message) = messages.next().await {
+                                wakeups
+                                    .stripe(message.get_channel_name())
+                                    .notify(usize::MAX);
+                            }
+                        };
+                        let keepalive = async {
+                            loop {
+                                tokio::time::sleep(SUBSCRIBER_KEEPALIVE).await;
+                                let ping = sink.ping::<redis::Value>();
+                                match tokio::time::timeout(command_timeout, ping).await {
+                                    Ok(Ok(_)) => {}
+                                    Ok(Err(err)) => return Box::<dyn std::error::Error>::from(err),
+                                    Err(_) => return TimeoutError(command_timeout).into(),
+                                }
+                            }
+                        };
+                        // Either way the connection is dropped (closed) below, and a new one made.
+                        tokio::select! {
+                            () = listening => tracing::warn!(
+                                %url,
+                                "lockwright: Redis subscriber disconnected; reconnecting"
+                            ),
+                            err = keepalive => tracing::warn!(
+                                %url,
+                                error = %err,
+                                "lockwright: Redis subscriber did not answer PING; reconnecting"
+                            ),
                         }
-                        tracing::warn!(%url, "lockwright: Redis subscriber disconnected; reconnecting");
                     }
                     Ok(Err(err)) => {
                         tracing::warn!(%url, error = %err, "lockwright: Redis subscriber failed")
@@ -874,6 +943,15 @@ impl RedisBackend {
                 }
                 wakeups.wake_everyone();
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        // The subscriber ends with the backend, even while it awaits messages (which may be
+        // forever): dropping it closes its connection. On a given runtime that keeps running it
+        // would otherwise stay there for good.
+        self.inner.runtime.handle().spawn(async move {
+            tokio::select! {
+                () = closing => {}
+                () = subscriber => {}
             }
         });
     }
@@ -904,6 +982,83 @@ impl RedisBackend {
             -2 => Release::NotOwner,
             count => Release::StillHeld(u32::try_from(count).unwrap_or(u32::MAX)),
         })
+    }
+
+    /// A guard's drop release that no runtime can run (see [`Detachable`]): sent synchronously
+    /// on a connection of its own, within the connect and command timeouts, blocking the thread
+    /// that drops it (a runtime shutting down, or a caller of a backend whose runtime is gone).
+    /// One that was polled may have reached Redis already, and is not repeated: a second
+    /// release could take away another hold of the same owner. That one is logged as an error,
+    /// as are those not sent because the one before failed moments ago.
+    fn release_without_runtime(&self, key: &str, owner: Owner, fence: Fence, polled: bool) {
+        let url = self.inner.config.redacted_url();
+        if polled {
+            tracing::error!(
+                %key,
+                %url,
+                fence = fence.0,
+                "lockwright: a guard's release on drop was cut off in flight by a runtime \
+                 shutdown; it may not have reached Redis and cannot safely be repeated: the lock \
+                 stays held until its lease ends (never without one) or force_unlock"
+            );
+            return;
+        }
+        let config = &self.inner.config;
+        // Within what one attempt may take of the last failure: the server is still unreachable.
+        let failure_window = config.connect_timeout + config.command_timeout;
+        // Held through the attempt: threads dropping guards at once take turns, and learn of a
+        // failure before their own attempt.
+        let mut failed_at = self
+            .inner
+            .runtime
+            .gone
+            .blocking_failed_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = *failed_at {
+            if at.elapsed() < failure_window {
+                tracing::error!(
+                    %key,
+                    %url,
+                    "lockwright: a guard's release on drop, with no runtime left to run it, was \
+                     not sent: the synchronous release before it failed moments ago; the lock \
+                     stays held until its lease ends (never without one) or force_unlock"
+                );
+                return;
+            }
+        }
+        tracing::warn!(
+            %key,
+            %url,
+            "lockwright: no runtime left to run a guard's release on drop; releasing synchronously"
+        );
+        if let Err(err) = self.release_blocking(key, owner, fence) {
+            *failed_at = Some(std::time::Instant::now());
+            tracing::error!(
+                %key,
+                %url,
+                error = %err,
+                "lockwright: a guard's release on drop failed, with no runtime left to retry it: \
+                 the lock stays held until its lease ends (never without one) or force_unlock"
+            );
+        }
+    }
+
+    /// The call of [`Self::release_now`] (scope one), on a plain synchronous connection.
+    fn release_blocking(&self, key: &str, owner: Owner, fence: Fence) -> redis::RedisResult<i64> {
+        let config = &self.inner.config;
+        let client = redis::Client::open(config.url.as_str())?;
+        let mut conn = client.get_connection_with_timeout(config.connect_timeout)?;
+        conn.set_read_timeout(Some(config.command_timeout))?;
+        conn.set_write_timeout(Some(config.command_timeout))?;
+        scripts::RELEASE
+            .prepare_invoke()
+            .key(self.lock_key(key))
+            .arg(owner.to_string())
+            .arg(fence.0.to_string())
+            .arg("one")
+            .arg(self.channel(key))
+            .invoke(&mut conn)
     }
 }
 
@@ -984,17 +1139,32 @@ impl Drop for InFlight {
 /// An operation polled in its caller's task. Dropped after its first poll (something may have
 /// been sent), the rest of it runs on the backend's runtime instead of being cut off; one that
 /// must run in any case is built as `started`.
+///
+/// It moves once: dropped unfinished again there, that runtime is shutting down (or already
+/// gone: tokio drops a task spawned on a shut-down runtime at once), so no runtime is left to run
+/// it. Then its `fallback`, if any, runs in place of it, told whether the op was ever polled
+/// (whether it may have sent its command already).
 struct Detachable<T: Send + 'static> {
     op: Option<BoxFuture<'static, T>>,
     started: bool,
+    /// Set by the first poll: from then on the op may have sent something.
+    polled: bool,
     runtime: tokio::runtime::Handle,
+    fallback: Option<Fallback>,
+    /// Already moved to `runtime`: never moved again (no respawn loop on a dead runtime).
+    moved: bool,
 }
+
+/// What to do, synchronously, with a [`Detachable`] no runtime can finish; its argument tells
+/// whether the op was polled.
+type Fallback = Box<dyn FnOnce(bool) + Send>;
 
 impl<T: Send + 'static> Future for Detachable<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         self.started = true;
+        self.polled = true;
         let op = self.op.as_mut().expect("polled after completion");
         let output = ready!(op.as_mut().poll(cx));
         self.op = None;
@@ -1004,9 +1174,24 @@ impl<T: Send + 'static> Future for Detachable<T> {
 
 impl<T: Send + 'static> Drop for Detachable<T> {
     fn drop(&mut self) {
-        if let Some(op) = self.op.take().filter(|_| self.started) {
-            drop(self.runtime.spawn(op));
+        let Some(op) = self.op.take().filter(|_| self.started) else {
+            return;
+        };
+        if self.moved {
+            if let Some(fallback) = self.fallback.take() {
+                fallback(self.polled);
+            }
+            drop(op); // after the fallback: the op's pending entry, if any, ends only now
+            return;
         }
+        drop(self.runtime.spawn(Detachable {
+            op: Some(op),
+            started: true,
+            polled: self.polled,
+            runtime: self.runtime.clone(),
+            fallback: self.fallback.take(),
+            moved: true,
+        }));
     }
 }
 
@@ -1019,6 +1204,8 @@ struct Acquiring {
     op: Option<BoxFuture<'static, Option<Result<TryAcquire>>>>,
     started: bool,
     abandoned: Arc<AtomicBool>,
+    /// Set by the op just before it sends the script.
+    sent: Arc<AtomicBool>,
     backend: RedisBackend,
     key: Arc<str>,
     owner: Owner,
@@ -1053,17 +1240,52 @@ impl Drop for Acquiring {
         // entry, which is its own; it gives up instead, having sent nothing.
         in_flight.pending.done.notify(usize::MAX);
         let (backend, key, owner) = (self.backend.clone(), Arc::clone(&self.key), self.owner);
+        let mut unanswered = Unanswered {
+            key: Arc::clone(&key),
+            sent: Arc::clone(&self.sent),
+            url: backend.inner.config.redacted_url(),
+            answered: false,
+        };
         drop(self.backend.inner.runtime.handle().spawn(async move {
             let _in_flight = in_flight;
-            if let Some(Ok(TryAcquire::Acquired { fence, .. })) = op.await {
-                let released = backend
-                    .release_now(Arc::clone(&key), owner, Some(fence), ReleaseScope::One)
-                    .await;
-                if let Err(err) = released {
-                    tracing::warn!(error = %err, "lockwright: undoing a cancelled acquire failed");
-                }
+            let outcome = op.await;
+            unanswered.answered();
+            if let Some(Ok(TryAcquire::Acquired { fence, .. })) = outcome {
+                // Given back like a dropped guard's hold: even should this runtime shut down.
+                backend.release_on_drop(&key, owner, fence);
             }
         }));
+    }
+}
+
+/// Travels with the rest of an abandoned acquire: dropped before its reply came (the runtime
+/// finishing it shut down) after the script was sent, it logs an error. The acquire may have
+/// taken the lock, and its fence came with the lost reply: that hold cannot be given back, and
+/// stays until its lease ends (never, without one). Not fixable without the reply; loud instead.
+struct Unanswered {
+    key: Arc<str>,
+    sent: Arc<AtomicBool>,
+    url: String,
+    answered: bool,
+}
+
+impl Unanswered {
+    fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.answered && self.sent.load(Ordering::Acquire) {
+            tracing::error!(
+                key = %self.key,
+                url = %self.url,
+                "lockwright: an abandoned acquire was cut off in flight by a runtime shutdown; \
+                 if it took the lock, the hold cannot be given back (its fence was in the lost \
+                 reply) and stays until its lease ends (never without one) or force_unlock"
+            );
+        }
     }
 }
 
@@ -1077,13 +1299,16 @@ impl Backend for RedisBackend {
         let backend = self.clone();
         let key = Arc::clone(key);
         let abandoned = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicBool::new(false));
         let op = {
-            let (key, abandoned) = (Arc::clone(&key), Arc::clone(&abandoned));
+            let (key, abandoned, sent) =
+                (Arc::clone(&key), Arc::clone(&abandoned), Arc::clone(&sent));
             async move {
                 let gave_up = || abandoned.load(Ordering::Acquire);
                 if !backend.after_pending_releases(&key, gave_up).await {
                     return None; // the caller left before anything was sent: take nothing
                 }
+                sent.store(true, Ordering::Release);
                 let reply: Result<Vec<i64>> = backend
                     .eval(
                         &key,
@@ -1115,6 +1340,7 @@ impl Backend for RedisBackend {
             op: Some(Box::pin(op)),
             started: false,
             abandoned,
+            sent,
             backend: self.clone(),
             key,
             owner,
@@ -1129,7 +1355,25 @@ impl Backend for RedisBackend {
         scope: ReleaseScope,
     ) -> BoxFuture<'a, Result<Release>> {
         let backend = self.clone();
-        self.run(key, backend.release_now(key.into(), owner, fence, scope))
+        // Cut off by its caller, it is finished on the backend's runtime; should that one be
+        // gone too, it may have been sent already and cannot be repeated safely: say so.
+        let lost: Fallback = {
+            let (key, url): (Arc<str>, _) = (key.into(), self.inner.config.redacted_url());
+            Box::new(move |_| {
+                tracing::error!(
+                    %key,
+                    %url,
+                    "lockwright: a release was cut off in flight by a runtime shutdown; it may \
+                     not have reached Redis and cannot safely be repeated: the lock stays held \
+                     until its lease ends (never without one) or force_unlock"
+                )
+            })
+        };
+        self.run_with_fallback(
+            key,
+            backend.release_now(key.into(), owner, fence, scope),
+            Some(lost),
+        )
     }
 
     fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
@@ -1245,11 +1489,24 @@ impl Backend for RedisBackend {
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
         let key: Arc<str> = key.into();
+        if self.inner.runtime.is_gone() {
+            // The backend's given runtime has shut down: no operation can run on it any more.
+            self.release_without_runtime(&key, owner, fence, false);
+            return;
+        }
         let in_flight = self.pending_until_dropped(&key);
         let backend = self.clone();
+        let fallback: Fallback = {
+            let (backend, key) = (self.clone(), Arc::clone(&key));
+            Box::new(move |polled| backend.release_without_runtime(&key, owner, fence, polled))
+        };
         let release = Detachable {
             op: Some(Box::pin(async move {
                 let _in_flight = in_flight;
+                if backend.inner.runtime.is_gone() {
+                    backend.release_without_runtime(&key, owner, fence, false);
+                    return;
+                }
                 let released = backend
                     .release_now(key, owner, Some(fence), ReleaseScope::One)
                     .await;
@@ -1260,7 +1517,12 @@ impl Backend for RedisBackend {
             // As if started: should the runtime it is spawned on drop it unpolled, it must
             // still run.
             started: true,
+            polled: false,
             runtime: self.inner.runtime.handle().clone(),
+            // Should no runtime be left to run it (the guard's and the backend's runtime, often
+            // the same given one, shutting down), it runs synchronously instead.
+            fallback: Some(fallback),
+            moved: false,
         };
         match tokio::runtime::Handle::try_current() {
             // Inside a runtime, blocking could stall the caller's executor: the release runs in

@@ -193,3 +193,192 @@ pub fn redis_on_given_runtime() -> &'static (tokio::runtime::Runtime, RedisBacke
         (runtime, backend)
     })
 }
+
+/// A loopback TCP proxy in front of a server (std threads copying bytes both ways) that can
+/// FREEZE connections: stop forwarding in both directions while keeping both sockets open, as a
+/// half-open TCP connection or a frozen NAT entry does. The client's writes still succeed (they
+/// fill the kernel buffers); nothing reaches the server and no reply or close comes back.
+///
+/// Connections are told apart by what their client sent: one whose client sent `PSUBSCRIBE`
+/// (sniffed in the client-to-server bytes) is a subscriber. [`freeze_subscribers`] freezes the
+/// subscriber connections open at that moment; connections opened later are forwarded normally,
+/// so a client that reconnects gets through.
+///
+/// [`freeze_subscribers`]: FreezingProxy::freeze_subscribers
+pub struct FreezingProxy {
+    pub port: u16,
+    state: std::sync::Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    connections: std::sync::Mutex<Vec<std::sync::Arc<ProxiedConnection>>>,
+    stop: std::sync::atomic::AtomicBool,
+    /// New connections start frozen (accepted, then never forwarded): a server that takes
+    /// connections and answers nothing.
+    freeze_new: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct ProxiedConnection {
+    frozen: std::sync::atomic::AtomicBool,
+    subscriber: std::sync::atomic::AtomicBool,
+}
+
+impl FreezingProxy {
+    /// Listens on a free loopback port and forwards every connection to `127.0.0.1:target_port`.
+    pub fn start(target_port: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a proxy port");
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let state = std::sync::Arc::new(ProxyState::default());
+        let accepting = std::sync::Arc::clone(&state);
+        std::thread::spawn(move || {
+            while !accepting.stop.load(Ordering::Relaxed) {
+                let client = match listener.accept() {
+                    Ok((client, _)) => client,
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(5));
+                        continue;
+                    }
+                    Err(err) => panic!("proxy accept: {err}"),
+                };
+                client.set_nonblocking(false).unwrap();
+                let Ok(server) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                    continue; // server down: the client sees its connection closed
+                };
+                let _ = client.set_nodelay(true);
+                let _ = server.set_nodelay(true);
+                let connection = std::sync::Arc::new(ProxiedConnection::default());
+                if accepting.freeze_new.load(Ordering::Relaxed) {
+                    connection.frozen.store(true, Ordering::Relaxed);
+                }
+                accepting
+                    .connections
+                    .lock()
+                    .unwrap()
+                    .push(std::sync::Arc::clone(&connection));
+                for (from, to, sniff) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
+                    (server, client, false),
+                ] {
+                    let (state, connection) = (
+                        std::sync::Arc::clone(&accepting),
+                        std::sync::Arc::clone(&connection),
+                    );
+                    std::thread::spawn(move || pump(from, to, sniff, &state, &connection));
+                }
+            }
+        });
+        FreezingProxy { port, state }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How many connections have sent `PSUBSCRIBE` and are not frozen.
+    pub fn live_subscribers(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        let connections = self.state.connections.lock().unwrap();
+        connections
+            .iter()
+            .filter(|c| c.subscriber.load(Ordering::Relaxed) && !c.frozen.load(Ordering::Relaxed))
+            .count()
+    }
+
+    /// Freezes the subscriber connections open now; returns how many.
+    pub fn freeze_subscribers(&self) -> usize {
+        self.freeze(|c| c.subscriber.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Freezes every connection open now; returns how many.
+    pub fn freeze_all(&self) -> usize {
+        self.freeze(|_| true)
+    }
+
+    /// Freezes every connection open now and every one opened from now on: the server seems
+    /// to take connections and never answer.
+    pub fn freeze_everything(&self) -> usize {
+        self.state
+            .freeze_new
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.freeze_all()
+    }
+
+    fn freeze(&self, which: impl Fn(&ProxiedConnection) -> bool) -> usize {
+        use std::sync::atomic::Ordering;
+        let connections = self.state.connections.lock().unwrap();
+        let mut frozen = 0;
+        for connection in connections.iter().filter(|c| which(c)) {
+            connection.frozen.store(true, Ordering::Relaxed);
+            frozen += 1;
+        }
+        frozen
+    }
+}
+
+impl Drop for FreezingProxy {
+    /// Stops every pump: the sockets, frozen ones too, are closed.
+    fn drop(&mut self) {
+        self.state
+            .stop
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Copies `from` to `to` until either closes or the proxy stops; while the connection is frozen
+/// it neither reads nor writes (bytes already read are held back, never delivered).
+fn pump(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    sniff: bool,
+    state: &ProxyState,
+    connection: &ProxiedConnection,
+) {
+    use std::sync::atomic::Ordering;
+    let stopped = || state.stop.load(Ordering::Relaxed);
+    let frozen = || connection.frozen.load(Ordering::Relaxed);
+    from.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let mut buffer = [0u8; 16 * 1024];
+    while !stopped() {
+        if frozen() {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        let n = match from.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => break,
+        };
+        if sniff
+            && buffer[..n]
+                .windows(b"PSUBSCRIBE".len())
+                .any(|w| w.eq_ignore_ascii_case(b"PSUBSCRIBE"))
+        {
+            connection.subscriber.store(true, Ordering::Relaxed);
+        }
+        while frozen() && !stopped() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if stopped() || to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = from.shutdown(std::net::Shutdown::Both);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
