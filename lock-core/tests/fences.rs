@@ -340,3 +340,36 @@ fn what_redis_keeps_is_bounded_by_the_keys_locked_within_the_fence_counter_ttl()
         again.fence()
     );
 }
+
+/// A restart from an older snapshot can bring back a hold its owner has since released (a
+/// ghost). When that owner locks the key again, it must get a new hold with a new, larger fence,
+/// not re-enter the ghost and be handed the ghost's old fence.
+#[test]
+fn an_owner_never_re_enters_its_own_hold_brought_back_by_an_older_snapshot() {
+    let mut server = RedisServer::start();
+    let backend = backend(&server.url());
+    let name = key("ghost");
+    let lock = Lock::with_backend(name.as_str(), &backend).exp(30);
+    let ghost = lock.acquire_blocking().unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut raw(&server.url())).unwrap();
+    let mut earlier = vec![ghost.fence()];
+    ghost.release_blocking().unwrap();
+    earlier.push(fence_of_next_acquire(&backend, &name)); // another owner, still holding
+    server.restart(); // the snapshot has the first hold, by this thread
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let again = loop {
+        match lock.acquire_blocking() {
+            Ok(guard) => break guard,
+            Err(LockError::Backend { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(err) => panic!("no acquire after the restart: {err}"),
+        }
+    };
+    assert_eq!(
+        again.hold_count_at_acquire(),
+        1,
+        "re-entered a hold it had released"
+    );
+    assert_above_all(again.fence(), &earlier, "a ghost hold came back");
+}

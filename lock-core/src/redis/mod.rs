@@ -1,5 +1,6 @@
 //! The Redis backend: locks shared by every process that talks to one Redis server.
 
+mod known_holds;
 mod scripts;
 
 use std::fmt;
@@ -344,6 +345,8 @@ struct Inner {
     /// Releases from guard drops still in flight, per key: later operations on the key wait
     /// for them, so a process always sees its own drops.
     pending_releases: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<PendingKey>>>,
+    /// Which hold each owner has of each key, so a hold Redis brought back is not re-entered.
+    known_holds: known_holds::KnownHolds,
     pool: deadpool_redis::Pool,
     slots: Box<[AsyncMutex<Option<deadpool_redis::Connection>>]>,
     wakeups: Arc<Wakeups>,
@@ -632,6 +635,7 @@ impl RedisBackend {
                 config,
                 pool,
                 pending_releases: Default::default(),
+                known_holds: Default::default(),
                 wakeups: Arc::new(Wakeups {
                     stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
                     hasher: Default::default(),
@@ -963,8 +967,8 @@ impl RedisBackend {
         fence: Option<Fence>,
         scope: ReleaseScope,
     ) -> Result<Release> {
-        let fence = fence.map(|fence| fence.0.to_string()).unwrap_or_default();
-        let scope = match scope {
+        let fence_arg = fence.map(|fence| fence.0.to_string()).unwrap_or_default();
+        let scope_arg = match scope {
             ReleaseScope::One => "one",
             ReleaseScope::All => "all",
         };
@@ -973,15 +977,22 @@ impl RedisBackend {
                 &key,
                 &scripts::RELEASE,
                 &[&self.lock_key(&key)],
-                &[&owner.to_string(), &fence, scope, &self.channel(&key)],
+                &[
+                    &owner.to_string(),
+                    &fence_arg,
+                    scope_arg,
+                    &self.channel(&key),
+                ],
             )
             .await?;
-        Ok(match outcome {
+        let outcome = match outcome {
             0 => Release::Freed,
             -1 => Release::NotLocked,
             -2 => Release::NotOwner,
             count => Release::StillHeld(u32::try_from(count).unwrap_or(u32::MAX)),
-        })
+        };
+        self.inner.known_holds.released(&key, owner, fence, outcome);
+        Ok(outcome)
     }
 
     /// A guard's drop release that no runtime can run (see [`Detachable`]): sent synchronously
@@ -1318,14 +1329,22 @@ impl Backend for RedisBackend {
                             &owner.to_string(),
                             &lease_millis(lease),
                             &lease_millis(Some(backend.inner.config.fence_counter_ttl)),
+                            &backend.inner.known_holds.fence_arg(&key, owner),
                         ],
                     )
                     .await;
                 Some(reply.and_then(|reply| match reply.as_slice() {
-                    [1, fence, count] => Ok(TryAcquire::Acquired {
-                        fence: Fence(*fence as u64),
-                        hold_count: u32::try_from(*count).unwrap_or(u32::MAX),
-                    }),
+                    [1, fence, count] => {
+                        let (fence, hold_count) = (
+                            Fence(*fence as u64),
+                            u32::try_from(*count).unwrap_or(u32::MAX),
+                        );
+                        backend
+                            .inner
+                            .known_holds
+                            .acquired(&key, owner, fence, hold_count);
+                        Ok(TryAcquire::Acquired { fence, hold_count })
+                    }
                     [0, pttl, _] => Ok(TryAcquire::Held {
                         remaining: remaining_from_pttl(*pttl),
                     }),
