@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod fenced;
+pub mod processes;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -50,6 +53,11 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's snapshot file (`SAVE` writes it; a restart loads it).
+    pub fn snapshot_file(&self) -> PathBuf {
+        self.dir.join("dump.rdb")
     }
 
     /// The server's process id (for signals).
