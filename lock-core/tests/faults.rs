@@ -13,6 +13,7 @@ use lock_core::{Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
 
 use conformance::key;
 use support::fenced::{fenced_write, read_counter};
+use support::logs;
 use support::processes::{env, Worker};
 use support::{shared_redis, RedisServer};
 
@@ -254,65 +255,6 @@ fn a_waiter_behind_a_frozen_subscriber_connection_still_wakes_after_the_release(
     );
 }
 
-/// The warnings and errors the backend logs, captured by a global `tracing` subscriber of this
-/// test binary (events come from any thread, runtime workers shutting down included).
-mod captured_logs {
-    use std::fmt::Write;
-    use std::sync::{Mutex, Once};
-
-    static EVENTS: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-    struct Capture;
-
-    struct Fields(String);
-
-    impl tracing::field::Visit for Fields {
-        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-            let _ = write!(self.0, " {}={value:?}", field.name());
-        }
-    }
-
-    impl tracing::Subscriber for Capture {
-        fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-            *metadata.level() <= tracing::Level::WARN
-        }
-        fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-            tracing::span::Id::from_u64(1)
-        }
-        fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-        fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-        fn event(&self, event: &tracing::Event<'_>) {
-            let mut fields = Fields(event.metadata().level().to_string());
-            event.record(&mut fields);
-            EVENTS.lock().unwrap().push(fields.0);
-        }
-        fn enter(&self, _: &tracing::span::Id) {}
-        fn exit(&self, _: &tracing::span::Id) {}
-    }
-
-    pub fn start() {
-        static START: Once = Once::new();
-        START.call_once(|| tracing::subscriber::set_global_default(Capture).unwrap());
-    }
-
-    /// Waits up to `within` for an ERROR event naming `key`.
-    pub fn error_naming(key: &str, within: std::time::Duration) -> Option<String> {
-        let start = std::time::Instant::now();
-        loop {
-            let found = EVENTS
-                .lock()
-                .unwrap()
-                .iter()
-                .find(|event| event.starts_with("ERROR") && event.contains(key))
-                .cloned();
-            if found.is_some() || start.elapsed() > within {
-                return found;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-    }
-}
-
 /// A backend whose I/O runs on `runtime`, connected through a proxy that can freeze its
 /// connections, with a command timeout far beyond the tests' waits.
 fn backend_behind_proxy_on(
@@ -342,7 +284,7 @@ fn two_worker_runtime() -> tokio::runtime::Runtime {
 /// guard, once for an explicit `release().await` cut off with its task.
 #[test]
 fn a_release_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
-    captured_logs::start();
+    logs::capture();
     for explicit in [false, true] {
         let runtime = two_worker_runtime();
         let (proxy, backend) = backend_behind_proxy_on(&runtime);
@@ -370,7 +312,7 @@ fn a_release_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
         release.send(()).unwrap();
         std::thread::sleep(Duration::from_millis(300)); // the release is sent, and unanswered
         drop(runtime);
-        let logged = captured_logs::error_naming(&name, conformance::LIVENESS);
+        let logged = logs::error_naming(&name, conformance::LIVENESS);
         assert!(logged.is_some(), "no error naming {name} was logged");
         println!("logged: {}", logged.unwrap());
         let probe = Lock::with_backend(name.as_str(), &shared_redis().1.shared());
@@ -388,7 +330,7 @@ fn a_release_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
 /// not happen is logged as an error naming its key.
 #[test]
 fn a_shutdown_dropping_many_guards_with_redis_silent_is_not_held_up_by_each_release() {
-    captured_logs::start();
+    logs::capture();
     let runtime = two_worker_runtime();
     let proxy = support::FreezingProxy::start(shared_redis().0.port);
     let config = RedisConfig::new(proxy.url())
@@ -419,7 +361,7 @@ fn a_shutdown_dropping_many_guards_with_redis_silent_is_not_held_up_by_each_rele
     println!("runtime shutdown dropping 10 guards, Redis silent: {took:?}");
     for name in &names {
         assert!(
-            captured_logs::error_naming(name, Duration::ZERO).is_some(),
+            logs::error_naming(name, Duration::ZERO).is_some(),
             "no error naming {name}"
         );
     }
@@ -437,7 +379,7 @@ fn a_shutdown_dropping_many_guards_with_redis_silent_is_not_held_up_by_each_rele
 /// logs an error naming the key.
 #[test]
 fn an_acquire_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
-    captured_logs::start();
+    logs::capture();
     let runtime = two_worker_runtime();
     let (proxy, backend) = backend_behind_proxy_on(&runtime);
     let name = key("cut-off-acquire");
@@ -450,7 +392,7 @@ fn an_acquire_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
     });
     std::thread::sleep(Duration::from_millis(300)); // the acquire is sent, and unanswered
     drop(runtime);
-    let logged = captured_logs::error_naming(&name, conformance::LIVENESS);
+    let logged = logs::error_naming(&name, conformance::LIVENESS);
     assert!(logged.is_some(), "no error naming {name} was logged");
     println!("logged: {}", logged.unwrap());
 }

@@ -6,7 +6,6 @@
 mod conformance;
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lock_core::{Fence, Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
@@ -141,45 +140,17 @@ fn fences_keep_growing_after_flushall() {
     assert_above_all(fence_of_next_acquire(&backend, &name), &earlier, "FLUSHALL");
 }
 
-/// Records the messages of `tracing` events at WARN and above, for the thread it is set on.
-#[derive(Default)]
-struct Warnings(Mutex<Vec<String>>);
-
-impl tracing::Subscriber for Warnings {
-    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
-        *metadata.level() <= tracing::Level::WARN
-    }
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-    fn event(&self, event: &tracing::Event<'_>) {
-        struct Message<'a>(&'a mut String);
-        impl tracing::field::Visit for Message<'_> {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!("{}={value:?} ", field.name()));
-            }
-        }
-        let mut text = String::new();
-        event.record(&mut Message(&mut text));
-        self.0.lock().unwrap().push(text);
-    }
-    fn enter(&self, _: &tracing::span::Id) {}
-    fn exit(&self, _: &tracing::span::Id) {}
-}
-
 #[test]
 fn fences_keep_growing_after_the_counter_is_evicted_and_connect_warns_of_the_policy() {
     let server =
         RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "allkeys-random"]);
-    let warnings = Arc::new(Warnings::default());
-    let backend =
-        tracing::subscriber::with_default(Arc::clone(&warnings), || backend(&server.url()));
-    let said = warnings.0.lock().unwrap().join("\n");
+    support::logs::capture();
+    let backend = backend(&server.url());
+    let warning =
+        support::logs::event_containing("WARN", "maxmemory-policy allkeys-random", Duration::ZERO);
     assert!(
-        said.contains("maxmemory-policy allkeys-random") && said.contains("noeviction"),
-        "no warning naming the eviction policy at connect: {said:?}"
+        warning.is_some_and(|warning| warning.contains("noeviction")),
+        "no warning naming the eviction policy at connect"
     );
 
     let name = key("evicted");

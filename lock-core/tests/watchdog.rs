@@ -5,109 +5,13 @@
 mod conformance;
 mod support;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lock_core::{
-    Backend, BoxFuture, EventListener, Fence, LeaseTime, Lock, LockState, MemoryBackend, Owner,
-    RedisBackend, RedisConfig, Release, ReleaseScope, RenewHold, Result, SharedBackend, TryAcquire,
-};
+use lock_core::{Lock, MemoryBackend, RedisBackend, RedisConfig, SharedBackend};
 
-use conformance::key;
+use conformance::{key, CountingBackend};
 use support::RedisServer;
-
-/// A backend that passes everything to `inner`, but runs `on_renew` before each renewal batch:
-/// to panic, or to record when renewals were sent and whether they came back.
-struct Renewals<F> {
-    inner: SharedBackend,
-    on_renew: F,
-    log: Mutex<Vec<(Instant, bool)>>,
-}
-
-impl<F> std::fmt::Debug for Renewals<F> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renewals").finish_non_exhaustive()
-    }
-}
-
-impl<F: Fn() + Send + Sync + 'static> Renewals<F> {
-    fn new(inner: SharedBackend, on_renew: F) -> Arc<Self> {
-        Arc::new(Renewals {
-            inner,
-            on_renew,
-            log: Mutex::new(Vec::new()),
-        })
-    }
-
-    /// When the last renewal that came back with every hold live was sent.
-    fn last_success_sent(&self) -> Option<Instant> {
-        let log = self.log.lock().unwrap();
-        log.iter().rev().find(|(_, ok)| *ok).map(|(sent, _)| *sent)
-    }
-}
-
-impl<F: Fn() + Send + Sync + 'static> Backend for Renewals<F> {
-    fn try_acquire<'a>(
-        &'a self,
-        key: &'a Arc<str>,
-        owner: Owner,
-        lease: LeaseTime,
-    ) -> BoxFuture<'a, Result<TryAcquire>> {
-        self.inner.try_acquire(key, owner, lease)
-    }
-    fn try_acquire_sync(
-        &self,
-        key: &Arc<str>,
-        owner: Owner,
-        lease: LeaseTime,
-    ) -> Option<Result<TryAcquire>> {
-        self.inner.try_acquire_sync(key, owner, lease)
-    }
-    fn release<'a>(
-        &'a self,
-        key: &'a str,
-        owner: Owner,
-        fence: Option<Fence>,
-        scope: ReleaseScope,
-    ) -> BoxFuture<'a, Result<Release>> {
-        self.inner.release(key, owner, fence, scope)
-    }
-    fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        self.inner.force_unlock(key)
-    }
-    fn inspect<'a>(&'a self, key: &'a str, owner: Owner) -> BoxFuture<'a, Result<LockState>> {
-        self.inner.inspect(key, owner)
-    }
-    fn extend<'a>(
-        &'a self,
-        key: &'a str,
-        owner: Owner,
-        fence: Fence,
-        lease: LeaseTime,
-    ) -> BoxFuture<'a, Result<bool>> {
-        self.inner.extend(key, owner, fence, lease)
-    }
-    fn listen(&self, key: &str) -> EventListener {
-        self.inner.listen(key)
-    }
-    fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
-        self.inner.release_on_drop(key, owner, fence)
-    }
-    fn extend_many<'a>(
-        &'a self,
-        holds: &'a [RenewHold],
-        lease: Duration,
-    ) -> BoxFuture<'a, Result<Vec<bool>>> {
-        (self.on_renew)();
-        let sent = Instant::now();
-        Box::pin(async move {
-            let renewed = self.inner.extend_many(holds, lease).await;
-            let ok = renewed.as_ref().is_ok_and(|live| live.iter().all(|l| *l));
-            self.log.lock().unwrap().push((sent, ok));
-            renewed
-        })
-    }
-}
 
 /// SIGSTOPs a server; SIGCONTs it when dropped, whatever the test did in between.
 struct Paused(u32);
@@ -134,9 +38,10 @@ fn signal(pid: u32, signal: i32) {
 /// panicking backend's holds, which are declared lost; the healthy one stays held.
 #[test]
 fn a_backend_whose_renewals_panic_loses_only_its_own_holds() {
-    let panicking: SharedBackend = Renewals::new(MemoryBackend::shared(), || {
-        panic!("a custom backend's renewal panicked")
-    });
+    let panicking: SharedBackend =
+        Arc::new(CountingBackend::with_hook(MemoryBackend::shared(), || {
+            panic!("a custom backend's renewal panicked")
+        }));
     let healthy = MemoryBackend::shared();
     let doomed = Lock::with_backend(key("panicking"), &panicking)
         .renewed_lease(0.3)
@@ -173,7 +78,7 @@ fn a_hung_server_costs_only_its_own_holds_which_are_lost_before_their_lease_coul
     let server = RedisServer::start();
     let config = RedisConfig::new(server.url()).command_timeout(4).unwrap();
     let redis = RedisBackend::connect_blocking(config).unwrap().shared();
-    let recorded = Renewals::new(redis, || {});
+    let recorded = Arc::new(CountingBackend::new(redis));
     let on_redis: SharedBackend = recorded.clone();
     let healthy = MemoryBackend::shared();
     let hold = Lock::with_backend(key("hung"), &on_redis)
@@ -187,7 +92,7 @@ fn a_hung_server_costs_only_its_own_holds_which_are_lost_before_their_lease_coul
     // Let a renewal or two succeed first.
     std::thread::sleep(Duration::from_millis(1500));
     assert!(
-        recorded.last_success_sent().is_some(),
+        recorded.last_successful_renewal_sent().is_some(),
         "no renewal reached Redis"
     );
     {
@@ -202,7 +107,7 @@ fn a_hung_server_costs_only_its_own_holds_which_are_lost_before_their_lease_coul
             "lease_lost did not fire within two leases of the server hanging"
         );
         // Read while the server is still stopped: a renewal stuck in it cannot count.
-        let deadline = recorded.last_success_sent().unwrap() + LEASE;
+        let deadline = recorded.last_successful_renewal_sent().unwrap() + LEASE;
         assert!(
             lost_at < deadline,
             "declared lost {:?} after the server could already have expired the hold",

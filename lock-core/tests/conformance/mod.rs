@@ -24,12 +24,22 @@ pub fn elapsed_since(start: Instant) -> Duration {
 }
 
 /// Wraps a backend and counts, per key, the acquire attempts and the renewals (`extend_many`
-/// entries) that reach it.
-#[derive(Debug)]
+/// entries) that reach it; it also logs when each renewal batch was sent and whether every hold
+/// in it came back live, and runs a hook before each batch (to make renewals panic, say).
 pub struct CountingBackend {
     inner: lock_core::SharedBackend,
     attempts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     renewals: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    renewal_log: std::sync::Mutex<Vec<(Instant, bool)>>,
+    before_renewal: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for CountingBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingBackend")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
 }
 
 fn count(counts: &std::sync::Mutex<std::collections::HashMap<String, u64>>, key: &str) {
@@ -38,11 +48,27 @@ fn count(counts: &std::sync::Mutex<std::collections::HashMap<String, u64>>, key:
 
 impl CountingBackend {
     pub fn new(inner: lock_core::SharedBackend) -> Self {
+        Self::with_hook(inner, || {})
+    }
+
+    /// Runs `before_renewal` before each renewal batch reaches `inner`.
+    pub fn with_hook(
+        inner: lock_core::SharedBackend,
+        before_renewal: impl Fn() + Send + Sync + 'static,
+    ) -> Self {
         CountingBackend {
             inner,
             attempts: Default::default(),
             renewals: Default::default(),
+            renewal_log: Default::default(),
+            before_renewal: Box::new(before_renewal),
         }
+    }
+
+    /// When the last renewal batch that came back with every hold live was sent.
+    pub fn last_successful_renewal_sent(&self) -> Option<Instant> {
+        let log = self.renewal_log.lock().unwrap();
+        log.iter().rev().find(|(_, ok)| *ok).map(|(sent, _)| *sent)
     }
 
     pub fn attempts(&self, key: &str) -> u64 {
@@ -126,10 +152,17 @@ impl lock_core::Backend for CountingBackend {
         holds: &'a [lock_core::RenewHold],
         lease: Duration,
     ) -> lock_core::BoxFuture<'a, lock_core::Result<Vec<bool>>> {
+        (self.before_renewal)();
         for hold in holds {
             count(&self.renewals, &hold.key);
         }
-        self.inner.extend_many(holds, lease)
+        let sent = Instant::now();
+        Box::pin(async move {
+            let renewed = self.inner.extend_many(holds, lease).await;
+            let ok = renewed.as_ref().is_ok_and(|live| live.iter().all(|l| *l));
+            self.renewal_log.lock().unwrap().push((sent, ok));
+            renewed
+        })
     }
 
     fn default_lease(&self) -> Option<Duration> {

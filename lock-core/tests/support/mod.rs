@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fenced;
+pub mod logs;
 pub mod processes;
 
 use std::io::{Read, Write};
