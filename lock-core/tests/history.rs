@@ -810,8 +810,9 @@ fn history_of_many_processes_shows_no_violation() {
     fault_counts.sort();
     println!(
         "history: {processes} processes x (4 tasks + 2 threads), {keys} keys, {:.1} s, {ops} lock \
-         operations, {} holds, {lost} lost leases, {accepted} accepted writes; faults: {}; {} \
-         violations",
+         operations, {} holds, {lost} lost leases, {accepted} accepted writes \
+         ({counters} in the fenced counters, which also hold those of killed workers); faults: \
+         {}; {} violations",
         started.elapsed().as_secs_f64(),
         holds.len(),
         fault_counts.join(", "),
