@@ -52,6 +52,8 @@ use redis::aio::MultiplexedConnection;
 
 /// Every lock in the throughput runs has this lease (py-cachify's default `exp`).
 const LEASE: Duration = Duration::from_secs(30);
+/// `RedisConfig`'s default fence counter TTL (10 minutes), for the raw script calls.
+const FENCE_COUNTER_TTL_MS: &str = "600000";
 /// The high concurrency.
 const MANY: usize = 50;
 /// lockwright's own acquire and release scripts: the diagnostic contender sends them without the
@@ -294,6 +296,8 @@ async fn async_worker(peers: Arc<Peers>, which: Contender, i: usize, deadline: I
                     .key(&fence_key)
                     .arg(&owner)
                     .arg(&lease)
+                    .arg(FENCE_COUNTER_TTL_MS)
+                    .arg("") // no hold of this owner known: take the key afresh
                     .invoke_async(&mut conn)
                     .await
                     .expect("acquire script");
