@@ -11,6 +11,7 @@ pub use crate::backend::{BoxFuture, SharedBackend};
 pub use crate::error::LockError;
 pub use crate::guard::LockGuard;
 pub use crate::lock::Lock;
+pub use ::core::convert::identity;
 pub use ::core::result::Result::{Err, Ok};
 pub use ::core::time::Duration;
 pub use ::std::format;

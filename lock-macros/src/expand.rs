@@ -4,19 +4,22 @@
 //! the lock and acquires it into a guard, then the original block runs; `return`, `?`, panics
 //! and a dropped future all leave through the guard's `Drop` (tracing's `#[instrument]` shape).
 //!
-//! The companion `__lockwright_locked_<name>` takes the same parameters by reference (`&self`
-//! for any receiver) and builds the lock a call would take, without running anything.
-//! `is_locked!` and `release!` rewrite a call into a companion call with every argument borrowed:
-//! `process(42)` → `__lockwright_locked_process(&(42))`, `worker.process(42)` →
-//! `worker.__lockwright_locked_process(&(42))`, `Type::process(&worker, 42)` →
-//! `Type::__lockwright_locked_process(&(&worker), &(42))`, where deref coercion turns the
-//! borrowed receiver (`&&T`, `&&mut T`, `&T`, `&Box<T>`...) into `&self`.
+//! The companion `__lockwright_locked_<name>` has the function's own parameters (receiver,
+//! patterns, types and generics) and builds the lock a call would take, without running
+//! anything. `is_locked!` and `release!` rewrite a call into the same call of the companion:
+//! `process(&name)` → `__lockwright_locked_process(&name)`, `worker.process(42)` →
+//! `worker.__lockwright_locked_process(42)`, `Type::process(&worker, 42)` →
+//! `Type::__lockwright_locked_process(&worker, 42)`. So every coercion and inference step of a
+//! call happens for the companion too (`&String` to `&str`, `Box<i32>` to `Box<dyn Display>`),
+//! and arguments are passed as a call passes them: owned ones are moved. The one exception is
+//! the receiver, always `&self`: the method form never moves or mutably borrows it, and the path
+//! form takes it by reference (`Type::finish(&worker)`, whatever `finish` takes).
 
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{FnArg, Ident, ItemFn, LitStr, Member, Pat, ReturnType, Type};
+use syn::{FnArg, Ident, ItemFn, LitStr, Member, ReturnType};
 
 use crate::key::Template;
 use crate::valid::{Lease, Options};
@@ -45,9 +48,16 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
         quote!(#lock.acquire_blocking())
     };
     let on_err = on_error(opts, &sig.output, sig.ident.span(), &err);
+    // The body's own statements follow the prologue in the same block: wrapping the user's
+    // block as a tail expression would trip `unused_braces` on one-line bodies.
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
+    let stmts = &block.stmts;
     quote! {
-        #(#attrs)*
+        #(#outer)*
         #vis #sig {
+            #(#inner)*
             let #guard = {
                 let #lock = #build;
                 match #acquire {
@@ -55,7 +65,7 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
                     #krate::__private::Err(#err) => #on_err,
                 }
             };
-            #block
+            #(#stmts)*
         }
     }
 }
@@ -84,7 +94,8 @@ fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> Tok
         None => otherwise,
         Some(value) => quote! {{
             if #krate::__private::LockError::is_contention(&#err) {
-                return #value;
+                // Through `identity`, so `on_locked = ()` is no `return ()` (clippy::unused_unit).
+                return #krate::__private::identity(#value);
             }
             #otherwise
         }},
@@ -171,92 +182,38 @@ fn binding_ident(func: &ItemFn, name: &str) -> Ident {
 pub fn companion(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenStream {
     let krate = &opts.krate;
     let sig = &func.sig;
-    let name = &sig.ident;
     let generics = &sig.generics;
     let where_clause = &generics.where_clause;
     let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
-    let attrs = quote! {
-        #(#cfgs)*
-        #[doc(hidden)]
-        #[allow(dead_code, unused_variables, non_snake_case, clippy::too_many_arguments)]
-        #[inline]
-    };
-    let typed: Vec<&syn::PatType> = sig
-        .inputs
-        .iter()
-        .filter_map(|input| match input {
-            FnArg::Typed(typed) => Some(typed),
-            FnArg::Receiver(_) => None,
-        })
-        .collect();
-    let params = typed.iter().map(|typed| {
-        let pat = companion_pat(&typed.pat);
-        let ty = &typed.ty;
-        let param_attrs = &typed.attrs;
-        match &**ty {
-            // `&impl A + B` would be ambiguous.
-            Type::ImplTrait(_) | Type::TraitObject(_) => quote!(#(#param_attrs)* #pat: &(#ty)),
-            _ => quote!(#(#param_attrs)* #pat: &#ty),
+    // The function's own parameters, so a call coerces and infers exactly as a call of the
+    // function does (only parameter attributes other than `cfg` are dropped). The receiver is
+    // `&self` whatever the function takes: asking about a lock never needs to own or mutate,
+    // and method calls reach `&self` from any receiver by autoref and autoderef.
+    let inputs = sig.inputs.iter().map(|input| match input {
+        FnArg::Receiver(_) => quote!(&self),
+        FnArg::Typed(typed) => {
+            let mut typed = typed.clone();
+            typed.attrs.retain(|attr| attr.path().is_ident("cfg"));
+            typed.into_token_stream()
         }
     });
     let build = build_lock(opts, func);
-    let companion = companion_name(name);
-    let receiver = sig.receiver().map(|_| quote!(&self,));
+    let companion = companion_name(&sig.ident);
     quote! {
-        #attrs
-        #vis fn #companion #generics (#receiver #(#params),*) -> #krate::__private::LockedCall #where_clause {
+        #(#cfgs)*
+        #[doc(hidden)]
+        #[allow(
+            dead_code,
+            unused_variables,
+            unused_mut,
+            non_snake_case,
+            clippy::too_many_arguments,
+            clippy::needless_pass_by_value,
+            clippy::used_underscore_binding
+        )]
+        #[inline]
+        #vis fn #companion #generics (#(#inputs),*) -> #krate::__private::LockedCall #where_clause {
             #krate::__private::LockedCall::new(#build)
         }
-    }
-}
-
-/// The parameter pattern taken by reference: the same names, without `mut` / `ref` (match
-/// ergonomics binds them as references); `_` for patterns with `&`, which cannot match a
-/// reference to the value (a placeholder using such a name was refused by `valid.rs`).
-fn companion_pat(pat: &Pat) -> Pat {
-    if has_reference(pat) {
-        return syn::parse_quote!(_);
-    }
-    let mut pat = pat.clone();
-    strip_modes(&mut pat);
-    pat
-}
-
-fn has_reference(pat: &Pat) -> bool {
-    match pat {
-        Pat::Reference(_) => true,
-        Pat::Ident(ident) => ident
-            .subpat
-            .as_ref()
-            .is_some_and(|(_, sub)| has_reference(sub)),
-        Pat::Tuple(tuple) => tuple.elems.iter().any(has_reference),
-        Pat::TupleStruct(tuple) => tuple.elems.iter().any(has_reference),
-        Pat::Struct(fields) => fields.fields.iter().any(|field| has_reference(&field.pat)),
-        Pat::Slice(slice) => slice.elems.iter().any(has_reference),
-        Pat::Paren(paren) => has_reference(&paren.pat),
-        Pat::Type(typed) => has_reference(&typed.pat),
-        _ => false,
-    }
-}
-
-fn strip_modes(pat: &mut Pat) {
-    match pat {
-        Pat::Ident(ident) => {
-            ident.by_ref = None;
-            ident.mutability = None;
-            if let Some((_, sub)) = &mut ident.subpat {
-                strip_modes(sub);
-            }
-        }
-        Pat::Tuple(tuple) => tuple.elems.iter_mut().for_each(strip_modes),
-        Pat::TupleStruct(tuple) => tuple.elems.iter_mut().for_each(strip_modes),
-        Pat::Struct(fields) => fields
-            .fields
-            .iter_mut()
-            .for_each(|field| strip_modes(&mut field.pat)),
-        Pat::Slice(slice) => slice.elems.iter_mut().for_each(strip_modes),
-        Pat::Paren(paren) => strip_modes(&mut paren.pat),
-        Pat::Type(typed) => strip_modes(&mut typed.pat),
-        _ => {}
     }
 }

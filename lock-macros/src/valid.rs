@@ -41,8 +41,6 @@ pub struct Options {
 /// A name bound by a parameter pattern.
 pub struct Binding {
     pub ident: Ident,
-    /// Bound inside a `&pat` / `&mut pat` pattern, which the companion cannot take by reference.
-    pub through_reference: bool,
 }
 
 /// The names a placeholder may use.
@@ -60,7 +58,7 @@ impl Params {
         };
         for input in &sig.inputs {
             if let FnArg::Typed(typed) = input {
-                collect(&typed.pat, false, &mut params.bindings);
+                collect(&typed.pat, &mut params.bindings);
             }
         }
         params
@@ -71,40 +69,39 @@ impl Params {
     }
 }
 
-fn collect(pat: &Pat, through_reference: bool, out: &mut Vec<Binding>) {
+fn collect(pat: &Pat, out: &mut Vec<Binding>) {
     match pat {
         Pat::Ident(ident) => {
             out.push(Binding {
                 ident: ident.ident.clone(),
-                through_reference,
             });
             if let Some((_, sub)) = &ident.subpat {
-                collect(sub, through_reference, out);
+                collect(sub, out);
             }
         }
         Pat::Tuple(tuple) => {
             for elem in &tuple.elems {
-                collect(elem, through_reference, out);
+                collect(elem, out);
             }
         }
         Pat::TupleStruct(tuple) => {
             for elem in &tuple.elems {
-                collect(elem, through_reference, out);
+                collect(elem, out);
             }
         }
         Pat::Struct(fields) => {
             for field in &fields.fields {
-                collect(&field.pat, through_reference, out);
+                collect(&field.pat, out);
             }
         }
         Pat::Slice(slice) => {
             for elem in &slice.elems {
-                collect(elem, through_reference, out);
+                collect(elem, out);
             }
         }
-        Pat::Reference(reference) => collect(&reference.pat, true, out),
-        Pat::Paren(paren) => collect(&paren.pat, through_reference, out),
-        Pat::Type(typed) => collect(&typed.pat, through_reference, out),
+        Pat::Reference(reference) => collect(&reference.pat, out),
+        Pat::Paren(paren) => collect(&paren.pat, out),
+        Pat::Type(typed) => collect(&typed.pat, out),
         _ => {}
     }
 }
@@ -276,17 +273,13 @@ fn check_placeholders(template: &Template, params: &Params, function: &Ident, er
             continue;
         }
         match params.find(&hole.root) {
-            Some(binding) if binding.through_reference => errors.at(
-                span,
-                format_args!(
-                    "placeholder `{written}` uses `{}`, which is bound through a reference pattern (`&{}`): `is_locked!` cannot re-bind it; take the parameter as `{}: &T`",
-                    hole.root, hole.root, hole.root
-                ),
-            ),
             Some(_) => {}
             None => {
-                let mut names: Vec<String> =
-                    params.bindings.iter().map(|b| format!("`{}`", b.ident)).collect();
+                let mut names: Vec<String> = params
+                    .bindings
+                    .iter()
+                    .map(|b| format!("`{}`", b.ident))
+                    .collect();
                 if params.receiver.is_some() {
                     names.insert(0, "`self`".to_owned());
                 }
@@ -297,9 +290,7 @@ fn check_placeholders(template: &Template, params: &Params, function: &Ident, er
                 };
                 errors.at(
                     span,
-                    format_args!(
-                        "placeholder `{written}` does not name a parameter: {known}"
-                    ),
+                    format_args!("placeholder `{written}` does not name a parameter: {known}"),
                 );
             }
         }
