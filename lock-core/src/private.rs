@@ -14,6 +14,7 @@ pub use crate::lock::Lock;
 pub use ::core::convert::identity;
 pub use ::core::result::Result::{Err, Ok};
 pub use ::core::time::Duration;
+pub use ::std::boxed::Box;
 pub use ::std::format;
 
 /// How a `#[locked]` function hands a lock failure to its caller: through its return type.
@@ -169,3 +170,68 @@ pub fn handle_error<R>(handler: impl FnOnce(LockError) -> R, err: LockError) -> 
 pub fn from_lock_error<R: LockedReturn>(err: LockError) -> R {
     R::from_lock_error(err)
 }
+
+/// Asks, at compile time, whether a sync `#[locked]` function's return type is a future (one
+/// `#[locked]` could not see in the signature, like an alias of `Pin<Box<dyn Future>>`): its
+/// body would only build the future, and the lock would be released before the future runs.
+/// Autoref specialisation: called on `&&ReturnProbe<T>`, [`ViaFuture`] matches at once when
+/// `T: Future`; otherwise method lookup goes one autoderef step further, to [`ViaAnyReturn`].
+pub struct ReturnProbe<T: ?Sized>(::core::marker::PhantomData<T>);
+
+// No `Default`: generated code names the constructor, and `T` need not be `Default`.
+#[allow(clippy::new_without_default)]
+impl<T: ?Sized> ReturnProbe<T> {
+    /// The probe for the return type `T`.
+    #[inline]
+    pub fn new() -> Self {
+        ReturnProbe(::core::marker::PhantomData)
+    }
+}
+
+/// The answer for a return type that is a future.
+pub struct ReturnsAFuture;
+
+/// The answer for any other return type.
+pub struct NotAFuture;
+
+/// See [`ReturnProbe`].
+pub trait ViaFuture {
+    /// The probe's answer.
+    #[inline]
+    fn __lockwright_return_kind(self) -> ReturnsAFuture
+    where
+        Self: Sized,
+    {
+        ReturnsAFuture
+    }
+}
+
+impl<T: ?Sized + ::core::future::Future> ViaFuture for &&ReturnProbe<T> {}
+
+/// See [`ReturnProbe`].
+pub trait ViaAnyReturn {
+    /// The probe's answer.
+    #[inline]
+    fn __lockwright_return_kind(self) -> NotAFuture
+    where
+        Self: Sized,
+    {
+        NotAFuture
+    }
+}
+
+impl<T: ?Sized> ViaAnyReturn for &ReturnProbe<T> {}
+
+/// What a sync `#[locked]` function may return: anything but a future it did not spell out.
+#[diagnostic::on_unimplemented(
+    message = "this `#[locked]` function returns a future: the lock would be released before the future runs",
+    label = "the function only builds the future",
+    note = "make it an `async fn` (with `#[async_trait]`, either order of the two attributes works), or spell the return type out as `impl Future<Output = T>` or `Pin<Box<dyn Future<Output = T> + ...>>` (not through an alias), so `#[locked]` holds the lock while the future runs"
+)]
+pub trait NotAFutureReturn {}
+
+impl NotAFutureReturn for NotAFuture {}
+
+/// Fails to compile for [`ReturnsAFuture`].
+#[inline]
+pub fn require_not_a_future<T: NotAFutureReturn>(_: T) {}

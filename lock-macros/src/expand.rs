@@ -42,6 +42,11 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     let lock = Ident::new("__lockwright_lock", Span::mixed_site());
     let err = Ident::new("__lockwright_err", Span::mixed_site());
     let build = build_lock(opts, func);
+    if sig.asyncness.is_none() {
+        if let Some((shape, output)) = crate::future::output_of(&sig.output) {
+            return future_function(func, opts, shape, &output);
+        }
+    }
     let acquire = if sig.asyncness.is_some() {
         quote!(#lock.acquire().await)
     } else {
@@ -54,10 +59,12 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
         .iter()
         .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
     let stmts = &block.stmts;
+    let not_a_future = not_a_future_check(opts, &sig.output);
     quote! {
         #(#outer)*
         #vis #sig {
             #(#inner)*
+            #not_a_future
             let #guard = {
                 let #lock = #build;
                 match #acquire {
@@ -66,6 +73,80 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
                 }
             };
             #(#stmts)*
+        }
+    }
+}
+
+/// A compile error if a sync function's return type is a future after all (an alias: see
+/// `ReturnProbe` in the runtime). `impl Trait` returns cannot be named in the body; those that are
+/// futures were spelled out, and took the path of `future_function`.
+fn not_a_future_check(opts: &Options, output: &ReturnType) -> TokenStream {
+    let krate = &opts.krate;
+    let ReturnType::Type(_, ty) = output else {
+        return TokenStream::new();
+    };
+    if mentions_impl(&ty.to_token_stream()) {
+        return TokenStream::new();
+    }
+    quote_spanned! {ty.span()=>
+        {
+            #[allow(unused_imports)]
+            use #krate::__private::{ViaAnyReturn as _, ViaFuture as _};
+            #krate::__private::require_not_a_future(
+                (&&#krate::__private::ReturnProbe::<#ty>::new()).__lockwright_return_kind(),
+            );
+        }
+    }
+}
+
+/// A function that returns a future it builds (see `future.rs`): the key is formatted and the
+/// lock built from the arguments first, then the body builds its future, and the function
+/// returns another one that acquires (waiting without blocking), runs that future, and releases
+/// when it completes or is dropped. Lock failures become the future's `Output`.
+fn future_function(
+    func: &ItemFn,
+    opts: &Options,
+    shape: crate::future::Shape,
+    output: &syn::Type,
+) -> TokenStream {
+    let krate = &opts.krate;
+    let ItemFn {
+        attrs,
+        vis,
+        sig,
+        block,
+    } = func;
+    let guard = Ident::new("__lockwright_guard", Span::mixed_site());
+    let lock = Ident::new("__lockwright_lock", Span::mixed_site());
+    let err = Ident::new("__lockwright_err", Span::mixed_site());
+    let body = Ident::new("__lockwright_body", Span::mixed_site());
+    let build = build_lock(opts, func);
+    let output = ReturnType::Type(Default::default(), Box::new(output.clone()));
+    let on_err = on_error(opts, &output, sig.ident.span(), &err);
+    let (inner, outer): (Vec<_>, Vec<_>) = attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
+    let stmts = &block.stmts;
+    let locked = quote! {
+        async move {
+            let #guard = match #lock.acquire().await {
+                #krate::__private::Ok(#guard) => #guard,
+                #krate::__private::Err(#err) => #on_err,
+            };
+            #body.await
+        }
+    };
+    let locked = match shape {
+        crate::future::Shape::Impl => locked,
+        crate::future::Shape::Boxed => quote!(#krate::__private::Box::pin(#locked)),
+    };
+    quote! {
+        #(#outer)*
+        #vis #sig {
+            #(#inner)*
+            let #lock = #build;
+            let #body = { #(#stmts)* };
+            #locked
         }
     }
 }
