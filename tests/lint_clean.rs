@@ -24,6 +24,8 @@ mod reference_pattern;
 mod return_types;
 #[path = "ui/pass/trait_impls.rs"]
 mod trait_impls;
+#[path = "ui/pass/trait_impls_generic.rs"]
+mod trait_impls_generic;
 
 #[test]
 fn every_pass_shape_runs_lint_clean() {
@@ -36,4 +38,5 @@ fn every_pass_shape_runs_lint_clean() {
     reference_pattern::main().unwrap();
     return_types::main();
     trait_impls::main().unwrap();
+    trait_impls_generic::main().unwrap();
 }
