@@ -113,15 +113,15 @@ fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
     if let Some(nowait) = opts.nowait {
         lock.extend(quote!(.nowait(#nowait)));
     }
-    if let Some(timeout) = opts.timeout {
-        let (secs, nanos) = (timeout.as_secs(), timeout.subsec_nanos());
-        lock.extend(quote!(.timeout(#krate::__private::Duration::new(#secs, #nanos))));
+    if let Some(timeout) = &opts.timeout {
+        let timeout = timeout.to_tokens(krate);
+        lock.extend(quote_spanned!(timeout.span()=> .timeout(#timeout)));
     }
-    match opts.lease {
+    match &opts.lease {
         None => {}
         Some(Lease::Fixed(exp)) => {
-            let (secs, nanos) = (exp.as_secs(), exp.subsec_nanos());
-            lock.extend(quote!(.exp(#krate::__private::Duration::new(#secs, #nanos))));
+            let exp = exp.to_tokens(krate);
+            lock.extend(quote_spanned!(exp.span()=> .exp(#exp)));
         }
         Some(Lease::Never) => lock.extend(quote!(.never_expires())),
     }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, Pat, Path, Signature, UnOp};
 
@@ -16,9 +18,33 @@ use crate::key::{self, Template};
 /// The longest timeout or lease accepted: 365 days, as in lock-core (`MAX_DURATION`).
 const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
 
+/// A `timeout` or `exp` value.
+pub enum Seconds {
+    /// A literal, checked here (> 0, at most 365 days).
+    Literal(Duration),
+    /// Any other expression, evaluated as a constant (`const { .. }`: `TIMEOUT`, `2 * SECS`,
+    /// `Duration::from_millis(500)`, `Self::LEASE`). Its value is converted by the runtime's
+    /// `IntoLockDuration` when the lock is built: an invalid one becomes the handle's
+    /// `LockError::InvalidArgument`, which the acquire returns before locking anything.
+    Constant(Expr),
+}
+
+impl Seconds {
+    /// The argument of `Lock::timeout` / `Lock::exp`.
+    pub fn to_tokens(&self, krate: &Path) -> TokenStream {
+        match self {
+            Seconds::Literal(duration) => {
+                let (secs, nanos) = (duration.as_secs(), duration.subsec_nanos());
+                quote!(#krate::__private::Duration::new(#secs, #nanos))
+            }
+            Seconds::Constant(expr) => quote_spanned!(expr.span()=> const { #expr }),
+        }
+    }
+}
+
 /// How long a hold lasts.
 pub enum Lease {
-    Fixed(Duration),
+    Fixed(Seconds),
     Never,
 }
 
@@ -28,7 +54,7 @@ pub struct Options {
     /// `Some` when the generated code must call `.nowait(..)`; `None` keeps the runtime default
     /// (`true`, as in py-cachify).
     pub nowait: Option<bool>,
-    pub timeout: Option<Duration>,
+    pub timeout: Option<Seconds>,
     pub lease: Option<Lease>,
     pub on_locked: Option<Expr>,
     /// Handles every acquire failure `on_locked` does not: `|err: LockError| -> ReturnType`.
@@ -66,8 +92,12 @@ impl Params {
         params
     }
 
+    /// The binding called `name` (raw or not: `r#type` and `type` are the same name).
     fn find(&self, name: &str) -> Option<&Binding> {
-        self.bindings.iter().find(|binding| binding.ident == name)
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.bindings
+            .iter()
+            .find(|binding| binding.ident.unraw() == name)
     }
 }
 
@@ -197,7 +227,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
     };
     let timeout = timeout
         .take()
-        .and_then(|(_, value)| seconds(&value, "timeout", errors));
+        .and_then(|(_, value)| seconds(value, "timeout", &params, errors));
     let lease = exp.take().and_then(|(_, value)| match &value {
         Expr::Path(path) if path.qself.is_none() && path.path.is_ident("never") => {
             Some(Lease::Never)
@@ -209,7 +239,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
             );
             None
         }
-        _ => seconds(&value, "exp", errors).map(Lease::Fixed),
+        _ => seconds(value, "exp", &params, errors).map(Lease::Fixed),
     });
     // `timeout` alone means "wait up to timeout": without this, py-cachify's default `nowait`
     // would silently ignore it. An explicit `nowait` (the card's `nowait, timeout = 4`) wins.
@@ -306,12 +336,16 @@ fn check_placeholders(template: &Template, params: &Params, function: &Ident, er
     }
 }
 
-/// A positive number of seconds, at most 365 days.
-fn seconds(value: &Expr, option: &str, errors: &mut Errors) -> Option<Duration> {
-    let usage =
-        format!("`{option}` is a number of seconds, like `{option} = 4` or `{option} = 0.5`");
+/// A positive number of seconds, at most 365 days, for a literal; any other expression is a
+/// constant checked when the lock is built (see [`Seconds::Constant`]), provided it does not read
+/// the call's arguments.
+fn seconds(value: Expr, option: &str, params: &Params, errors: &mut Errors) -> Option<Seconds> {
+    let constant = if option == "exp" { "LEASE" } else { "TIMEOUT" };
+    let usage = format!(
+        "`{option}` is a number of seconds or a `Duration`: `{option} = 4`, `{option} = 0.5`, or a constant such as `{option} = {constant}`"
+    );
     let zero = format!("`{option}` must be greater than zero");
-    let parsed = match value {
+    let parsed = match &value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
         }) => {
@@ -360,10 +394,91 @@ fn seconds(value: &Expr, option: &str, errors: &mut Errors) -> Option<Duration> 
                 Err(_) => Err(usage),
             }
         }
-        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => Err(zero),
-        _ => Err(usage),
+        // A string, a bool, a char...: never a duration.
+        Expr::Lit(_) => Err(usage),
+        Expr::Unary(unary)
+            if matches!(unary.op, UnOp::Neg(_)) && matches!(&*unary.expr, Expr::Lit(_)) =>
+        {
+            Err(zero)
+        }
+        _ => {
+            if let Some(argument) = argument_in(value.to_token_stream(), params) {
+                errors.at(
+                    argument.span(),
+                    format_args!(
+                        "`{option}` cannot use `{argument}`: it is the same for every call, so it is a literal, a `const` or an expression of constants (`{option} = {constant}`, `{option} = 2 * SECS`); to choose it per call, take a `Lock` handle in the body: `Lock::new(..).{option}(..)`"
+                    ),
+                );
+                return None;
+            }
+            return Some(Seconds::Constant(value));
+        }
     };
     parsed
+        .map(Seconds::Literal)
         .map_err(|message| errors.at(value.span(), message))
         .ok()
+}
+
+/// The first `self` or parameter name that `tokens` use as a value: not a field or method name
+/// (after `.`), not a path segment (next to `::`).
+fn argument_in(tokens: TokenStream, params: &Params) -> Option<Ident> {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let is_colon = |at: usize| {
+        matches!(tokens.get(at), Some(TokenTree::Punct(punct)) if punct.as_char() == ':')
+    };
+    for (at, token) in tokens.iter().enumerate() {
+        match token {
+            TokenTree::Group(group) => {
+                if let Some(found) = argument_in(group.stream(), params) {
+                    return Some(found);
+                }
+            }
+            TokenTree::Ident(ident) => {
+                let after_dot = at > 0
+                    && matches!(&tokens[at - 1], TokenTree::Punct(punct) if punct.as_char() == '.');
+                let after_path = at > 1 && is_colon(at - 1) && is_colon(at - 2);
+                let before_path = is_colon(at + 1) && is_colon(at + 2);
+                let names_argument = ident == "self" || params.find(&ident.to_string()).is_some();
+                if names_argument && !after_dot && !after_path && !before_path {
+                    return Some(ident.clone());
+                }
+            }
+            TokenTree::Punct(_) | TokenTree::Literal(_) => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(sig: &str) -> Params {
+        Params::of(&syn::parse_str::<Signature>(sig).unwrap())
+    }
+
+    fn argument(expr: &str, sig: &str) -> Option<String> {
+        let tokens: TokenStream = expr.parse().unwrap();
+        argument_in(tokens, &params(sig)).map(|ident| ident.to_string())
+    }
+
+    #[test]
+    fn options_may_not_read_arguments_but_may_name_paths_and_fields() {
+        let sig = "fn f(&self, wait: u64, r#type: u8)";
+        assert_eq!(argument("wait * 2", sig).as_deref(), Some("wait"));
+        assert_eq!(argument("(SECS + wait)", sig).as_deref(), Some("wait"));
+        assert_eq!(argument("self.lease", sig).as_deref(), Some("self"));
+        assert_eq!(argument("Duration::from_secs(r#type)", sig).as_deref(), Some("r#type"));
+        for constant in [
+            "TIMEOUT",
+            "Self::wait",
+            "CONFIG.wait",
+            "self::config::WAIT",
+            "Duration::from_secs(SECS).saturating_mul(2)",
+            "<T as Leased>::LEASE",
+        ] {
+            assert_eq!(argument(constant, sig), None, "{constant}");
+        }
+    }
 }
