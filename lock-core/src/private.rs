@@ -37,6 +37,34 @@ impl<T, E: From<LockError>> LockedReturn for ::core::result::Result<T, E> {
     }
 }
 
+/// How `#[locked]` hands a lock failure to its caller when `on_locked` is given without
+/// `on_error`: `on_locked` covers contention only, so every other failure goes through the
+/// return type, which must then carry a `LockError`.
+#[diagnostic::on_unimplemented(
+    message = "`on_locked` covers contention only: other lock failures cannot be returned as `{Self}`",
+    label = "add `on_error = |err| <value>` for the other failures",
+    note = "`on_locked` is returned when another owner holds the lock; a backend failure or an invalid key still needs a value:",
+    note = "add `on_error = |err| <value>` next to `on_locked`, or return `Result<T, E>` where `E: From<lockwright::LockError>`"
+)]
+pub trait ContentionOnlyReturn: Sized {
+    /// The value the function returns instead of running its body.
+    fn from_lock_error(err: LockError) -> Self;
+}
+
+impl<T, E: From<LockError>> ContentionOnlyReturn for ::core::result::Result<T, E> {
+    #[inline]
+    fn from_lock_error(err: LockError) -> Self {
+        Err(E::from(err))
+    }
+}
+
+/// `ContentionOnlyReturn::from_lock_error` for return types the macro cannot name
+/// (`-> impl Trait`).
+#[inline]
+pub fn contention_only_from_lock_error<R: ContentionOnlyReturn>(err: LockError) -> R {
+    R::from_lock_error(err)
+}
+
 /// Where a `backend = ...` option may point: a [`SharedBackend`], a static
 /// `LazyLock<SharedBackend>`, or a reference to either.
 #[diagnostic::on_unimplemented(

@@ -12,7 +12,7 @@
 //! `Type::__lockwright_locked_process(&(&worker), &(42))`, where deref coercion turns the
 //! borrowed receiver (`&&T`, `&&mut T`, `&T`, `&Box<T>`...) into `&self`.
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
@@ -69,26 +69,59 @@ fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> Tok
         ReturnType::Default => (quote_spanned!(name=> ()), name),
         ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
-    let otherwise = match &opts.on_error {
-        Some(handler) => quote_spanned! {handler.span()=>
-            return #krate::__private::handle_error(#handler, #err)
+    let otherwise = match (&opts.on_error, &opts.on_locked) {
+        // The return type is given to the closure, so a wrong one is reported in the closure.
+        (Some(handler), _) => {
+            let span = handler.span();
+            let private = respan(quote!(#krate::__private), span);
+            let ret = (!mentions_impl(&ret)).then(|| quote_spanned!(span=> ::<#ret>));
+            quote_spanned! {span=>
+                return #private::handle_error #ret (#handler, #err)
+            }
+        }
+        // Reported at `on_locked`, which covers contention only.
+        (None, Some((on_locked, _))) if mentions_impl(&ret) => quote_spanned! {*on_locked=>
+            return #krate::__private::contention_only_from_lock_error(#err)
         },
-        None if mentions_impl(&ret) => quote_spanned! {span=>
+        (None, Some((on_locked, _))) => {
+            let ret = respan(ret, *on_locked);
+            quote_spanned! {*on_locked=>
+                return <#ret as #krate::__private::ContentionOnlyReturn>::from_lock_error(#err)
+            }
+        }
+        (None, None) if mentions_impl(&ret) => quote_spanned! {span=>
             return #krate::__private::from_lock_error(#err)
         },
-        None => quote_spanned! {span=>
+        (None, None) => quote_spanned! {span=>
             return <#ret as #krate::__private::LockedReturn>::from_lock_error(#err)
         },
     };
     match &opts.on_locked {
         None => otherwise,
-        Some(value) => quote! {{
+        Some((_, value)) => quote! {{
             if #krate::__private::LockError::is_contention(&#err) {
                 return #value;
             }
             #otherwise
         }},
     }
+}
+
+/// `tokens` with every token at `span`, so a diagnostic about them points there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                token = TokenTree::Group(respanned);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 fn mentions_impl(tokens: &TokenStream) -> bool {

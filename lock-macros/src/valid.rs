@@ -56,7 +56,8 @@ pub struct Options {
     pub nowait: Option<bool>,
     pub timeout: Option<Seconds>,
     pub lease: Option<Lease>,
-    pub on_locked: Option<Expr>,
+    /// The span of the option's name, and the value.
+    pub on_locked: Option<(Span, Expr)>,
     /// Handles every acquire failure `on_locked` does not: `|err: LockError| -> ReturnType`.
     pub on_error: Option<Expr>,
     pub backend: Option<Expr>,
@@ -271,7 +272,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
             syn::parse_quote!(::lockwright)
         }
     };
-    let on_locked = on_locked.take().map(|(_, value)| value);
+    let on_locked = on_locked.take();
     let on_error = on_error.take().map(|(_, value)| value);
     let backend = backend.take().map(|(_, value)| value);
 
