@@ -442,7 +442,10 @@ async fn an_invalid_constant_duration_is_an_invalid_argument_at_the_call_and_loc
     // `is_locked!` and `release!` build the same handle, and report the same problem.
     assert!(matches!(
         is_locked!(zero_timeout()).blocking(),
-        Err(LockError::InvalidArgument { name: "timeout", .. })
+        Err(LockError::InvalidArgument {
+            name: "timeout",
+            ..
+        })
     ));
     assert!(matches!(
         release!(negative_exp(1)).await,
@@ -503,6 +506,40 @@ fn templates_reach_fields_and_apply_format_specs() {
     assert!(is_locked!(place(&order, "eu", 42)).blocking().unwrap());
     drop(held);
     place(&order, "eu", 42).unwrap();
+}
+
+#[test]
+fn every_format_trait_formats_the_key_as_format_does() {
+    setup();
+    #[locked(key = "traits-{n:x}-{n:#X}-{n:o}-{n:b}-{f:e}-{f:E}-{s:?}-{s:>4}-{n:08.3}")]
+    fn traits(n: u32, f: f64, s: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+    let key = format!(
+        "traits-{n:x}-{n:#X}-{n:o}-{n:b}-{f:e}-{f:E}-{s:?}-{s:>4}-{n:08.3}",
+        n = 254,
+        f = 1500.0,
+        s = "ab"
+    );
+    assert_eq!(
+        key,
+        "traits-fe-0xFE-376-11111110-1.5e3-1.5E3-\"ab\"-  ab-00000254"
+    );
+    let held = hold_elsewhere(Lock::new(key.clone()));
+    assert!(matches!(traits(254, 1500.0, "ab"), Err(LockError::Locked { key: k }) if *k == *key));
+    drop(held);
+    traits(254, 1500.0, "ab").unwrap();
+
+    // Trait objects with elided lifetimes, behind a reference and in a box.
+    #[locked(key = "objects-{shown}-{boxed}")]
+    fn objects(
+        shown: &dyn fmt::Display,
+        boxed: Box<dyn fmt::Display + '_>,
+    ) -> Result<(), LockError> {
+        Ok(())
+    }
+    let local = String::from("local");
+    objects(&local, Box::new(&local)).unwrap();
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! Generated code names everything here by absolute path (`::lockwright::__private::...`, or the
 //! `crate = path` override), so user imports and shadowing never change what it calls.
 
+use std::fmt;
 use std::future::IntoFuture;
 use std::sync::LazyLock;
 
@@ -196,3 +197,111 @@ pub fn handle_error<R>(handler: impl FnOnce(LockError) -> R, err: LockError) -> 
 pub fn from_lock_error<R: LockedReturn>(err: LockError) -> R {
     R::from_lock_error(err)
 }
+
+/// A key placeholder's parameter as `&T`, where `T` is its declared type without references.
+/// The function's `x: T` (`&x: &T`) and its companion's `x: &T` (`&x: &&T`, deref-coerced) give
+/// the same type here, so a placeholder's type errors (a missing field, a value that is not
+/// `Display`) are the same in both, and the compiler reports them once.
+#[inline]
+pub fn key_root<T: ?Sized>(value: &T) -> &T {
+    value
+}
+
+/// One formatted value of a key: the value and the formatting trait its placeholder uses, chosen
+/// (and checked: `key_display` needs `T: Display`) when the part is made. It implements every
+/// formatting trait by calling that one, so `format!` itself never reports a second error.
+pub struct KeyPart<'a, T: ?Sized> {
+    value: &'a T,
+    fmt: fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result,
+}
+
+/// The value of a `{name}` placeholder (`Display`), with a message about the placeholder.
+#[diagnostic::on_unimplemented(
+    message = "a key placeholder's value must implement `Display`, and `{Self}` does not",
+    label = "this placeholder's value is a `{Self}`",
+    note = "implement `std::fmt::Display` for `{Self}`, format it with `Debug` (`{{name:?}}`), or name a field that is `Display` (`{{name.field}}`)"
+)]
+pub trait KeyDisplay {
+    /// `Display::fmt`.
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl<T: fmt::Display + ?Sized> KeyDisplay for T {
+    #[inline]
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The value of a `{name:?}` placeholder (`Debug`), with a message about the placeholder.
+#[diagnostic::on_unimplemented(
+    message = "a `{{name:?}}` key placeholder's value must implement `Debug`, and `{Self}` does not",
+    label = "this placeholder's value is a `{Self}`"
+)]
+pub trait KeyDebug {
+    /// `Debug::fmt`.
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl<T: fmt::Debug + ?Sized> KeyDebug for T {
+    #[inline]
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// `{name}` and `{name:>6}`.
+#[inline]
+pub fn key_display<T: KeyDisplay + ?Sized>(value: &T) -> KeyPart<'_, T> {
+    KeyPart {
+        value,
+        fmt: <T as KeyDisplay>::key_fmt,
+    }
+}
+
+/// `{name:?}`.
+#[inline]
+pub fn key_debug<T: KeyDebug + ?Sized>(value: &T) -> KeyPart<'_, T> {
+    KeyPart {
+        value,
+        fmt: <T as KeyDebug>::key_fmt,
+    }
+}
+
+/// `{name:x}`, `{name:X}`, `{name:o}`, `{name:b}`, `{name:e}`, `{name:E}`, `{name:p}`: the value
+/// must implement that trait.
+macro_rules! key_parts {
+    ($($check:ident: $trait:ident,)*) => {$(
+        #[inline]
+        pub fn $check<T: fmt::$trait + ?Sized>(value: &T) -> KeyPart<'_, T> {
+            KeyPart {
+                value,
+                fmt: <T as fmt::$trait>::fmt,
+            }
+        }
+    )*};
+}
+
+key_parts! {
+    key_lower_hex: LowerHex,
+    key_upper_hex: UpperHex,
+    key_octal: Octal,
+    key_binary: Binary,
+    key_lower_exp: LowerExp,
+    key_upper_exp: UpperExp,
+    key_pointer: Pointer,
+}
+
+/// A part formats with the function it was made with, whatever the trait `format!` calls.
+macro_rules! key_part_formats {
+    ($($trait:ident),*) => {$(
+        impl<T: ?Sized> fmt::$trait for KeyPart<'_, T> {
+            #[inline]
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                (self.fmt)(self.value, f)
+            }
+        }
+    )*};
+}
+
+key_part_formats!(Display, Debug, LowerHex, UpperHex, Octal, Binary, LowerExp, UpperExp, Pointer);

@@ -19,7 +19,7 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Member, Pat, ReturnType, Type};
 
 use crate::key::Template;
-use crate::valid::{Lease, Options};
+use crate::valid::{Binding, Lease, Options};
 
 /// The name of the companion of the function `name`.
 pub fn companion_name(name: &Ident) -> Ident {
@@ -161,43 +161,52 @@ fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
     lock
 }
 
-/// `"text"` for a constant key, else one `format!` over the placeholders' values.
+/// `"text"` for a constant key, else one `format!` over the placeholders' values. Each value is
+/// `__private::key_display(&(*__private::key_root::<T>(&param)).field)` (the check named after
+/// the placeholder's format trait), spanned at the placeholder: a missing field or a value
+/// without the trait is reported there, once, with the parameter's own type (see `key_root`).
 fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path) -> TokenStream {
     let span = template.lit.span();
     if let Some(text) = template.constant() {
         return LitStr::new(&text, span).into_token_stream();
     }
     let format = LitStr::new(&template.format_string(), span);
+    let params = crate::valid::Params::of(&func.sig);
     let values = template.holes().map(|hole| {
+        let span = template.span_of(hole.range.clone());
+        let private = respan(quote!(#krate::__private), span);
+        let check = Ident::new(hole.check(), span);
         let root = if hole.root == "self" {
-            let span = func
+            let receiver = func
                 .sig
                 .receiver()
                 .map_or_else(Span::call_site, |receiver| receiver.self_token.span);
-            quote_spanned!(span=> self)
+            let receiver = quote_spanned!(receiver=> self);
+            quote_spanned!(span=> (*#private::key_root::<Self>(&#receiver)))
         } else {
             // The parameter's own identifier, so it resolves to the binding in the signature.
-            binding_ident(func, &hole.root).into_token_stream()
+            match params.find(&hole.root) {
+                Some(Binding {
+                    ident,
+                    ty: Some(ty),
+                    ..
+                }) if hole.check() != "key_pointer" => {
+                    quote_spanned!(span=> (*#private::key_root::<#ty>(&#ident)))
+                }
+                Some(binding) => binding.ident.to_token_stream(),
+                None => crate::key::ident(&hole.root, span).into_token_stream(),
+            }
         };
         let members = hole
             .members
             .iter()
             .map(|member| match member.parse::<u32>() {
                 Ok(index) => Member::Unnamed(syn::Index { index, span }),
-                Err(_) => Member::Named(Ident::new(member, span)),
+                Err(_) => Member::Named(crate::key::ident(member, span)),
             });
-        quote!(&(#root #(.#members)*))
+        quote_spanned!(span=> #private::#check(&(#root #(.#members)*)))
     });
     quote!(#krate::__private::format!(#format, #(#values),*))
-}
-
-fn binding_ident(func: &ItemFn, name: &str) -> Ident {
-    crate::valid::Params::of(&func.sig)
-        .bindings
-        .into_iter()
-        .map(|binding| binding.ident)
-        .find(|ident| ident == name)
-        .unwrap_or_else(|| Ident::new(name, Span::call_site()))
 }
 
 /// The companion of `func` (see the module docs). `vis` is its visibility.

@@ -9,7 +9,7 @@ use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, Pat, Path, Signature, UnOp};
+use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, Pat, Path, Signature, Type, UnOp};
 
 use crate::args::{Args, VALID_OPTIONS};
 use crate::errors::Errors;
@@ -70,6 +70,9 @@ pub struct Binding {
     pub ident: Ident,
     /// Bound inside a `&pat` / `&mut pat` pattern, which the companion cannot take by reference.
     pub through_reference: bool,
+    /// For a binding that is the whole parameter (`x: T`), its type without references (`T` for
+    /// `&T` and `&mut T`), when the body can name it (no `impl Trait`).
+    pub ty: Option<Type>,
 }
 
 /// The names a placeholder may use.
@@ -87,18 +90,44 @@ impl Params {
         };
         for input in &sig.inputs {
             if let FnArg::Typed(typed) = input {
+                let first = params.bindings.len();
                 collect(&typed.pat, false, &mut params.bindings);
+                if let (Pat::Ident(_), Some(binding)) =
+                    (&*typed.pat, params.bindings.get_mut(first))
+                {
+                    binding.ty = referent(&typed.ty);
+                }
             }
         }
         params
     }
 
     /// The binding called `name` (raw or not: `r#type` and `type` are the same name).
-    fn find(&self, name: &str) -> Option<&Binding> {
+    pub fn find(&self, name: &str) -> Option<&Binding> {
         let name = name.strip_prefix("r#").unwrap_or(name);
         self.bindings
             .iter()
             .find(|binding| binding.ident.unraw() == name)
+    }
+}
+
+/// `ty` without its references, or `None` when it mentions `impl Trait` (which a body cannot
+/// name).
+fn referent(ty: &Type) -> Option<Type> {
+    fn mentions_impl(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            TokenTree::Ident(ident) => ident == "impl",
+            TokenTree::Group(group) => mentions_impl(group.stream()),
+            _ => false,
+        })
+    }
+    match ty {
+        Type::Reference(reference) => referent(&reference.elem),
+        Type::Paren(paren) => referent(&paren.elem),
+        Type::Group(group) => referent(&group.elem),
+        Type::ImplTrait(_) | Type::Infer(_) => None,
+        ty if mentions_impl(ty.to_token_stream()) => None,
+        ty => Some(ty.clone()),
     }
 }
 
@@ -108,6 +137,7 @@ fn collect(pat: &Pat, through_reference: bool, out: &mut Vec<Binding>) {
             out.push(Binding {
                 ident: ident.ident.clone(),
                 through_reference,
+                ty: None,
             });
             if let Some((_, sub)) = &ident.subpat {
                 collect(sub, through_reference, out);
@@ -425,9 +455,7 @@ fn seconds(value: Expr, option: &str, params: &Params, errors: &mut Errors) -> O
 /// (after `.`), not a path segment (next to `::`).
 fn argument_in(tokens: TokenStream, params: &Params) -> Option<Ident> {
     let tokens: Vec<TokenTree> = tokens.into_iter().collect();
-    let is_colon = |at: usize| {
-        matches!(tokens.get(at), Some(TokenTree::Punct(punct)) if punct.as_char() == ':')
-    };
+    let is_colon = |at: usize| matches!(tokens.get(at), Some(TokenTree::Punct(punct)) if punct.as_char() == ':');
     for (at, token) in tokens.iter().enumerate() {
         match token {
             TokenTree::Group(group) => {
@@ -470,7 +498,10 @@ mod tests {
         assert_eq!(argument("wait * 2", sig).as_deref(), Some("wait"));
         assert_eq!(argument("(SECS + wait)", sig).as_deref(), Some("wait"));
         assert_eq!(argument("self.lease", sig).as_deref(), Some("self"));
-        assert_eq!(argument("Duration::from_secs(r#type)", sig).as_deref(), Some("r#type"));
+        assert_eq!(
+            argument("Duration::from_secs(r#type)", sig).as_deref(),
+            Some("r#type")
+        );
         for constant in [
             "TIMEOUT",
             "Self::wait",
