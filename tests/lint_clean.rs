@@ -8,6 +8,8 @@
 
 #[path = "ui/pass/coercions.rs"]
 mod coercions;
+#[path = "ui/pass/const_options.rs"]
+mod const_options;
 #[path = "ui/pass/free_functions.rs"]
 mod free_functions;
 #[path = "ui/pass/hygiene.rs"]
@@ -18,6 +20,8 @@ mod methods;
 mod one_line_bodies;
 #[path = "ui/pass/options.rs"]
 mod options;
+#[path = "ui/pass/raw_identifiers.rs"]
+mod raw_identifiers;
 #[path = "ui/pass/reference_pattern.rs"]
 mod reference_pattern;
 #[path = "ui/pass/return_types.rs"]
@@ -30,11 +34,13 @@ mod trait_impls_generic;
 #[test]
 fn every_pass_shape_runs_lint_clean() {
     coercions::main().unwrap();
+    const_options::main().unwrap();
     free_functions::main().unwrap();
     hygiene::main();
     methods::main().unwrap();
     one_line_bodies::main().unwrap();
     options::main().unwrap();
+    raw_identifiers::main().unwrap();
     reference_pattern::main().unwrap();
     return_types::main();
     trait_impls::main().unwrap();

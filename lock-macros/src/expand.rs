@@ -15,14 +15,14 @@
 //! the receiver, always `&self`: the method form never moves or mutably borrows it, and the path
 //! form takes it by reference (`Type::finish(&worker)`, whatever `finish` takes).
 
-use proc_macro2::{Span, TokenStream, TokenTree};
+use proc_macro2::{Group, Span, TokenStream, TokenTree};
 use quote::{format_ident, quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Member, ReturnType};
 
 use crate::key::Template;
-use crate::valid::{Lease, Options};
+use crate::valid::{Binding, Lease, Options};
 
 /// The name of the companion of the function `name`.
 pub fn companion_name(name: &Ident) -> Ident {
@@ -160,20 +160,36 @@ fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> Tok
         ReturnType::Default => (quote_spanned!(name=> ()), name),
         ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
-    let otherwise = match &opts.on_error {
-        Some(handler) => quote_spanned! {handler.span()=>
-            return #krate::__private::handle_error(#handler, #err)
+    let otherwise = match (&opts.on_error, &opts.on_locked) {
+        // The return type is given to the closure, so a wrong one is reported in the closure.
+        (Some(handler), _) => {
+            let span = handler.span();
+            let private = respan(quote!(#krate::__private), span);
+            let ret = (!mentions_impl(&ret)).then(|| quote_spanned!(span=> ::<#ret>));
+            quote_spanned! {span=>
+                return #private::handle_error #ret (#handler, #err)
+            }
+        }
+        // Reported at `on_locked`, which covers contention only.
+        (None, Some((on_locked, _))) if mentions_impl(&ret) => quote_spanned! {*on_locked=>
+            return #krate::__private::contention_only_from_lock_error(#err)
         },
-        None if mentions_impl(&ret) => quote_spanned! {span=>
+        (None, Some((on_locked, _))) => {
+            let ret = respan(ret, *on_locked);
+            quote_spanned! {*on_locked=>
+                return <#ret as #krate::__private::ContentionOnlyReturn>::from_lock_error(#err)
+            }
+        }
+        (None, None) if mentions_impl(&ret) => quote_spanned! {span=>
             return #krate::__private::from_lock_error(#err)
         },
-        None => quote_spanned! {span=>
+        (None, None) => quote_spanned! {span=>
             return <#ret as #krate::__private::LockedReturn>::from_lock_error(#err)
         },
     };
     match &opts.on_locked {
         None => otherwise,
-        Some(value) => quote! {{
+        Some((_, value)) => quote! {{
             if #krate::__private::LockError::is_contention(&#err) {
                 // Through `identity`, so `on_locked = ()` is no `return ()` (clippy::unused_unit).
                 return #krate::__private::identity(#value);
@@ -181,6 +197,23 @@ fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> Tok
             #otherwise
         }},
     }
+}
+
+/// `tokens` with every token at `span`, so a diagnostic about them points there.
+fn respan(tokens: TokenStream, span: Span) -> TokenStream {
+    tokens
+        .into_iter()
+        .map(|mut token| {
+            if let TokenTree::Group(group) = &token {
+                let mut respanned = Group::new(group.delimiter(), respan(group.stream(), span));
+                respanned.set_span(span);
+                token = TokenTree::Group(respanned);
+            } else {
+                token.set_span(span);
+            }
+            token
+        })
+        .collect()
 }
 
 fn mentions_impl(tokens: &TokenStream) -> bool {
@@ -205,58 +238,67 @@ fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
     if let Some(nowait) = opts.nowait {
         lock.extend(quote!(.nowait(#nowait)));
     }
-    if let Some(timeout) = opts.timeout {
-        let (secs, nanos) = (timeout.as_secs(), timeout.subsec_nanos());
-        lock.extend(quote!(.timeout(#krate::__private::Duration::new(#secs, #nanos))));
+    if let Some(timeout) = &opts.timeout {
+        let timeout = timeout.to_tokens(krate);
+        lock.extend(quote_spanned!(timeout.span()=> .timeout(#timeout)));
     }
-    match opts.lease {
+    match &opts.lease {
         None => {}
         Some(Lease::Fixed(exp)) => {
-            let (secs, nanos) = (exp.as_secs(), exp.subsec_nanos());
-            lock.extend(quote!(.exp(#krate::__private::Duration::new(#secs, #nanos))));
+            let exp = exp.to_tokens(krate);
+            lock.extend(quote_spanned!(exp.span()=> .exp(#exp)));
         }
         Some(Lease::Never) => lock.extend(quote!(.never_expires())),
     }
     lock
 }
 
-/// `"text"` for a constant key, else one `format!` over the placeholders' values.
+/// `"text"` for a constant key, else one `format!` over the placeholders' values. Each value is
+/// `__private::key_display(&(*__private::key_root::<T>(&param)).field)` (the check named after
+/// the placeholder's format trait), spanned at the placeholder: a missing field or a value
+/// without the trait is reported there, once, with the parameter's own type (see `key_root`).
 fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path) -> TokenStream {
     let span = template.lit.span();
     if let Some(text) = template.constant() {
         return LitStr::new(&text, span).into_token_stream();
     }
     let format = LitStr::new(&template.format_string(), span);
+    let params = crate::valid::Params::of(&func.sig);
     let values = template.holes().map(|hole| {
+        let span = template.span_of(hole.range.clone());
+        let private = respan(quote!(#krate::__private), span);
+        let check = Ident::new(hole.check(), span);
         let root = if hole.root == "self" {
-            let span = func
+            let receiver = func
                 .sig
                 .receiver()
                 .map_or_else(Span::call_site, |receiver| receiver.self_token.span);
-            quote_spanned!(span=> self)
+            let receiver = quote_spanned!(receiver=> self);
+            quote_spanned!(span=> (*#private::key_root::<Self>(&#receiver)))
         } else {
             // The parameter's own identifier, so it resolves to the binding in the signature.
-            binding_ident(func, &hole.root).into_token_stream()
+            match params.find(&hole.root) {
+                Some(Binding {
+                    ident,
+                    ty: Some(ty),
+                    ..
+                }) if hole.check() != "key_pointer" => {
+                    quote_spanned!(span=> (*#private::key_root::<#ty>(&#ident)))
+                }
+                Some(binding) => binding.ident.to_token_stream(),
+                None => crate::key::ident(&hole.root, span).into_token_stream(),
+            }
         };
         let members = hole
             .members
             .iter()
             .map(|member| match member.parse::<u32>() {
                 Ok(index) => Member::Unnamed(syn::Index { index, span }),
-                Err(_) => Member::Named(Ident::new(member, span)),
+                Err(_) => Member::Named(crate::key::ident(member, span)),
             });
-        quote!(&(#root #(.#members)*))
+        quote_spanned!(span=> #private::#check(&(#root #(.#members)*)))
     });
     quote!(#krate::__private::format!(#format, #(#values),*))
-}
-
-fn binding_ident(func: &ItemFn, name: &str) -> Ident {
-    crate::valid::Params::of(&func.sig)
-        .bindings
-        .into_iter()
-        .map(|binding| binding.ident)
-        .find(|ident| ident == name)
-        .unwrap_or_else(|| Ident::new(name, Span::call_site()))
 }
 
 /// The companion of `func` (see the module docs). `vis` is its visibility.
@@ -265,7 +307,14 @@ pub fn companion(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenS
     let sig = &func.sig;
     let generics = &sig.generics;
     let where_clause = &generics.where_clause;
-    let cfgs = func.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+    // `cfg` so it exists exactly when the function does; lint levels because it holds the
+    // user's own expressions (key placeholders, options).
+    let cfgs = func.attrs.iter().filter(|attr| {
+        ["cfg", "allow", "warn", "deny", "forbid"]
+            .iter()
+            .any(|name| attr.path().is_ident(name))
+            && matches!(attr.style, syn::AttrStyle::Outer)
+    });
     // The function's own parameters, so a call coerces and infers exactly as a call of the
     // function does (only parameter attributes other than `cfg` are dropped). The receiver is
     // `&self` whatever the function takes: asking about a lock never needs to own or mutate,
