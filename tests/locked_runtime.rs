@@ -391,6 +391,68 @@ fn exp_sets_the_lease_and_never_removes_it() {
     assert_eq!(forever("b").unwrap(), RemainingLease::Unlimited);
 }
 
+/// Constants that compile but are not durations: checked at the call, never a panic.
+const ZERO_SECONDS: u64 = 0;
+const NEGATIVE_SECONDS: f64 = -1.5;
+const TOO_LONG: Duration = Duration::from_secs(366 * 24 * 60 * 60);
+
+static INVALID_CONST_BODIES: AtomicUsize = AtomicUsize::new(0);
+
+#[locked(key = "const-zero-timeout", timeout = ZERO_SECONDS)]
+fn zero_timeout() -> Result<(), LockError> {
+    INVALID_CONST_BODIES.fetch_add(1, Ordering::SeqCst);
+    Ok(())
+}
+
+#[locked(key = "const-negative-exp-{id}", exp = NEGATIVE_SECONDS)]
+async fn negative_exp(id: u32) -> Result<u32, LockError> {
+    INVALID_CONST_BODIES.fetch_add(1, Ordering::SeqCst);
+    Ok(id)
+}
+
+#[locked(key = "const-too-long", exp = TOO_LONG, on_locked = 0, on_error = |err: LockError| match err {
+    LockError::InvalidArgument { name: "exp", .. } => 1,
+    _ => 2,
+})]
+fn too_long() -> u32 {
+    INVALID_CONST_BODIES.fetch_add(1, Ordering::SeqCst);
+    3
+}
+
+#[tokio::test]
+async fn an_invalid_constant_duration_is_an_invalid_argument_at_the_call_and_locks_nothing() {
+    setup();
+    match zero_timeout() {
+        Err(LockError::InvalidArgument { name, reason }) => {
+            assert_eq!(name, "timeout");
+            assert_eq!(reason, "must be greater than zero");
+        }
+        other => panic!("expected an invalid timeout, got {other:?}"),
+    }
+    assert!(!locked_now("const-zero-timeout"));
+    assert!(matches!(
+        negative_exp(1).await,
+        Err(LockError::InvalidArgument { name: "exp", .. })
+    ));
+    assert!(!locked_now("const-negative-exp-1"));
+    // `on_error` receives it like any other acquire failure; `on_locked` does not (not contention).
+    assert_eq!(too_long(), 1);
+    assert!(!locked_now("const-too-long"));
+    assert_eq!(INVALID_CONST_BODIES.load(Ordering::SeqCst), 0, "a body ran");
+    // `is_locked!` and `release!` build the same handle, and report the same problem.
+    assert!(matches!(
+        is_locked!(zero_timeout()).blocking(),
+        Err(LockError::InvalidArgument {
+            name: "timeout",
+            ..
+        })
+    ));
+    assert!(matches!(
+        release!(negative_exp(1)).await,
+        Err(LockError::InvalidArgument { name: "exp", .. })
+    ));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Key templates
 
@@ -444,6 +506,40 @@ fn templates_reach_fields_and_apply_format_specs() {
     assert!(is_locked!(place(&order, "eu", 42)).blocking().unwrap());
     drop(held);
     place(&order, "eu", 42).unwrap();
+}
+
+#[test]
+fn every_format_trait_formats_the_key_as_format_does() {
+    setup();
+    #[locked(key = "traits-{n:x}-{n:#X}-{n:o}-{n:b}-{f:e}-{f:E}-{s:?}-{s:>4}-{n:08.3}")]
+    fn traits(n: u32, f: f64, s: &str) -> Result<(), LockError> {
+        Ok(())
+    }
+    let key = format!(
+        "traits-{n:x}-{n:#X}-{n:o}-{n:b}-{f:e}-{f:E}-{s:?}-{s:>4}-{n:08.3}",
+        n = 254,
+        f = 1500.0,
+        s = "ab"
+    );
+    assert_eq!(
+        key,
+        "traits-fe-0xFE-376-11111110-1.5e3-1.5E3-\"ab\"-  ab-00000254"
+    );
+    let held = hold_elsewhere(Lock::new(key.clone()));
+    assert!(matches!(traits(254, 1500.0, "ab"), Err(LockError::Locked { key: k }) if *k == *key));
+    drop(held);
+    traits(254, 1500.0, "ab").unwrap();
+
+    // Trait objects with elided lifetimes, behind a reference and in a box.
+    #[locked(key = "objects-{shown}-{boxed}")]
+    fn objects(
+        shown: &dyn fmt::Display,
+        boxed: Box<dyn fmt::Display + '_>,
+    ) -> Result<(), LockError> {
+        Ok(())
+    }
+    let local = String::from("local");
+    objects(&local, Box::new(&local)).unwrap();
 }
 
 #[test]

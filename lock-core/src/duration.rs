@@ -25,8 +25,14 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// assert!((-1.0).into_lock_duration("exp").is_err());
 /// assert!(f64::NAN.into_lock_duration("exp").is_err());
 /// assert!(0.into_lock_duration("timeout").is_err());
+/// assert!(u128::MAX.into_lock_duration("exp").is_err());
 /// # Ok::<(), lock_core::LockError>(())
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a duration",
+    label = "expected a `Duration` or a number of seconds",
+    note = "a timeout or lease is a `std::time::Duration`, or seconds as an integer (`4`) or a float (`0.5`)"
+)]
 pub trait IntoLockDuration {
     /// Converts and validates; `name` names the argument in the error.
     fn into_lock_duration(self, name: &'static str) -> Result<Duration>;
@@ -87,11 +93,16 @@ macro_rules! whole_seconds {
         impl IntoLockDuration for $int {
             fn into_lock_duration(self, name: &'static str) -> Result<Duration> {
                 let secs = u64::try_from(self).map_err(|_| {
-                    LockError::invalid(name, format!("{self} seconds: must be greater than zero"))
+                    let reason = if self < <$int>::default() {
+                        format!("{self} seconds: must be greater than zero")
+                    } else {
+                        format!("{self} seconds is longer than the maximum of 365 days")
+                    };
+                    LockError::invalid(name, reason)
                 })?;
                 check(name, Duration::from_secs(secs))
             }
         }
     )*};
 }
-whole_seconds!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+whole_seconds!(u8, u16, u32, u64, u128, usize, i8, i16, i32, i64, i128, isize);

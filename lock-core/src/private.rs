@@ -4,6 +4,7 @@
 //! Generated code names everything here by absolute path (`::lockwright::__private::...`, or the
 //! `crate = path` override), so user imports and shadowing never change what it calls.
 
+use std::fmt;
 use std::future::IntoFuture;
 use std::sync::LazyLock;
 
@@ -11,8 +12,10 @@ pub use crate::backend::{BoxFuture, SharedBackend};
 pub use crate::error::LockError;
 pub use crate::guard::LockGuard;
 pub use crate::lock::Lock;
+pub use ::core::convert::identity;
 pub use ::core::result::Result::{Err, Ok};
 pub use ::core::time::Duration;
+pub use ::std::boxed::Box;
 pub use ::std::format;
 
 /// How a `#[locked]` function hands a lock failure to its caller: through its return type.
@@ -35,6 +38,34 @@ impl<T, E: From<LockError>> LockedReturn for ::core::result::Result<T, E> {
     fn from_lock_error(err: LockError) -> Self {
         Err(E::from(err))
     }
+}
+
+/// How `#[locked]` hands a lock failure to its caller when `on_locked` is given without
+/// `on_error`: `on_locked` covers contention only, so every other failure goes through the
+/// return type, which must then carry a `LockError`.
+#[diagnostic::on_unimplemented(
+    message = "`on_locked` covers contention only: other lock failures cannot be returned as `{Self}`",
+    label = "add `on_error = |err| <value>` for the other failures",
+    note = "`on_locked` is returned when another owner holds the lock; a backend failure or an invalid key still needs a value:",
+    note = "add `on_error = |err| <value>` next to `on_locked`, or return `Result<T, E>` where `E: From<lockwright::LockError>`"
+)]
+pub trait ContentionOnlyReturn: Sized {
+    /// The value the function returns instead of running its body.
+    fn from_lock_error(err: LockError) -> Self;
+}
+
+impl<T, E: From<LockError>> ContentionOnlyReturn for ::core::result::Result<T, E> {
+    #[inline]
+    fn from_lock_error(err: LockError) -> Self {
+        Err(E::from(err))
+    }
+}
+
+/// `ContentionOnlyReturn::from_lock_error` for return types the macro cannot name
+/// (`-> impl Trait`).
+#[inline]
+pub fn contention_only_from_lock_error<R: ContentionOnlyReturn>(err: LockError) -> R {
+    R::from_lock_error(err)
 }
 
 /// Where a `backend = ...` option may point: a [`SharedBackend`], a static
@@ -168,3 +199,175 @@ pub fn handle_error<R>(handler: impl FnOnce(LockError) -> R, err: LockError) -> 
 pub fn from_lock_error<R: LockedReturn>(err: LockError) -> R {
     R::from_lock_error(err)
 }
+
+/// Asks, at compile time, whether a sync `#[locked]` function's return type is a future (one
+/// `#[locked]` could not see in the signature, like an alias of `Pin<Box<dyn Future>>`): its
+/// body would only build the future, and the lock would be released before the future runs.
+/// Autoref specialisation: called on `&&ReturnProbe<T>`, [`ViaFuture`] matches at once when
+/// `T: Future`; otherwise method lookup goes one autoderef step further, to [`ViaAnyReturn`].
+pub struct ReturnProbe<T: ?Sized>(::core::marker::PhantomData<T>);
+
+// No `Default`: generated code names the constructor, and `T` need not be `Default`.
+#[allow(clippy::new_without_default)]
+impl<T: ?Sized> ReturnProbe<T> {
+    /// The probe for the return type `T`.
+    #[inline]
+    pub fn new() -> Self {
+        ReturnProbe(::core::marker::PhantomData)
+    }
+}
+
+/// The answer for a return type that is a future.
+pub struct ReturnsAFuture;
+
+/// The answer for any other return type.
+pub struct NotAFuture;
+
+/// See [`ReturnProbe`].
+pub trait ViaFuture {
+    /// The probe's answer.
+    #[inline]
+    fn __lockwright_return_kind(self) -> ReturnsAFuture
+    where
+        Self: Sized,
+    {
+        ReturnsAFuture
+    }
+}
+
+impl<T: ?Sized + ::core::future::Future> ViaFuture for &&ReturnProbe<T> {}
+
+/// See [`ReturnProbe`].
+pub trait ViaAnyReturn {
+    /// The probe's answer.
+    #[inline]
+    fn __lockwright_return_kind(self) -> NotAFuture
+    where
+        Self: Sized,
+    {
+        NotAFuture
+    }
+}
+
+impl<T: ?Sized> ViaAnyReturn for &ReturnProbe<T> {}
+
+/// What a sync `#[locked]` function may return: anything but a future it did not spell out.
+#[diagnostic::on_unimplemented(
+    message = "this `#[locked]` function returns a future: the lock would be released before the future runs",
+    label = "the function only builds the future",
+    note = "make it an `async fn` (with `#[async_trait]`, either order of the two attributes works), or spell the return type out as `impl Future<Output = T>` or `Pin<Box<dyn Future<Output = T> + ...>>` (not through an alias), so `#[locked]` holds the lock while the future runs"
+)]
+pub trait NotAFutureReturn {}
+
+impl NotAFutureReturn for NotAFuture {}
+
+/// Fails to compile for [`ReturnsAFuture`].
+#[inline]
+pub fn require_not_a_future<T: NotAFutureReturn>(_: T) {}
+
+/// A key placeholder's parameter as `&T`, where `T` is its declared type without references.
+/// The function and its companion take the same parameters, so a placeholder's type errors (a
+/// missing field, a value that is not `Display`) are the same in both, at the same span, and the
+/// compiler reports them once.
+pub fn key_root<T: ?Sized>(value: &T) -> &T {
+    value
+}
+
+/// One formatted value of a key: the value and the formatting trait its placeholder uses, chosen
+/// (and checked: `key_display` needs `T: Display`) when the part is made. It implements every
+/// formatting trait by calling that one, so `format!` itself never reports a second error.
+pub struct KeyPart<'a, T: ?Sized> {
+    value: &'a T,
+    fmt: fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result,
+}
+
+/// The value of a `{name}` placeholder (`Display`), with a message about the placeholder.
+#[diagnostic::on_unimplemented(
+    message = "a key placeholder's value must implement `Display`, and `{Self}` does not",
+    label = "this placeholder's value is a `{Self}`",
+    note = "implement `std::fmt::Display` for `{Self}`, format it with `Debug` (`{{name:?}}`), or name a field that is `Display` (`{{name.field}}`)"
+)]
+pub trait KeyDisplay {
+    /// `Display::fmt`.
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl<T: fmt::Display + ?Sized> KeyDisplay for T {
+    #[inline]
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The value of a `{name:?}` placeholder (`Debug`), with a message about the placeholder.
+#[diagnostic::on_unimplemented(
+    message = "a `{{name:?}}` key placeholder's value must implement `Debug`, and `{Self}` does not",
+    label = "this placeholder's value is a `{Self}`"
+)]
+pub trait KeyDebug {
+    /// `Debug::fmt`.
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result;
+}
+
+impl<T: fmt::Debug + ?Sized> KeyDebug for T {
+    #[inline]
+    fn key_fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// `{name}` and `{name:>6}`.
+#[inline]
+pub fn key_display<T: KeyDisplay + ?Sized>(value: &T) -> KeyPart<'_, T> {
+    KeyPart {
+        value,
+        fmt: <T as KeyDisplay>::key_fmt,
+    }
+}
+
+/// `{name:?}`.
+#[inline]
+pub fn key_debug<T: KeyDebug + ?Sized>(value: &T) -> KeyPart<'_, T> {
+    KeyPart {
+        value,
+        fmt: <T as KeyDebug>::key_fmt,
+    }
+}
+
+/// `{name:x}`, `{name:X}`, `{name:o}`, `{name:b}`, `{name:e}`, `{name:E}`, `{name:p}`: the value
+/// must implement that trait.
+macro_rules! key_parts {
+    ($($check:ident: $trait:ident,)*) => {$(
+        #[inline]
+        pub fn $check<T: fmt::$trait + ?Sized>(value: &T) -> KeyPart<'_, T> {
+            KeyPart {
+                value,
+                fmt: <T as fmt::$trait>::fmt,
+            }
+        }
+    )*};
+}
+
+key_parts! {
+    key_lower_hex: LowerHex,
+    key_upper_hex: UpperHex,
+    key_octal: Octal,
+    key_binary: Binary,
+    key_lower_exp: LowerExp,
+    key_upper_exp: UpperExp,
+    key_pointer: Pointer,
+}
+
+/// A part formats with the function it was made with, whatever the trait `format!` calls.
+macro_rules! key_part_formats {
+    ($($trait:ident),*) => {$(
+        impl<T: ?Sized> fmt::$trait for KeyPart<'_, T> {
+            #[inline]
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                (self.fmt)(self.value, f)
+            }
+        }
+    )*};
+}
+
+key_part_formats!(Display, Debug, LowerHex, UpperHex, Octal, Binary, LowerExp, UpperExp, Pointer);

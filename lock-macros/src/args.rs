@@ -7,7 +7,7 @@
 use proc_macro2::{Span, TokenTree};
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream};
-use syn::{Expr, Ident, Token};
+use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::errors::Errors;
 
@@ -98,6 +98,25 @@ impl Args {
     }
 
     fn parse_option(&mut self, input: ParseStream) -> syn::Result<()> {
+        // `#[locked("job-{id}")]`: taken as the key (so its placeholders are still checked),
+        // with an error that says how to write it.
+        if input.peek(LitStr) {
+            let lit: LitStr = input.parse()?;
+            let span = lit.span();
+            self.errors.at(
+                span,
+                format_args!(
+                    "the key is an option like the others: write `key = {}`",
+                    lit.token()
+                ),
+            );
+            let value = Expr::Lit(ExprLit {
+                attrs: Vec::new(),
+                lit: Lit::Str(lit),
+            });
+            self.key.set(&mut self.errors, span, value);
+            return Ok(());
+        }
         let lookahead = input.lookahead1();
         if lookahead.peek(kw::key) {
             let name = input.parse::<kw::key>()?.span;

@@ -1,6 +1,6 @@
-//! `is_locked!(call)` and `release!(call)`: the call is rewritten into a call of the function's
-//! hidden companion (see `expand.rs`), with every argument taken by reference, and the
-//! companion's `LockedCall` is asked the question. The function itself does not run.
+//! `is_locked!(call)` and `release!(call)`: the call is rewritten into the same call of the
+//! function's hidden companion (see `expand.rs`), and the companion's `LockedCall` is asked the
+//! question. The function itself does not run.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -58,7 +58,7 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
                     path,
                 };
                 let args = args.iter();
-                Ok(quote!(#path(#(&(#args)),*)))
+                Ok(quote!(#path(#(#args),*)))
             }
             other => Err(syn::Error::new(
                 other.span(),
@@ -76,7 +76,7 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
         }) => {
             let method = companion_name(&method);
             let args = args.iter();
-            Ok(quote!((#receiver).#method #turbofish (#(&(#args)),*)))
+            Ok(quote!((#receiver).#method #turbofish (#(#args),*)))
         }
         Expr::Await(awaited) => Err(syn::Error::new(
             awaited.span(),

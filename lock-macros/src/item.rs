@@ -1,7 +1,9 @@
 //! What `#[locked]` is applied to: a function (the common case), an `impl` block (to reach the
 //! `#[locked]` methods of a trait impl), or something it refuses with a reason.
 
-use proc_macro2::{Span, TokenStream};
+use std::collections::HashSet;
+
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{quote, ToTokens};
 use syn::spanned::Spanned;
 use syn::{ImplItem, Item, ItemFn, ItemImpl, Visibility};
@@ -106,6 +108,13 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         );
     }
     let in_trait = block.trait_.is_some();
+    // The companions of a trait impl go in an inherent impl, which may keep only the generics its
+    // self type uses: the others (`M` of `impl<M> Handler<M> for Logger`) move to each companion.
+    let (kept_generics, moved_generics) = if in_trait {
+        split_generics(&block.generics, &block.self_ty)
+    } else {
+        (block.generics.clone(), syn::Generics::default())
+    };
     let mut companions = Vec::new();
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
@@ -128,14 +137,20 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
             sig: method.sig.clone(),
             block: Box::new(method.block.clone()),
         };
+        // A trait method is as visible as the trait, so its companion is `pub`: callers in
+        // other crates check it too.
         let vis: Visibility = if in_trait {
-            syn::parse_quote!(pub(crate))
+            syn::parse_quote!(pub)
         } else {
             method.vis.clone()
         };
         *item = match function(args, &func) {
             Ok((tokens, opts)) => {
-                companions.push(expand::companion(&func, &opts, &vis));
+                let companion = match &block.trait_ {
+                    Some((_, trait_path, _)) => trait_companion(&func, trait_path, &moved_generics),
+                    None => func.clone(),
+                };
+                companions.push(expand::companion(&companion, &opts, &vis));
                 ImplItem::Verbatim(tokens)
             }
             Err(err) => ImplItem::Verbatim(fallback(err, &func)),
@@ -154,7 +169,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
             .extend(companions.into_iter().map(ImplItem::Verbatim));
         return quote!(#errors #block);
     }
-    let (impl_generics, _, where_clause) = block.generics.split_for_impl();
+    let (impl_generics, _, where_clause) = kept_generics.split_for_impl();
     let self_ty = &block.self_ty;
     quote! {
         #errors
@@ -163,5 +178,116 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         impl #impl_generics #self_ty #where_clause {
             #(#companions)*
         }
+    }
+}
+
+/// Splits a trait impl's generics into those its self type uses (kept on the inherent impl of
+/// the companions) and the others, with every bound or `where` predicate naming one of the
+/// others (moved to each companion, where they are constrained by its parameters).
+fn split_generics(generics: &syn::Generics, self_ty: &syn::Type) -> (syn::Generics, syn::Generics) {
+    let used = idents(&self_ty.to_token_stream());
+    let name = |param: &syn::GenericParam| match param {
+        syn::GenericParam::Lifetime(lifetime) => lifetime.lifetime.ident.to_string(),
+        syn::GenericParam::Type(ty) => ty.ident.to_string(),
+        syn::GenericParam::Const(konst) => konst.ident.to_string(),
+    };
+    let moved_names: HashSet<String> = generics
+        .params
+        .iter()
+        .map(name)
+        .filter(|name| !used.contains(name))
+        .collect();
+    let names_moved = |tokens: TokenStream| idents(&tokens).iter().any(|i| moved_names.contains(i));
+    let mut kept = syn::Generics::default();
+    let mut moved = syn::Generics::default();
+    let mut moved_predicates: Vec<syn::WherePredicate> = Vec::new();
+    for param in &generics.params {
+        if moved_names.contains(&name(param)) {
+            moved.params.push(param.clone());
+            continue;
+        }
+        // A kept parameter whose bounds name a moved one keeps no bounds here: they become
+        // `where` predicates of the companion.
+        let mut param = param.clone();
+        if let syn::GenericParam::Type(ty) = &mut param {
+            if names_moved(ty.bounds.to_token_stream()) {
+                let (ident, bounds) = (&ty.ident, &ty.bounds);
+                moved_predicates.push(syn::parse_quote!(#ident: #bounds));
+                ty.bounds.clear();
+                ty.colon_token = None;
+            }
+        }
+        kept.params.push(param);
+    }
+    if let Some(where_clause) = &generics.where_clause {
+        for predicate in &where_clause.predicates {
+            if names_moved(predicate.to_token_stream()) {
+                moved_predicates.push(predicate.clone());
+            } else {
+                kept.make_where_clause().predicates.push(predicate.clone());
+            }
+        }
+    }
+    if !moved_predicates.is_empty() {
+        moved
+            .make_where_clause()
+            .predicates
+            .extend(moved_predicates);
+    }
+    (kept, moved)
+}
+
+/// Every identifier in `tokens` (lifetimes by their name without the quote).
+fn idents(tokens: &TokenStream) -> HashSet<String> {
+    let mut found = HashSet::new();
+    for token in tokens.clone() {
+        match token {
+            TokenTree::Ident(ident) => {
+                found.insert(ident.to_string());
+            }
+            TokenTree::Group(group) => found.extend(idents(&group.stream())),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// The method of a trait impl as its companion in an inherent impl sees it: with the generics
+/// the inherent impl could not keep, and `Self::Assoc` spelled `<Self as Trait>::Assoc` (in an
+/// inherent impl the bare form is ambiguous).
+fn trait_companion(func: &ItemFn, trait_path: &syn::Path, moved: &syn::Generics) -> ItemFn {
+    let mut func = func.clone();
+    let generics = &mut func.sig.generics;
+    let mut params: Vec<syn::GenericParam> = moved.params.iter().cloned().collect();
+    params.extend(generics.params.iter().cloned());
+    // Lifetimes first, as Rust requires.
+    params.sort_by_key(|param| !matches!(param, syn::GenericParam::Lifetime(_)));
+    generics.params = params.into_iter().collect();
+    if let Some(where_clause) = &moved.where_clause {
+        generics
+            .make_where_clause()
+            .predicates
+            .extend(where_clause.predicates.iter().cloned());
+    }
+    let mut qualify = QualifySelf(trait_path);
+    syn::visit_mut::VisitMut::visit_signature_mut(&mut qualify, &mut func.sig);
+    func
+}
+
+/// Rewrites `Self::X...` type paths to `<Self as Trait>::X...`.
+struct QualifySelf<'a>(&'a syn::Path);
+
+impl syn::visit_mut::VisitMut for QualifySelf<'_> {
+    fn visit_type_path_mut(&mut self, ty: &mut syn::TypePath) {
+        if ty.qself.is_none()
+            && ty.path.segments.len() > 1
+            && ty.path.segments[0].ident == "Self"
+            && ty.path.segments[0].arguments.is_none()
+        {
+            let trait_path = self.0;
+            let rest: Vec<_> = ty.path.segments.iter().skip(1).cloned().collect();
+            *ty = syn::parse_quote!(<Self as #trait_path>::#(#rest)::*);
+        }
+        syn::visit_mut::visit_type_path_mut(self, ty);
     }
 }

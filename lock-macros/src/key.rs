@@ -1,4 +1,5 @@
-//! Key templates: `"job-{id}"`, `{user.id}`, `{self.shard}`, `{id:?}`, `{id:>6}`, `{{`, `}}`.
+//! Key templates: `"job-{id}"`, `{user.id}`, `{self.shard}`, `{r#type}`, `{id:?}`, `{id:>6}`,
+//! `{{`, `}}`.
 //!
 //! Scanned at expansion time like thiserror's format shorthand: every placeholder must name a
 //! parameter (checked by `valid.rs`), and the template becomes one `format!` call whose
@@ -7,7 +8,7 @@
 use std::ops::Range;
 
 use proc_macro2::Span;
-use syn::LitStr;
+use syn::{Ident, LitStr};
 
 use crate::errors::Errors;
 
@@ -34,6 +35,22 @@ pub struct Hole {
 }
 
 impl Hole {
+    /// The `lockwright::__private` function that checks and wraps the value for the formatting
+    /// trait of the spec (whose type, if any, is its last character).
+    pub fn check(&self) -> &'static str {
+        match self.spec.chars().last() {
+            Some('?') => "key_debug",
+            Some('x') => "key_lower_hex",
+            Some('X') => "key_upper_hex",
+            Some('o') => "key_octal",
+            Some('b') => "key_binary",
+            Some('e') => "key_lower_exp",
+            Some('E') => "key_upper_exp",
+            Some('p') => "key_pointer",
+            _ => "key_display",
+        }
+    }
+
     /// The placeholder as written, for messages.
     pub fn written(&self) -> String {
         let mut text = self.root.clone();
@@ -220,7 +237,23 @@ fn parse_hole(inner: &str, range: Range<usize>) -> Result<Hole, String> {
     })
 }
 
+/// The identifier `text` (a parameter or field name, `r#type` included), at `span`.
+pub fn ident(text: &str, span: Span) -> Ident {
+    match text.strip_prefix("r#") {
+        Some(raw) => Ident::new_raw(raw, span),
+        None => Ident::new(text, span),
+    }
+}
+
+/// A name, or a raw identifier (`r#type`) where the name may be raw.
 fn is_ident(text: &str) -> bool {
+    match text.strip_prefix("r#") {
+        Some(raw) => is_plain_ident(raw) && !matches!(raw, "self" | "Self" | "super" | "crate"),
+        None => is_plain_ident(text),
+    }
+}
+
+fn is_plain_ident(text: &str) -> bool {
     let mut chars = text.chars();
     chars
         .next()
@@ -269,6 +302,36 @@ mod tests {
         assert!(ok);
         assert_eq!(t.holes().next().unwrap().root, "self");
         assert_eq!(t.holes().nth(1).unwrap().members, ["0"]);
+    }
+
+    #[test]
+    fn raw_identifiers_name_parameters_and_fields() {
+        let (t, ok) = template("{r#type}-{r#match.r#ref}");
+        assert!(ok);
+        let holes: Vec<String> = t.holes().map(Hole::written).collect();
+        assert_eq!(holes, ["{r#type}", "{r#match.r#ref}"]);
+        assert!(!template("{r#self}").1);
+        assert!(!template("{r#}").1);
+    }
+
+    #[test]
+    fn the_spec_chooses_the_formatting_trait() {
+        let (t, ok) = template("{a}{a:>6}{a:?}{a:#x?}{a:#x}{a:08.3e}{a:X}{a:p}");
+        assert!(ok);
+        let checks: Vec<&str> = t.holes().map(Hole::check).collect();
+        assert_eq!(
+            checks,
+            [
+                "key_display",
+                "key_display",
+                "key_debug",
+                "key_debug",
+                "key_lower_hex",
+                "key_lower_exp",
+                "key_upper_hex",
+                "key_pointer"
+            ]
+        );
     }
 
     #[test]

@@ -3,13 +3,15 @@
 //! runtime they expand to.
 //!
 //! The work is split in stages: `args` parses the attribute, `key` scans the key template,
-//! `valid` checks both against the function, `expand` writes the code, `call` rewrites the
+//! `valid` checks both against the function, `expand` writes the code (`future` finds the
+//! output of functions that return a future), `call` rewrites the
 //! calls given to `is_locked!` / `release!`; `item` is the glue.
 
 mod args;
 mod call;
 mod errors;
 mod expand;
+mod future;
 mod item;
 mod key;
 mod valid;

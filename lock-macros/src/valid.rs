@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use proc_macro2::Span;
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, Pat, Path, Signature, UnOp};
+use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, Pat, Path, Signature, Type, UnOp};
 
 use crate::args::{Args, VALID_OPTIONS};
 use crate::errors::Errors;
@@ -16,9 +18,33 @@ use crate::key::{self, Template};
 /// The longest timeout or lease accepted: 365 days, as in lock-core (`MAX_DURATION`).
 const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
 
+/// A `timeout` or `exp` value.
+pub enum Seconds {
+    /// A literal, checked here (> 0, at most 365 days).
+    Literal(Duration),
+    /// Any other expression, evaluated as a constant (`const { .. }`: `TIMEOUT`, `2 * SECS`,
+    /// `Duration::from_millis(500)`, `Self::LEASE`). Its value is converted by the runtime's
+    /// `IntoLockDuration` when the lock is built: an invalid one becomes the handle's
+    /// `LockError::InvalidArgument`, which the acquire returns before locking anything.
+    Constant(Expr),
+}
+
+impl Seconds {
+    /// The argument of `Lock::timeout` / `Lock::exp`.
+    pub fn to_tokens(&self, krate: &Path) -> TokenStream {
+        match self {
+            Seconds::Literal(duration) => {
+                let (secs, nanos) = (duration.as_secs(), duration.subsec_nanos());
+                quote!(#krate::__private::Duration::new(#secs, #nanos))
+            }
+            Seconds::Constant(expr) => quote_spanned!(expr.span()=> const { #expr }),
+        }
+    }
+}
+
 /// How long a hold lasts.
 pub enum Lease {
-    Fixed(Duration),
+    Fixed(Seconds),
     Never,
 }
 
@@ -28,9 +54,10 @@ pub struct Options {
     /// `Some` when the generated code must call `.nowait(..)`; `None` keeps the runtime default
     /// (`true`, as in py-cachify).
     pub nowait: Option<bool>,
-    pub timeout: Option<Duration>,
+    pub timeout: Option<Seconds>,
     pub lease: Option<Lease>,
-    pub on_locked: Option<Expr>,
+    /// The span of the option's name, and the value.
+    pub on_locked: Option<(Span, Expr)>,
     /// Handles every acquire failure `on_locked` does not: `|err: LockError| -> ReturnType`.
     pub on_error: Option<Expr>,
     pub backend: Option<Expr>,
@@ -41,8 +68,9 @@ pub struct Options {
 /// A name bound by a parameter pattern.
 pub struct Binding {
     pub ident: Ident,
-    /// Bound inside a `&pat` / `&mut pat` pattern, which the companion cannot take by reference.
-    pub through_reference: bool,
+    /// For a binding that is the whole parameter (`x: T`), its type without references (`T` for
+    /// `&T` and `&mut T`), when the body can name it (no `impl Trait`).
+    pub ty: Option<Type>,
 }
 
 /// The names a placeholder may use.
@@ -60,51 +88,81 @@ impl Params {
         };
         for input in &sig.inputs {
             if let FnArg::Typed(typed) = input {
-                collect(&typed.pat, false, &mut params.bindings);
+                let first = params.bindings.len();
+                collect(&typed.pat, &mut params.bindings);
+                if let (Pat::Ident(_), Some(binding)) =
+                    (&*typed.pat, params.bindings.get_mut(first))
+                {
+                    binding.ty = referent(&typed.ty);
+                }
             }
         }
         params
     }
 
-    fn find(&self, name: &str) -> Option<&Binding> {
-        self.bindings.iter().find(|binding| binding.ident == name)
+    /// The binding called `name` (raw or not: `r#type` and `type` are the same name).
+    pub fn find(&self, name: &str) -> Option<&Binding> {
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.bindings
+            .iter()
+            .find(|binding| binding.ident.unraw() == name)
     }
 }
 
-fn collect(pat: &Pat, through_reference: bool, out: &mut Vec<Binding>) {
+/// `ty` without its references, or `None` when it mentions `impl Trait` (which a body cannot
+/// name).
+fn referent(ty: &Type) -> Option<Type> {
+    fn mentions_impl(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|token| match token {
+            TokenTree::Ident(ident) => ident == "impl",
+            TokenTree::Group(group) => mentions_impl(group.stream()),
+            _ => false,
+        })
+    }
+    match ty {
+        Type::Reference(reference) => referent(&reference.elem),
+        Type::Paren(paren) => referent(&paren.elem),
+        Type::Group(group) => referent(&group.elem),
+        Type::ImplTrait(_) | Type::Infer(_) => None,
+        ty if mentions_impl(ty.to_token_stream()) => None,
+        ty => Some(ty.clone()),
+    }
+}
+
+fn collect(pat: &Pat, out: &mut Vec<Binding>) {
     match pat {
         Pat::Ident(ident) => {
             out.push(Binding {
                 ident: ident.ident.clone(),
-                through_reference,
+                ty: None,
             });
             if let Some((_, sub)) = &ident.subpat {
-                collect(sub, through_reference, out);
+                collect(sub, out);
             }
         }
         Pat::Tuple(tuple) => {
             for elem in &tuple.elems {
-                collect(elem, through_reference, out);
+                collect(elem, out);
             }
         }
         Pat::TupleStruct(tuple) => {
             for elem in &tuple.elems {
-                collect(elem, through_reference, out);
+                collect(elem, out);
             }
         }
         Pat::Struct(fields) => {
             for field in &fields.fields {
-                collect(&field.pat, through_reference, out);
+                collect(&field.pat, out);
             }
         }
         Pat::Slice(slice) => {
             for elem in &slice.elems {
-                collect(elem, through_reference, out);
+                collect(elem, out);
             }
         }
-        Pat::Reference(reference) => collect(&reference.pat, true, out),
-        Pat::Paren(paren) => collect(&paren.pat, through_reference, out),
-        Pat::Type(typed) => collect(&typed.pat, through_reference, out),
+        Pat::Reference(reference) => collect(&reference.pat, out),
+        Pat::Paren(paren) => collect(&paren.pat, out),
+        Pat::Type(typed) => collect(&typed.pat, out),
         _ => {}
     }
 }
@@ -197,7 +255,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
     };
     let timeout = timeout
         .take()
-        .and_then(|(_, value)| seconds(&value, "timeout", errors));
+        .and_then(|(_, value)| seconds(value, "timeout", &params, errors));
     let lease = exp.take().and_then(|(_, value)| match &value {
         Expr::Path(path) if path.qself.is_none() && path.path.is_ident("never") => {
             Some(Lease::Never)
@@ -209,7 +267,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
             );
             None
         }
-        _ => seconds(&value, "exp", errors).map(Lease::Fixed),
+        _ => seconds(value, "exp", &params, errors).map(Lease::Fixed),
     });
     // `timeout` alone means "wait up to timeout": without this, py-cachify's default `nowait`
     // would silently ignore it. An explicit `nowait` (the card's `nowait, timeout = 4`) wins.
@@ -241,7 +299,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
             syn::parse_quote!(::lockwright)
         }
     };
-    let on_locked = on_locked.take().map(|(_, value)| value);
+    let on_locked = on_locked.take();
     let on_error = on_error.take().map(|(_, value)| value);
     let backend = backend.take().map(|(_, value)| value);
 
@@ -276,17 +334,13 @@ fn check_placeholders(template: &Template, params: &Params, function: &Ident, er
             continue;
         }
         match params.find(&hole.root) {
-            Some(binding) if binding.through_reference => errors.at(
-                span,
-                format_args!(
-                    "placeholder `{written}` uses `{}`, which is bound through a reference pattern (`&{}`): `is_locked!` cannot re-bind it; take the parameter as `{}: &T`",
-                    hole.root, hole.root, hole.root
-                ),
-            ),
             Some(_) => {}
             None => {
-                let mut names: Vec<String> =
-                    params.bindings.iter().map(|b| format!("`{}`", b.ident)).collect();
+                let mut names: Vec<String> = params
+                    .bindings
+                    .iter()
+                    .map(|b| format!("`{}`", b.ident))
+                    .collect();
                 if params.receiver.is_some() {
                     names.insert(0, "`self`".to_owned());
                 }
@@ -297,21 +351,23 @@ fn check_placeholders(template: &Template, params: &Params, function: &Ident, er
                 };
                 errors.at(
                     span,
-                    format_args!(
-                        "placeholder `{written}` does not name a parameter: {known}"
-                    ),
+                    format_args!("placeholder `{written}` does not name a parameter: {known}"),
                 );
             }
         }
     }
 }
 
-/// A positive number of seconds, at most 365 days.
-fn seconds(value: &Expr, option: &str, errors: &mut Errors) -> Option<Duration> {
-    let usage =
-        format!("`{option}` is a number of seconds, like `{option} = 4` or `{option} = 0.5`");
+/// A positive number of seconds, at most 365 days, for a literal; any other expression is a
+/// constant checked when the lock is built (see [`Seconds::Constant`]), provided it does not read
+/// the call's arguments.
+fn seconds(value: Expr, option: &str, params: &Params, errors: &mut Errors) -> Option<Seconds> {
+    let constant = if option == "exp" { "LEASE" } else { "TIMEOUT" };
+    let usage = format!(
+        "`{option}` is a number of seconds or a `Duration`: `{option} = 4`, `{option} = 0.5`, or a constant such as `{option} = {constant}`"
+    );
     let zero = format!("`{option}` must be greater than zero");
-    let parsed = match value {
+    let parsed = match &value {
         Expr::Lit(ExprLit {
             lit: Lit::Int(int), ..
         }) => {
@@ -360,10 +416,92 @@ fn seconds(value: &Expr, option: &str, errors: &mut Errors) -> Option<Duration> 
                 Err(_) => Err(usage),
             }
         }
-        Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => Err(zero),
-        _ => Err(usage),
+        // A string, a bool, a char...: never a duration.
+        Expr::Lit(_) => Err(usage),
+        Expr::Unary(unary)
+            if matches!(unary.op, UnOp::Neg(_)) && matches!(&*unary.expr, Expr::Lit(_)) =>
+        {
+            Err(zero)
+        }
+        _ => {
+            if let Some(argument) = argument_in(value.to_token_stream(), params) {
+                errors.at(
+                    argument.span(),
+                    format_args!(
+                        "`{option}` cannot use `{argument}`: it is the same for every call, so it is a literal, a `const` or an expression of constants (`{option} = {constant}`, `{option} = 2 * SECS`); to choose it per call, take a `Lock` handle in the body: `Lock::new(..).{option}(..)`"
+                    ),
+                );
+                return None;
+            }
+            return Some(Seconds::Constant(value));
+        }
     };
     parsed
+        .map(Seconds::Literal)
         .map_err(|message| errors.at(value.span(), message))
         .ok()
+}
+
+/// The first `self` or parameter name that `tokens` use as a value: not a field or method name
+/// (after `.`), not a path segment (next to `::`).
+fn argument_in(tokens: TokenStream, params: &Params) -> Option<Ident> {
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let is_colon = |at: usize| matches!(tokens.get(at), Some(TokenTree::Punct(punct)) if punct.as_char() == ':');
+    for (at, token) in tokens.iter().enumerate() {
+        match token {
+            TokenTree::Group(group) => {
+                if let Some(found) = argument_in(group.stream(), params) {
+                    return Some(found);
+                }
+            }
+            TokenTree::Ident(ident) => {
+                let after_dot = at > 0
+                    && matches!(&tokens[at - 1], TokenTree::Punct(punct) if punct.as_char() == '.');
+                let after_path = at > 1 && is_colon(at - 1) && is_colon(at - 2);
+                let before_path = is_colon(at + 1) && is_colon(at + 2);
+                let names_argument = ident == "self" || params.find(&ident.to_string()).is_some();
+                if names_argument && !after_dot && !after_path && !before_path {
+                    return Some(ident.clone());
+                }
+            }
+            TokenTree::Punct(_) | TokenTree::Literal(_) => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(sig: &str) -> Params {
+        Params::of(&syn::parse_str::<Signature>(sig).unwrap())
+    }
+
+    fn argument(expr: &str, sig: &str) -> Option<String> {
+        let tokens: TokenStream = expr.parse().unwrap();
+        argument_in(tokens, &params(sig)).map(|ident| ident.to_string())
+    }
+
+    #[test]
+    fn options_may_not_read_arguments_but_may_name_paths_and_fields() {
+        let sig = "fn f(&self, wait: u64, r#type: u8)";
+        assert_eq!(argument("wait * 2", sig).as_deref(), Some("wait"));
+        assert_eq!(argument("(SECS + wait)", sig).as_deref(), Some("wait"));
+        assert_eq!(argument("self.lease", sig).as_deref(), Some("self"));
+        assert_eq!(
+            argument("Duration::from_secs(r#type)", sig).as_deref(),
+            Some("r#type")
+        );
+        for constant in [
+            "TIMEOUT",
+            "Self::wait",
+            "CONFIG.wait",
+            "self::config::WAIT",
+            "Duration::from_secs(SECS).saturating_mul(2)",
+            "<T as Leased>::LEASE",
+        ] {
+            assert_eq!(argument(constant, sig), None, "{constant}");
+        }
+    }
 }

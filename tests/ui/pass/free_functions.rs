@@ -36,7 +36,7 @@ extern "C" fn c_abi(n: u8) -> u8 {
     n
 }
 
-fn main() -> Result<(), LockError> {
+pub fn main() -> Result<(), LockError> {
     assert_eq!(process(1)?, 1);
     assert!(!is_locked!(process(1)).blocking()?);
     assert!(!release!(process(1)).blocking()?);

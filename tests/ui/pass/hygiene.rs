@@ -29,9 +29,13 @@ async fn once(id: u64) -> u64 {
     id
 }
 
-fn main() {
+pub fn main() {
     assert_eq!(process(1, "a").unwrap(), 1);
-    assert!(!::lockwright::is_locked!(process(1, "a")).blocking().unwrap());
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    assert!(!::lockwright::is_locked!(process(1, "a"))
+        .blocking()
+        .unwrap());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     assert_eq!(runtime.block_on(once(2)), 2);
 }

@@ -1,5 +1,5 @@
 //! Methods with every receiver, associated functions, generics with where-clauses, `impl Trait`
-//! arguments, and `is_locked!` in method-call and path form.
+//! arguments, and `is_locked!` in method-call and path form (the receiver by reference).
 
 use std::fmt::Display;
 use std::marker::PhantomData;
@@ -39,6 +39,8 @@ where
         Ok(self.shard)
     }
 
+    // A boxed receiver is the shape under test.
+    #[allow(clippy::boxed_local)]
     #[locked(key = "{self.shard}-boxed")]
     pub fn boxed(self: Box<Self>) -> Result<u32, LockError> {
         Ok(self.shard)
@@ -53,7 +55,7 @@ where
     }
 }
 
-fn main() -> Result<(), LockError> {
+pub fn main() -> Result<(), LockError> {
     let mut worker = Worker::<u8>::new(1)?;
     assert!(!is_locked!(Worker::<u8>::new(1)).blocking()?);
     assert_eq!(worker.by_ref(2)?, "2");
@@ -62,13 +64,16 @@ fn main() -> Result<(), LockError> {
     assert_eq!(worker.by_mut("x")?, "x");
     assert!(!is_locked!(worker.by_mut("x")).blocking()?);
     assert!(!is_locked!(Worker::by_mut(&mut worker, "x")).blocking()?);
+    // The receiver is borrowed whatever the method takes: in path form, pass a reference.
     assert!(!release!(worker.by_value()).blocking()?);
-    assert!(!is_locked!(Worker::by_value(worker)).blocking()?);
+    assert!(!is_locked!(Worker::by_value(&worker)).blocking()?);
     let boxed = Box::new(Worker::<u8>::new(2)?);
     assert!(!is_locked!(boxed.boxed()).blocking()?);
-    assert!(!is_locked!(Worker::boxed(boxed)).blocking()?);
+    assert!(!is_locked!(Worker::boxed(&boxed)).blocking()?);
     let worker = Worker::<u8>::new(3)?;
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         assert_eq!(worker.by_ref_async("a").await?, "a");
         assert!(!is_locked!(worker.by_ref_async("a")).await?);

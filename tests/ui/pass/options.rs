@@ -35,7 +35,7 @@ struct Tenant {
 }
 
 impl Tenant {
-    #[locked(key = "field", backend = self.backend, crate = crate::runtime_root)]
+    #[locked(key = "field", backend = self.backend, crate = self::runtime_root)]
     fn on_field(&self) -> Result<(), LockError> {
         Ok(())
     }
@@ -45,7 +45,7 @@ mod runtime_root {
     pub use super::runtime::__private;
 }
 
-#[locked(key = "renamed", crate = crate::runtime)]
+#[locked(key = "renamed", crate = self::runtime)]
 fn renamed_runtime() -> Result<(), LockError> {
     Ok(())
 }
@@ -55,7 +55,7 @@ fn string_path() -> Result<(), LockError> {
     Ok(())
 }
 
-fn main() -> Result<(), LockError> {
+pub fn main() -> Result<(), LockError> {
     on_static(1)?;
     on_call(2)?;
     let backend = MemoryBackend::shared();

@@ -5,6 +5,8 @@ use lockwright::{locked, LockError};
 
 #[derive(Debug)]
 pub enum AppError {
+    // Read only through `Debug`.
+    #[allow(dead_code)]
     Lock(LockError),
 }
 
@@ -50,13 +52,15 @@ async fn on_locked_uses_arguments(id: u8) -> AppResult<u8> {
     Ok(id)
 }
 
-fn main() {
+pub fn main() {
     assert_eq!(alias().unwrap(), 1);
     boxed_error().unwrap();
     unit();
     assert_eq!(option(3), Some(3));
     assert_eq!(impl_trait().count(), 2);
     assert_eq!(impl_trait_result().unwrap().count(), 1);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     assert_eq!(runtime.block_on(on_locked_uses_arguments(4)).unwrap(), 4);
 }

@@ -32,12 +32,14 @@ impl<T: std::fmt::Display + Send + Sync> Job for Nightly<T> {
     }
 }
 
-fn main() -> Result<(), LockError> {
+pub fn main() -> Result<(), LockError> {
     let mut job = Nightly { zone: "eu" };
     assert_eq!(job.run(1)?, 1);
     assert!(!is_locked!(job.run(1)).blocking()?);
     assert!(!is_locked!(Nightly::run(&job, 1)).blocking()?);
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         assert_eq!(job.run_async(2).await?, 2);
         assert!(!is_locked!(job.run_async(2)).await?);
