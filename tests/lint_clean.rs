@@ -30,6 +30,8 @@ mod return_types;
 mod trait_impls;
 #[path = "ui/pass/trait_impls_generic.rs"]
 mod trait_impls_generic;
+#[path = "ui/pass/trait_impls_many.rs"]
+mod trait_impls_many;
 
 #[test]
 fn every_pass_shape_runs_lint_clean() {
@@ -45,4 +47,5 @@ fn every_pass_shape_runs_lint_clean() {
     return_types::main();
     trait_impls::main().unwrap();
     trait_impls_generic::main().unwrap();
+    trait_impls_many::main().unwrap();
 }

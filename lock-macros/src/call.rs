@@ -7,7 +7,7 @@ use quote::quote;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprCall, ExprMethodCall, ExprPath};
 
-use crate::expand::companion_name;
+use crate::expand::{companion_name, qualified_companion_name};
 
 /// Which question is asked.
 #[derive(Clone, Copy)]
@@ -41,6 +41,19 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
         Expr::Paren(paren) => rewrite(*paren.expr, op),
         Expr::Group(group) => rewrite(*group.expr, op),
         Expr::Call(ExprCall { func, args, .. }) => match *func {
+            // `<Type as Trait<..>>::method(args)`: the companion qualified by that trait.
+            Expr::Path(ExprPath {
+                qself: Some(qself),
+                path,
+                ..
+            }) if qself.position > 0 && path.segments.len() == qself.position + 1 => {
+                let trait_segment = &path.segments[qself.position - 1];
+                let method = &path.segments[qself.position].ident;
+                let companion = qualified_companion_name(method, trait_segment);
+                let self_ty = &qself.ty;
+                let args = args.iter();
+                Ok(quote!(<#self_ty>::#companion(#(#args),*)))
+            }
             Expr::Path(ExprPath {
                 attrs: _,
                 qself,

@@ -29,6 +29,42 @@ pub fn companion_name(name: &Ident) -> Ident {
     format_ident!("__lockwright_locked_{}", name.unraw(), span = name.span())
 }
 
+/// The name of the companion of a trait-impl method under its trait, for calls that name the
+/// trait (`<Actor as Handler<Ping>>::handle(..)`): `__lockwright_locked_<name>__<Trait>` followed
+/// by the trait's generic arguments as written (`_Ping`), so impls of one type never clash.
+pub fn qualified_companion_name(name: &Ident, trait_segment: &syn::PathSegment) -> Ident {
+    let mut qualified = format!(
+        "__lockwright_locked_{}__{}",
+        name.unraw(),
+        trait_segment.ident.unraw()
+    );
+    fn words(tokens: TokenStream, out: &mut String) {
+        for token in tokens {
+            match token {
+                TokenTree::Ident(ident) => {
+                    out.push('_');
+                    out.push_str(&ident.unraw().to_string());
+                }
+                TokenTree::Literal(literal) => {
+                    out.push('_');
+                    out.extend(
+                        literal
+                            .to_string()
+                            .chars()
+                            .filter(char::is_ascii_alphanumeric),
+                    );
+                }
+                TokenTree::Group(group) => words(group.stream(), out),
+                TokenTree::Punct(_) => {}
+            }
+        }
+    }
+    if let syn::PathArguments::AngleBracketed(args) = &trait_segment.arguments {
+        words(args.args.to_token_stream(), &mut qualified);
+    }
+    Ident::new(&qualified, name.span())
+}
+
 /// The function with its lock prologue.
 pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     let krate = &opts.krate;
@@ -301,8 +337,13 @@ fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path) -> TokenStrea
     quote!(#krate::__private::format!(#format, #(#values),*))
 }
 
-/// The companion of `func` (see the module docs). `vis` is its visibility.
-pub fn companion(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenStream {
+/// The companion of `func` (see the module docs), called `companion`, with visibility `vis`.
+pub fn companion(
+    func: &ItemFn,
+    opts: &Options,
+    vis: &syn::Visibility,
+    companion: &Ident,
+) -> TokenStream {
     let krate = &opts.krate;
     let sig = &func.sig;
     let generics = &sig.generics;
@@ -328,7 +369,6 @@ pub fn companion(func: &ItemFn, opts: &Options, vis: &syn::Visibility) -> TokenS
         }
     });
     let build = build_lock(opts, func);
-    let companion = companion_name(&sig.ident);
     quote! {
         #(#cfgs)*
         #[doc(hidden)]

@@ -18,7 +18,8 @@ pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
     match syn::parse2::<Item>(item.clone()) {
         Ok(Item::Fn(func)) => match function(args, &func) {
             Ok((function, opts)) => {
-                let companion = expand::companion(&func, &opts, &func.vis);
+                let name = expand::companion_name(&func.sig.ident);
+                let companion = expand::companion(&func, &opts, &func.vis, &name);
                 quote!(#function #companion)
             }
             Err(err) => fallback(err, &func),
@@ -101,12 +102,43 @@ fn unsupported(item: &Item) -> syn::Error {
 /// companions (see `expand::companion`) in an inherent `impl` of the same type, since a trait impl cannot hold them.
 fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
-    if !args.is_empty() {
-        errors.at(
-            args.span(),
-            "on an `impl` block, `#[locked]` takes no options: write `#[locked(key = \"...\")]` on its methods",
-        );
-    }
+    let qualified = match syn::parse2::<Option<syn::Ident>>(args.clone()) {
+        Ok(None) => false,
+        Ok(Some(word)) if word == "qualified" && block.trait_.is_some() => true,
+        _ => {
+            errors.at(
+                args.span(),
+                "on an `impl` block, `#[locked]` takes no options but `qualified` (on a trait impl: `is_locked!` then names the trait, `<Type as Trait>::method(..)`): write `#[locked(key = \"...\")]` on its methods",
+            );
+            false
+        }
+    };
+    // The companions of a trait impl have a name qualified by the trait (and its arguments), for
+    // calls that name it, and the plain name for the method form (`actor.run(1)`) unless that
+    // could clash: the impl says `qualified`, or the trait has arguments of its own (another impl
+    // of it for the same type, `Handler<Pong>` next to `Handler<Ping>`, would clash).
+    let plain_name_too = match &block.trait_ {
+        None => true,
+        Some((_, trait_path, _)) => {
+            let impl_params: HashSet<String> = block
+                .generics
+                .params
+                .iter()
+                .map(|param| match param {
+                    syn::GenericParam::Lifetime(l) => l.lifetime.ident.to_string(),
+                    syn::GenericParam::Type(t) => t.ident.to_string(),
+                    syn::GenericParam::Const(c) => c.ident.to_string(),
+                })
+                .collect();
+            let own_arguments = trait_path.segments.last().is_some_and(|segment| {
+                matches!(segment.arguments, syn::PathArguments::AngleBracketed(_))
+                    && idents(&segment.arguments.to_token_stream())
+                        .iter()
+                        .all(|ident| !impl_params.contains(ident))
+            });
+            !qualified && !own_arguments
+        }
+    };
     let in_trait = block.trait_.is_some();
     // The companions of a trait impl go in an inherent impl, which may keep only the generics its
     // self type uses: the others (`M` of `impl<M> Handler<M> for Logger`) move to each companion.
@@ -146,11 +178,20 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         };
         *item = match function(args, &func) {
             Ok((tokens, opts)) => {
-                let companion = match &block.trait_ {
-                    Some((_, trait_path, _)) => trait_companion(&func, trait_path, &moved_generics),
-                    None => func.clone(),
-                };
-                companions.push(expand::companion(&companion, &opts, &vis));
+                let plain = expand::companion_name(&func.sig.ident);
+                match &block.trait_ {
+                    Some((_, trait_path, _)) => {
+                        let companion = trait_companion(&func, trait_path, &moved_generics);
+                        if let Some(segment) = trait_path.segments.last() {
+                            let name = expand::qualified_companion_name(&func.sig.ident, segment);
+                            companions.push(expand::companion(&companion, &opts, &vis, &name));
+                        }
+                        if plain_name_too {
+                            companions.push(expand::companion(&companion, &opts, &vis, &plain));
+                        }
+                    }
+                    None => companions.push(expand::companion(&func, &opts, &vis, &plain)),
+                }
                 ImplItem::Verbatim(tokens)
             }
             Err(err) => ImplItem::Verbatim(fallback(err, &func)),
