@@ -117,17 +117,26 @@ pub fn backend<B: BackendRef + ?Sized>(backend: &B) -> &SharedBackend {
 /// The lock a call of a `#[locked]` function would take, built by the function's hidden
 /// companion without running it. `is_locked!` and `release!` call its methods.
 #[derive(Clone, Debug)]
-pub struct LockedCall(Lock);
+///
+/// `None` for a method of a `#[locked]` trait that its impl does not lock: it takes no lock, so
+/// nothing is held and nothing is released.
+pub struct LockedCall(Option<Lock>);
 
 impl LockedCall {
     /// Wraps the handle the companion built.
     #[inline]
     pub fn new(lock: Lock) -> Self {
-        LockedCall(lock)
+        LockedCall(Some(lock))
     }
 
-    /// The handle itself.
-    pub fn lock(self) -> Lock {
+    /// The call of a method that takes no lock.
+    #[inline]
+    pub fn none() -> Self {
+        LockedCall(None)
+    }
+
+    /// The handle itself, if the call takes a lock.
+    pub fn lock(self) -> Option<Lock> {
         self.0
     }
 
@@ -146,12 +155,12 @@ impl LockedCall {
 /// [`blocking`](IsLocked::blocking) in sync code. Both give `Result<bool, LockError>`.
 #[must_use = "`is_locked!` does nothing until `.await`ed or `.blocking()` is called"]
 #[derive(Debug)]
-pub struct IsLocked(Lock);
+pub struct IsLocked(Option<Lock>);
 
 impl IsLocked {
     /// Asks the backend now, blocking the thread: the sync form.
     pub fn blocking(self) -> ::core::result::Result<bool, LockError> {
-        self.0.is_locked_blocking()
+        self.0.map_or(Ok(false), |lock| lock.is_locked_blocking())
     }
 }
 
@@ -160,7 +169,12 @@ impl IntoFuture for IsLocked {
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.0.is_locked().await })
+        Box::pin(async move {
+            match self.0 {
+                Some(lock) => lock.is_locked().await,
+                None => Ok(false),
+            }
+        })
     }
 }
 
@@ -169,12 +183,13 @@ impl IntoFuture for IsLocked {
 /// whether the lock was held.
 #[must_use = "`release!` does nothing until `.await`ed or `.blocking()` is called"]
 #[derive(Debug)]
-pub struct ForceRelease(Lock);
+pub struct ForceRelease(Option<Lock>);
 
 impl ForceRelease {
     /// Releases now, blocking the thread: the sync form.
     pub fn blocking(self) -> ::core::result::Result<bool, LockError> {
-        self.0.force_unlock_blocking()
+        self.0
+            .map_or(Ok(false), |lock| lock.force_unlock_blocking())
     }
 }
 
@@ -183,7 +198,12 @@ impl IntoFuture for ForceRelease {
     type IntoFuture = BoxFuture<'static, Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
-        Box::pin(async move { self.0.force_unlock().await })
+        Box::pin(async move {
+            match self.0 {
+                Some(lock) => lock.force_unlock().await,
+                None => Ok(false),
+            }
+        })
     }
 }
 

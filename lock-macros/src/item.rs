@@ -25,6 +25,7 @@ pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
             Err(err) => fallback(err, &func),
         },
         Ok(Item::Impl(block)) => impl_block(args, block),
+        Ok(Item::Trait(definition)) => trait_definition(args, definition),
         Ok(Item::Verbatim(tokens)) => match syn::parse2::<syn::TraitItemFn>(tokens.clone()) {
             Ok(decl) if decl.default.is_none() => fallback(no_body(&decl), &decl),
             _ => fallback(
@@ -80,10 +81,6 @@ fn unsupported(item: &Item) -> syn::Error {
         Item::Struct(item) => (item.struct_token.span, "a struct"),
         Item::Enum(item) => (item.enum_token.span, "an enum"),
         Item::Union(item) => (item.union_token.span, "a union"),
-        Item::Trait(item) => (
-            item.trait_token.span,
-            "a trait: put it on its methods' implementations",
-        ),
         Item::Mod(item) => (item.mod_token.span, "a module"),
         Item::Const(item) => (item.const_token.span, "a const"),
         Item::Static(item) => (item.static_token.span, "a static"),
@@ -102,15 +99,16 @@ fn unsupported(item: &Item) -> syn::Error {
 /// companions (see `expand::companion`) in an inherent `impl` of the same type, since a trait impl cannot hold them.
 fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
-    let qualified = match syn::parse2::<Option<syn::Ident>>(args.clone()) {
-        Ok(None) => false,
-        Ok(Some(word)) if word == "qualified" && block.trait_.is_some() => true,
+    let (qualified, in_trait_companions) = match syn::parse2::<Option<syn::Ident>>(args.clone()) {
+        Ok(None) => (false, false),
+        Ok(Some(word)) if word == "qualified" && block.trait_.is_some() => (true, false),
+        Ok(Some(word)) if word == "trait_companions" && block.trait_.is_some() => (true, true),
         _ => {
             errors.at(
                 args.span(),
-                "on an `impl` block, `#[locked]` takes no options but `qualified` (on a trait impl: `is_locked!` then names the trait, `<Type as Trait>::method(..)`): write `#[locked(key = \"...\")]` on its methods",
+                "on an `impl` block, `#[locked]` takes no options but, on a trait impl, `qualified` (`is_locked!` then names the trait: `<Type as Trait>::method(..)`) or `trait_companions` (the trait is `#[locked]` too, so `is_locked!` works through generics and `dyn`): write `#[locked(key = \"...\")]` on its methods",
             );
-            false
+            (false, false)
         }
     };
     // The companions of a trait impl have a name qualified by the trait (and its arguments), for
@@ -139,15 +137,17 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
             !qualified && !own_arguments
         }
     };
-    let in_trait = block.trait_.is_some();
+    let is_trait_impl = block.trait_.is_some();
     // The companions of a trait impl go in an inherent impl, which may keep only the generics its
     // self type uses: the others (`M` of `impl<M> Handler<M> for Logger`) move to each companion.
-    let (kept_generics, moved_generics) = if in_trait {
+    let (kept_generics, moved_generics) = if is_trait_impl {
         split_generics(&block.generics, &block.self_ty)
     } else {
         (block.generics.clone(), syn::Generics::default())
     };
     let mut companions = Vec::new();
+    // With `trait_companions`: the companions that go inside the trait impl itself.
+    let mut in_trait = Vec::new();
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
         let Some(at) = method.attrs.iter().position(|attr| {
@@ -171,7 +171,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         };
         // A trait method is as visible as the trait, so its companion is `pub`: callers in
         // other crates check it too.
-        let vis: Visibility = if in_trait {
+        let vis: Visibility = if is_trait_impl {
             syn::parse_quote!(pub)
         } else {
             method.vis.clone()
@@ -186,7 +186,11 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
                             let name = expand::qualified_companion_name(&func.sig.ident, segment);
                             companions.push(expand::companion(&companion, &opts, &vis, &name));
                         }
-                        if plain_name_too {
+                        if in_trait_companions {
+                            // Overrides the hidden method `#[locked]` on the trait declared.
+                            let inherited = Visibility::Inherited;
+                            in_trait.push(expand::companion(&func, &opts, &inherited, &plain));
+                        } else if plain_name_too {
                             companions.push(expand::companion(&companion, &opts, &vis, &plain));
                         }
                     }
@@ -201,10 +205,13 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         Ok(()) => TokenStream::new(),
         Err(err) => err.to_compile_error(),
     };
+    block
+        .items
+        .extend(in_trait.into_iter().map(ImplItem::Verbatim));
     if companions.is_empty() {
         return quote!(#errors #block);
     }
-    if !in_trait {
+    if block.trait_.is_none() {
         block
             .items
             .extend(companions.into_iter().map(ImplItem::Verbatim));
@@ -331,4 +338,55 @@ impl syn::visit_mut::VisitMut for QualifySelf<'_> {
         }
         syn::visit_mut::visit_type_path_mut(self, ty);
     }
+}
+
+/// `#[locked]` on a trait definition: each method gets a hidden provided companion that takes
+/// no lock, which `#[locked(trait_companions)]` impls override for their `#[locked]` methods. So
+/// `is_locked!(s.run(1))` resolves through the trait: for `s: &impl Job`, a generic `S: Job`, or
+/// `&dyn Job` (the companion keeps the method's generics and `where` clause, so it is as
+/// object-safe as the method), from any crate that sees the trait.
+fn trait_definition(args: TokenStream, mut definition: syn::ItemTrait) -> TokenStream {
+    let mut errors = Errors::default();
+    if !args.is_empty() {
+        errors.at(
+            args.span(),
+            "on a trait, `#[locked]` takes no options: write `#[locked(key = \"...\")]` on the methods of its impls, and `#[locked(trait_companions)]` on those impls",
+        );
+    }
+    let companions: Vec<syn::TraitItem> = definition
+        .items
+        .iter()
+        .filter_map(|item| match item {
+            syn::TraitItem::Fn(method) => Some(method),
+            _ => None,
+        })
+        .map(|method| {
+            let sig = &method.sig;
+            let name = expand::companion_name(&sig.ident);
+            let generics = &sig.generics;
+            let where_clause = &generics.where_clause;
+            let inputs = sig.inputs.iter().map(|input| match input {
+                syn::FnArg::Receiver(_) => quote!(&self),
+                syn::FnArg::Typed(typed) => {
+                    let ty = &typed.ty;
+                    quote!(_: #ty)
+                }
+            });
+            let cfgs = method.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
+            syn::TraitItem::Verbatim(quote! {
+                #(#cfgs)*
+                #[doc(hidden)]
+                #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
+                fn #name #generics (#(#inputs),*) -> ::lockwright::__private::LockedCall #where_clause {
+                    ::lockwright::__private::LockedCall::none()
+                }
+            })
+        })
+        .collect();
+    definition.items.extend(companions);
+    let errors = match errors.finish() {
+        Ok(()) => TokenStream::new(),
+        Err(err) => err.to_compile_error(),
+    };
+    quote!(#errors #definition)
 }

@@ -16,4 +16,9 @@ trait Runner {
 #[locked(key = "impl")]
 impl Job {}
 
+#[locked(key = "trait")]
+trait Described {
+    fn describe(&self) -> String;
+}
+
 fn main() {}
