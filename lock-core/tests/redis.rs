@@ -493,6 +493,31 @@ mod redis_only {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Re-entry is the owner's, whichever backend instance on the same server (and prefix) it
+    /// goes through: the holds a backend knows of (which tell a re-entry from a hold Redis
+    /// brought back) are shared by every backend of the process.
+    #[test]
+    fn an_owner_re_enters_through_another_backend_instance_on_the_same_server() {
+        let (server, _) = shared_redis();
+        let first = RedisBackend::connect_blocking(RedisConfig::new(server.url()))
+            .unwrap()
+            .shared();
+        let second = RedisBackend::connect_blocking(RedisConfig::new(server.url()))
+            .unwrap()
+            .shared();
+        let name = key("two-instances");
+        let outer = Lock::with_backend(name.as_str(), &first)
+            .acquire_blocking()
+            .unwrap();
+        let inner = Lock::with_backend(name.as_str(), &second)
+            .acquire_blocking()
+            .unwrap();
+        assert_eq!(inner.hold_count_at_acquire(), 2, "not a re-entry");
+        assert_eq!(inner.fence(), outer.fence());
+        inner.release_blocking().unwrap();
+        outer.release_blocking().unwrap();
+    }
+
     #[test]
     fn keys_follow_the_documented_layout_with_one_hash_tag_per_lock() {
         let (server, backend) = shared_redis();

@@ -345,7 +345,8 @@ struct Inner {
     /// Releases from guard drops still in flight, per key: later operations on the key wait
     /// for them, so a process always sees its own drops.
     pending_releases: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<PendingKey>>>,
-    /// Which hold each owner has of each key, so a hold Redis brought back is not re-entered.
+    /// Which hold each owner has of each key (process-wide, per server and prefix), so a hold
+    /// Redis brought back is not re-entered.
     known_holds: known_holds::KnownHolds,
     pool: deadpool_redis::Pool,
     slots: Box<[AsyncMutex<Option<deadpool_redis::Connection>>]>,
@@ -627,6 +628,7 @@ impl RedisBackend {
             err => connection(err.into()),
         })?;
         let handle = runtime.handle().clone();
+        let known_holds = known_holds::KnownHolds::new(&config.redacted_url(), &config.prefix);
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 slots: (0..config.pool_size)
@@ -635,7 +637,7 @@ impl RedisBackend {
                 config,
                 pool,
                 pending_releases: Default::default(),
-                known_holds: Default::default(),
+                known_holds,
                 wakeups: Arc::new(Wakeups {
                     stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
                     hasher: Default::default(),
