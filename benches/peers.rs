@@ -297,7 +297,7 @@ async fn async_worker(peers: Arc<Peers>, which: Contender, i: usize, deadline: I
                     .arg(&owner)
                     .arg(&lease)
                     .arg(FENCE_COUNTER_TTL_MS)
-                    .arg("") // no hold of this owner known: take the key afresh
+                    .arg("0") // no hold of this owner ended: nothing is a ghost
                     .invoke_async(&mut conn)
                     .await
                     .expect("acquire script");

@@ -3,7 +3,7 @@ local lease = tonumber(ARGV[2])
 local owner, fence, count, waiting
 if held then
   owner, fence, count, waiting = string.match(held, '^(.-):(%d+):(%d+)(.*)$')
-  if owner == ARGV[1] and fence == ARGV[4] then
+  if owner == ARGV[1] and tonumber(fence) > tonumber(ARGV[4]) then
     count = tonumber(count) + 1
     redis.call('SET', KEYS[1], owner .. ':' .. fence .. ':' .. count .. waiting, 'KEEPTTL')
     local ttl = redis.call('PTTL', KEYS[1])
@@ -16,8 +16,8 @@ if held then
     if waiting == '' then redis.call('SET', KEYS[1], held .. ':w', 'KEEPTTL') end
     return {0, redis.call('PTTL', KEYS[1]), 0}
   end
-  -- The owner's name, but not the hold its backend knows (ARGV[4]): one Redis brought back
-  -- (an older snapshot, a lagging replica) that the owner gave up since. Replaced below.
+  -- The owner's name, but a fence no larger than one of a hold the owner ended (ARGV[4]): one
+  -- Redis brought back (an older snapshot, a lagging replica). Replaced below.
 else
   waiting = ''
 end

@@ -1,17 +1,18 @@
-//! The holds this process knows its owners have: what tells a re-entry from a ghost.
+//! The holds this process's owners have ended: what tells a re-entry from a ghost.
 //!
-//! Redis can bring back a hold its owner has given up since: a restart from an older snapshot,
-//! a failover to a replica that lagged. The lock's value still names the owner, so the acquire
+//! Redis can bring back a hold its owner has ended since: a restart from an older snapshot, a
+//! failover to a replica that lagged. The lock's value still names the owner, so the acquire
 //! script alone would take the owner's next acquire for a re-entry and hand back the ghost's
-//! old fence, below fences handed out since. So each acquire names the fence of the hold the
-//! process knows the owner has (none: `""`), and the script re-enters only that hold; a hold
-//! of the owner with another fence is replaced by a new hold with a new fence.
+//! old fence, below fences handed out since. But fences grow: every hold an owner takes after
+//! ending one has a larger fence. So for each (key, owner) the process remembers the largest
+//! fence of a hold the owner ended (a release that freed it, or found it gone), and passes it to
+//! the acquire script, which re-enters only a hold with a larger fence and replaces one with a
+//! smaller or equal fence (a ghost) by a new hold with a new fence.
 //!
-//! One map serves every backend of the process, keyed by the server and prefix too, so an owner
-//! re-enters its hold through any backend instance on the same server. An entry is written when
-//! an acquire takes a new hold and removed when a release frees it or finds it gone. One left
-//! behind (a hold that expired, a guard that was forgotten) is harmless: it names a fence the key
-//! no longer has, or the very hold the key still has.
+//! Nothing here decides that a live hold is a ghost, so concurrent acquires of one owner (futures
+//! joined in one task) and any backend instance still re-enter. One map serves every backend of
+//! the process, keyed by server and prefix. It is bounded: past `CAPACITY` entries, half are
+//! forgotten, which only gives up ghost detection for those (key, owner) pairs.
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -19,10 +20,13 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use crate::backend::{Fence, Release};
 use crate::owner::Owner;
 
-/// (server and prefix, key, owner) → fence.
+/// (server and prefix, key, owner) → the largest fence of a hold that owner ended.
 type Map = HashMap<(Arc<str>, Arc<str>, Owner), Fence>;
 
-static KNOWN: LazyLock<Mutex<Map>> = LazyLock::new(Default::default);
+/// Most entries kept: a few MiB.
+const CAPACITY: usize = 65_536;
+
+static ENDED: LazyLock<Mutex<Map>> = LazyLock::new(Default::default);
 
 /// One backend's view of the process-wide map: its server and prefix.
 #[derive(Debug)]
@@ -41,7 +45,7 @@ impl KnownHolds {
 
     fn map() -> MutexGuard<'static, Map> {
         // Every update is one map operation, so a poisoned map is still consistent.
-        KNOWN
+        ENDED
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -50,22 +54,16 @@ impl KnownHolds {
         (Arc::clone(&self.namespace), Arc::clone(key), owner)
     }
 
-    /// The fence of `owner`'s hold on `key`, as the acquire script's argument.
-    pub(super) fn fence_arg(&self, key: &Arc<str>, owner: Owner) -> String {
+    /// The acquire script's argument: the largest fence of a hold `owner` ended on `key`
+    /// (`0` for none). A hold of `owner` with a fence up to it is a ghost.
+    pub(super) fn ended_fence_arg(&self, key: &Arc<str>, owner: Owner) -> String {
         Self::map()
             .get(&self.entry(key, owner))
-            .map(|fence| fence.0.to_string())
-            .unwrap_or_default()
+            .map_or_else(|| "0".to_owned(), |fence| fence.0.to_string())
     }
 
-    /// An acquire answered `fence` with `hold_count`: a count of 1 is a new hold.
-    pub(super) fn acquired(&self, key: &Arc<str>, owner: Owner, fence: Fence, hold_count: u32) {
-        if hold_count == 1 {
-            Self::map().insert(self.entry(key, owner), fence);
-        }
-    }
-
-    /// A release of `owner`'s hold (of epoch `fence`, when given) answered `outcome`.
+    /// A release of `owner`'s hold (of epoch `fence`, when given) answered `outcome`: a hold
+    /// whose fence is known and that is now over (freed, or found gone) is remembered.
     pub(super) fn released(
         &self,
         key: &Arc<str>,
@@ -73,13 +71,19 @@ impl KnownHolds {
         fence: Option<Fence>,
         outcome: Release,
     ) {
+        let Some(fence) = fence else { return };
         if matches!(outcome, Release::StillHeld(_)) {
             return;
         }
-        let entry = self.entry(key, owner);
         let mut map = Self::map();
-        if fence.is_none() || map.get(&entry) == fence.as_ref() {
-            map.remove(&entry);
+        if map.len() >= CAPACITY {
+            let mut keep = false;
+            map.retain(|_, _| {
+                keep = !keep;
+                keep
+            });
         }
+        let ended = map.entry(self.entry(key, owner)).or_insert(fence);
+        *ended = (*ended).max(fence);
     }
 }

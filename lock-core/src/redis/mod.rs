@@ -345,8 +345,8 @@ struct Inner {
     /// Releases from guard drops still in flight, per key: later operations on the key wait
     /// for them, so a process always sees its own drops.
     pending_releases: std::sync::Mutex<std::collections::HashMap<Arc<str>, Arc<PendingKey>>>,
-    /// Which hold each owner has of each key (process-wide, per server and prefix), so a hold
-    /// Redis brought back is not re-entered.
+    /// The holds each owner ended (process-wide, per server and prefix), so a hold Redis brought
+    /// back is not re-entered.
     known_holds: known_holds::KnownHolds,
     pool: deadpool_redis::Pool,
     slots: Box<[AsyncMutex<Option<deadpool_redis::Connection>>]>,
@@ -1331,7 +1331,7 @@ impl Backend for RedisBackend {
                             &owner.to_string(),
                             &lease_millis(lease),
                             &lease_millis(Some(backend.inner.config.fence_counter_ttl)),
-                            &backend.inner.known_holds.fence_arg(&key, owner),
+                            &backend.inner.known_holds.ended_fence_arg(&key, owner),
                         ],
                     )
                     .await;
@@ -1341,10 +1341,6 @@ impl Backend for RedisBackend {
                             Fence(*fence as u64),
                             u32::try_from(*count).unwrap_or(u32::MAX),
                         );
-                        backend
-                            .inner
-                            .known_holds
-                            .acquired(&key, owner, fence, hold_count);
                         Ok(TryAcquire::Acquired { fence, hold_count })
                     }
                     [0, pttl, _] => Ok(TryAcquire::Held {

@@ -19,7 +19,8 @@ use std::sync::LazyLock;
 use deadpool_redis::redis::Script;
 
 /// KEYS: lock, fence counter. ARGV: owner, lease ms (0 = never expires), fence counter TTL ms,
-/// the fence of the owner's hold the backend knows of ('' = none; see `known_holds`).
+/// the largest fence of a hold the owner ended ('0' = none; see `known_holds`): a hold of the
+/// owner with a fence up to it is a ghost, replaced instead of re-entered.
 /// Returns {1, fence, hold count} when acquired, {0, pttl, 0} when held by another owner; then
 /// it also marks the lock `w`, so the release publishes the wake-up (a waiter listens before it
 /// tries, so a release after this script always reaches it).

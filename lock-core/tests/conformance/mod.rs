@@ -627,6 +627,37 @@ macro_rules! conformance_suite {
             assert!(persistent.is_held().await.unwrap());
         }
 
+        /// Futures joined in one task are one owner: their acquires re-enter one hold, even when
+        /// both are on their way at once, and the key stays held until both guards are gone.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn acquires_joined_in_one_task_re_enter_one_hold() {
+            for _ in 0..20 {
+                let lock = lock("joined");
+                let (first, second) = tokio::join!(lock.acquire(), lock.acquire());
+                let (first, second) = (first.unwrap(), second.unwrap());
+                assert_eq!(first.fence(), second.fence(), "two holds for one owner");
+                let mut counts = [
+                    first.hold_count_at_acquire(),
+                    second.hold_count_at_acquire(),
+                ];
+                counts.sort_unstable();
+                assert_eq!(counts, [1, 2]);
+                drop(second);
+                let other = lock.clone();
+                let taken =
+                    tokio::spawn(async move { other.try_acquire().await.unwrap().is_some() })
+                        .await
+                        .unwrap();
+                assert!(
+                    !taken,
+                    "another owner got in while a joined guard still held the key"
+                );
+                assert!(first.is_held().await.unwrap());
+                drop(first);
+                assert!(!lock.is_locked().await.unwrap());
+            }
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn reentrant_acquire_keeps_its_fence() {
             let lock = lock("reentrant-fence");
