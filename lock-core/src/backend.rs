@@ -222,6 +222,14 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         })
     }
 
+    /// Which store this is, for the lease watchdog: holds of backends with one identity share
+    /// renewal batches and one renewal in flight. The default is this value's address; a backend
+    /// whose handles are cheap clones of one store (like `RedisBackend::shared`) returns the
+    /// store's, so holds taken through any of its handles are renewed together.
+    fn identity(&self) -> usize {
+        self as *const Self as *const () as usize
+    }
+
     /// This backend's lease for holds acquired without `exp`, if it overrides the global
     /// [`default_lease`](crate::default_lease).
     fn default_lease(&self) -> Option<Duration> {

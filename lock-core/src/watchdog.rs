@@ -80,6 +80,14 @@ struct Watched {
 }
 
 impl Watched {
+    /// Whether the hold is lost at `now`: found gone, or past its validity (marked so here).
+    fn lost_by(&mut self, now: Instant) -> bool {
+        if !self.lost && self.valid_until <= now {
+            self.mark_lost();
+        }
+        self.lost
+    }
+
     fn mark_lost(&mut self) {
         self.lost = true;
         if let Some(signal) = &self.signal {
@@ -110,7 +118,7 @@ fn valid_until(sent_at: Instant, lease: Duration) -> Instant {
 /// Which backend a hold renews on: holds of one backend share its batches and its one renewal
 /// thread at a time.
 fn backend_id(backend: &SharedBackend) -> usize {
-    Arc::as_ptr(backend) as *const () as usize
+    backend.identity()
 }
 
 /// The watched holds: a slab (ids are reused slots), so registering and unregistering cost a
@@ -154,12 +162,14 @@ pub(crate) struct Ticket {
 }
 
 impl Ticket {
-    /// Whether the hold was found gone, or its renewals did not succeed in time.
+    /// Whether the hold was found gone, or its renewals did not succeed in time. Read against
+    /// the clock too, so a scheduler thread that runs late (or is missing, in a forked child)
+    /// never lets a hold past its validity look fine.
     pub(crate) fn is_lost(&self) -> bool {
-        let registry = watchdog().registry();
-        registry.slots[self.id]
-            .as_ref()
-            .is_some_and(|watched| watched.lost)
+        let mut registry = watchdog().registry();
+        registry
+            .get_mut(self.id)
+            .is_some_and(|watched| watched.lost_by(Instant::now()))
     }
 
     /// The signal that fires when the hold is lost (already fired if it was).
@@ -168,7 +178,7 @@ impl Ticket {
         let watched = registry
             .get_mut(self.id)
             .expect("a ticket's slot lives with it");
-        let lost = watched.lost;
+        let lost = watched.lost_by(Instant::now());
         let signal = watched.signal.get_or_insert_with(Default::default);
         if lost {
             signal.fire();
@@ -373,18 +383,50 @@ impl Watchdog {
 
     /// Runs one backend's batches, on a thread of their own. A batch that fails or panics leaves
     /// its holds to be tried again soon; their validity still runs out on time.
-    fn renew(&self, backend: SharedBackend, batches: Vec<Batch>) {
-        for batch in batches {
+    fn renew(&'static self, backend: SharedBackend, batches: Vec<Batch>) {
+        /// Frees the backend for its next batch however this thread ends (a panic in a logger
+        /// included), and unsticks every hold of these batches still marked in flight.
+        struct Done<'a> {
+            watchdog: &'static Watchdog,
+            backend: usize,
+            batches: &'a [Batch],
+        }
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                for batch in self.batches {
+                    self.watchdog.retry_soon(batch);
+                }
+                self.watchdog.registry().busy.remove(&self.backend);
+                self.watchdog.changed.notify_one();
+            }
+        }
+        let _done = Done {
+            watchdog: self,
+            backend: backend_id(&backend),
+            batches: &batches,
+        };
+        for batch in &batches {
             let sent_at = Instant::now();
             let renewed = catch_unwind(AssertUnwindSafe(|| {
                 block_on(backend.extend_many(&batch.holds, batch.lease))
             }));
             match renewed {
-                Ok(Ok(live)) => self.settle(&batch, &live, sent_at),
+                Ok(Ok(live)) if live.len() == batch.holds.len() => {
+                    self.settle(batch, &live, sent_at);
+                }
+                Ok(Ok(live)) => {
+                    tracing::error!(
+                        backend = ?backend,
+                        holds = batch.holds.len(),
+                        answers = live.len(),
+                        "lockwright: a lease renewal answered for another number of holds"
+                    );
+                    self.retry_soon(batch);
+                }
                 Ok(Err(err)) => {
                     // The backend is unreachable: try again soon; the lease still runs.
                     tracing::warn!(error = %err, "lockwright: lease renewal failed");
-                    self.retry_soon(&batch);
+                    self.retry_soon(batch);
                 }
                 Err(_) => {
                     tracing::error!(
@@ -392,12 +434,10 @@ impl Watchdog {
                         "lockwright: a lease renewal panicked; its holds are lost unless a retry \
                          succeeds in time"
                     );
-                    self.retry_soon(&batch);
+                    self.retry_soon(batch);
                 }
             }
         }
-        self.registry().busy.remove(&backend_id(&backend));
-        self.changed.notify_one();
     }
 
     /// The slot still watches the hold it was renewing (not a reused slot of another hold).
@@ -428,13 +468,17 @@ impl Watchdog {
         }
     }
 
+    /// Puts the batch's holds still in flight back to be renewed soon (those it settled are no
+    /// longer in flight, and keep their new renewal time).
     fn retry_soon(&self, batch: &Batch) {
         let mut registry = self.registry();
         let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
         for (id, hold) in batch.ids.iter().zip(&batch.holds) {
             if let Some(watched) = Self::same_hold(&mut registry, *id, hold) {
-                watched.in_flight = false;
-                watched.renew_at = retry_at;
+                if watched.in_flight {
+                    watched.in_flight = false;
+                    watched.renew_at = retry_at;
+                }
             }
         }
     }

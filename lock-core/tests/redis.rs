@@ -882,13 +882,12 @@ mod redis_watchdog {
     fn many_renewed_locks_are_renewed_in_batches_and_stay_held() {
         use lock_core::{RedisBackend, RedisConfig};
         let server = crate::support::RedisServer::start();
-        let backend = RedisBackend::connect_blocking(RedisConfig::new(server.url()))
-            .unwrap()
-            .shared();
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(server.url())).unwrap();
         const LOCKS: u64 = 300;
+        // Each through its own `shared()` handle: still one backend, one batch.
         let guards: Vec<_> = (0..LOCKS)
             .map(|i| {
-                Lock::with_backend(format!("batch-{i}"), &backend)
+                Lock::with_backend(format!("batch-{i}"), &backend.shared())
                     .renewed_lease(0.6)
                     .acquire_blocking()
                     .unwrap()

@@ -1500,6 +1500,10 @@ impl Backend for RedisBackend {
         self.inner.config.default_lease
     }
 
+    fn identity(&self) -> usize {
+        Arc::as_ptr(&self.inner) as *const () as usize
+    }
+
     fn listen(&self, key: &str) -> EventListener {
         self.inner.wakeups.stripe(&self.channel(key)).listen()
     }
