@@ -65,6 +65,32 @@ pub fn qualified_companion_name(name: &Ident, trait_segment: &syn::PathSegment) 
     Ident::new(&qualified, name.span())
 }
 
+/// The generated code's own variables: `mixed_site`, so the user's code can neither see nor
+/// shadow them.
+struct Hygienic {
+    guard: Ident,
+    lock: Ident,
+    err: Ident,
+}
+
+impl Hygienic {
+    fn new() -> Self {
+        let name = |name: &str| Ident::new(name, Span::mixed_site());
+        Hygienic {
+            guard: name("__lockwright_guard"),
+            lock: name("__lockwright_lock"),
+            err: name("__lockwright_err"),
+        }
+    }
+}
+
+/// The function's inner attributes (`#![...]`, which go inside the new body) and outer ones.
+fn inner_and_outer(attrs: &[syn::Attribute]) -> (Vec<&syn::Attribute>, Vec<&syn::Attribute>) {
+    attrs
+        .iter()
+        .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)))
+}
+
 /// The function with its lock prologue.
 pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     let krate = &opts.krate;
@@ -74,15 +100,13 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
         sig,
         block,
     } = func;
-    let guard = Ident::new("__lockwright_guard", Span::mixed_site());
-    let lock = Ident::new("__lockwright_lock", Span::mixed_site());
-    let err = Ident::new("__lockwright_err", Span::mixed_site());
-    let build = build_lock(opts, func);
     if sig.asyncness.is_none() {
         if let Some((shape, output)) = crate::future::output_of(&sig.output) {
             return future_function(func, opts, shape, &output);
         }
     }
+    let Hygienic { guard, lock, err } = Hygienic::new();
+    let build = build_lock(opts, func);
     let acquire = if sig.asyncness.is_some() {
         quote!(#lock.acquire().await)
     } else {
@@ -91,9 +115,7 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     let on_err = on_error(opts, &sig.output, sig.ident.span(), &err);
     // The body's own statements follow the prologue in the same block: wrapping the user's
     // block as a tail expression would trip `unused_braces` on one-line bodies.
-    let (inner, outer): (Vec<_>, Vec<_>) = attrs
-        .iter()
-        .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
+    let (inner, outer) = inner_and_outer(attrs);
     let stmts = &block.stmts;
     let not_a_future = not_a_future_check(opts, &sig.output);
     quote! {
@@ -152,16 +174,12 @@ fn future_function(
         sig,
         block,
     } = func;
-    let guard = Ident::new("__lockwright_guard", Span::mixed_site());
-    let lock = Ident::new("__lockwright_lock", Span::mixed_site());
-    let err = Ident::new("__lockwright_err", Span::mixed_site());
+    let Hygienic { guard, lock, err } = Hygienic::new();
     let body = Ident::new("__lockwright_body", Span::mixed_site());
     let build = build_lock(opts, func);
     let output = ReturnType::Type(Default::default(), Box::new(output.clone()));
     let on_err = on_error(opts, &output, sig.ident.span(), &err);
-    let (inner, outer): (Vec<_>, Vec<_>) = attrs
-        .iter()
-        .partition(|attr| matches!(attr.style, syn::AttrStyle::Inner(_)));
+    let (inner, outer) = inner_and_outer(attrs);
     let stmts = &block.stmts;
     let locked = quote! {
         async move {
