@@ -1,0 +1,280 @@
+//! Settings of the Redis backend: `RedisConfig`, and the redaction that keeps passwords out of
+//! `Debug`, errors and logs.
+
+use super::*;
+
+/// Settings of a [`RedisBackend`]. Build with [`RedisConfig::new`] and the setters.
+///
+/// ```
+/// use lock_core::RedisConfig;
+///
+/// let config = RedisConfig::new("redis://:secret@127.0.0.1:6379/0")
+///     .pool_size(2)
+///     .prefix("myapp:locks:")
+///     .command_timeout(2)?;
+/// assert!(!format!("{config:?}").contains("secret"));
+/// # Ok::<(), lock_core::LockError>(())
+/// ```
+#[derive(Clone)]
+pub struct RedisConfig {
+    pub(super) url: String,
+    pub(super) pool_size: usize,
+    pub(super) prefix: String,
+    pub(super) connect_timeout: Duration,
+    pub(super) command_timeout: Duration,
+    pub(super) default_lease: Option<Duration>,
+    pub(super) fence_counter_ttl: Duration,
+    pub(super) runtime: Option<tokio::runtime::Handle>,
+}
+
+impl RedisConfig {
+    /// The largest [`pool_size`](RedisConfig::pool_size): each connection is a socket and a
+    /// slot of per-key ordering, and more than this only adds load on the server.
+    pub const MAX_POOL_SIZE: usize = 1024;
+
+    /// Settings for the server at `url`: `redis://[user:password@]host[:port][/db]`,
+    /// `rediss://...` (TLS; needs a TLS feature of the `redis` crate, not enabled by default),
+    /// `redis+unix:///path/to/socket` or `unix:///path/to/socket`.
+    ///
+    /// Defaults: pool of 4 connections, key prefix `lockwright:`, 5 s connect and command
+    /// timeouts.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisConfig {
+            url: url.into(),
+            pool_size: 4,
+            prefix: "lockwright:".to_owned(),
+            connect_timeout: Duration::from_secs(5),
+            command_timeout: Duration::from_secs(5),
+            default_lease: None,
+            fence_counter_ttl: Duration::from_secs(600),
+            runtime: None,
+        }
+    }
+
+    /// How long Redis keeps a key's fence counter after the key's last acquire (default 10
+    /// minutes): what Redis keeps is bounded by the keys locked within this window, not by every
+    /// key ever locked.
+    ///
+    /// Fences stay strictly increasing once a counter is gone (expired, evicted, flushed, lost
+    /// in a restart or a failover): a new fence is never below the server clock in microseconds
+    /// (`TIME`), and the counter only breaks ties. This rests on one assumption, stated in
+    /// GUARANTEES.md: the server clock does not step back by more than this window (nor, for a
+    /// counter lost otherwise, by more than the time since the key's last acquire).
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379").fence_counter_ttl(3600)?;
+    /// # Ok::<(), lock_core::LockError>(())
+    /// ```
+    pub fn fence_counter_ttl(mut self, ttl: impl IntoLockDuration) -> Result<Self> {
+        self.fence_counter_ttl = ttl.into_lock_duration("fence counter ttl")?;
+        Ok(self)
+    }
+
+    /// The lease of holds acquired without `exp` on this backend (renewed by the watchdog every
+    /// third of it), instead of the global [`default_lease`](crate::default_lease). It bounds how
+    /// long a crashed process's locks outlive it.
+    pub fn default_lease(mut self, lease: impl IntoLockDuration) -> Result<Self> {
+        self.default_lease = Some(lease.into_lock_duration("default lease")?);
+        Ok(self)
+    }
+
+    /// How many multiplexed connections the backend keeps (default 4). Operations on one key
+    /// always use the same connection, which keeps them in order. Outside 1 to
+    /// [`MAX_POOL_SIZE`](RedisConfig::MAX_POOL_SIZE), connecting fails with
+    /// [`LockError::InvalidArgument`].
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size;
+        self
+    }
+
+    /// Prefix of every Redis key and channel the backend uses (default `lockwright:`). It may not
+    /// contain `{` or `}` (connecting fails with [`LockError::InvalidArgument`]): the lock's key
+    /// goes in the one hash tag, and a brace in the prefix would let two (prefix, key) pairs name
+    /// the same Redis key.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// How long connecting may take before [`LockError::Connection`].
+    pub fn connect_timeout(mut self, timeout: impl IntoLockDuration) -> Result<Self> {
+        self.connect_timeout = timeout.into_lock_duration("connect timeout")?;
+        Ok(self)
+    }
+
+    /// How long one operation may take before [`LockError::Backend`].
+    pub fn command_timeout(mut self, timeout: impl IntoLockDuration) -> Result<Self> {
+        self.command_timeout = timeout.into_lock_duration("command timeout")?;
+        Ok(self)
+    }
+
+    /// Runs the backend's Redis I/O (its connections' driver tasks, the pub/sub subscriber and
+    /// the command timeouts' timer) on this multi-thread tokio runtime instead of on a one-thread
+    /// runtime of its own.
+    ///
+    /// Pass the runtime your tasks run on: their lock operations then reach Redis without
+    /// crossing to another thread and back, which matters most at low concurrency (the figures
+    /// are in BENCHMARKS.md). In exchange the backend works only while that runtime runs: once it
+    /// has shut down, operations fail with [`LockError::Backend`]. A guard dropped then, or by
+    /// its shutdown (a task holding it on that runtime), is still released: synchronously, on a
+    /// connection of its own, blocking the dropping thread for that round trip. Only a release or
+    /// acquire already sent when the runtime stopped can be lost (it is not repeated: it may have
+    /// landed); that is logged as an error naming the key. Connecting fails with
+    /// [`LockError::InvalidArgument`] for a current-thread runtime (the blocking API, called on
+    /// its thread, would stall the very thread that must drive the I/O) and with
+    /// [`LockError::Connection`] for a runtime built without `enable_io` and `enable_time`.
+    /// The blocking API may still be called from that runtime's tasks: it waits inside
+    /// `tokio::task::block_in_place`, so the I/O it waits for keeps running.
+    ///
+    /// ```no_run
+    /// use lock_core::{RedisBackend, RedisConfig};
+    ///
+    /// # async fn demo() -> Result<(), lock_core::LockError> {
+    /// let config = RedisConfig::new("redis://127.0.0.1:6379")
+    ///     .runtime(tokio::runtime::Handle::current());
+    /// let redis = RedisBackend::connect(config).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// The URL with any password replaced by `***`, for logs and errors. It does not depend on
+    /// the URL parsing: everything between `://` and the last `@` but the user name, and
+    /// everything after `pass=` / `password=` in the query, is hidden, whatever characters the
+    /// password holds (so an odd URL may show less than its password-free parts).
+    pub fn redacted_url(&self) -> String {
+        redact(&self.url)
+    }
+}
+
+impl fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("url", &self.redacted_url())
+            .field("pool_size", &self.pool_size)
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("command_timeout", &self.command_timeout)
+            .field("default_lease", &self.default_lease)
+            .field("fence_counter_ttl", &self.fence_counter_ttl)
+            .field("own_runtime", &self.runtime.is_none())
+            .finish()
+    }
+}
+
+/// Hides passwords for logs and errors without parsing the URL: a password may hold any
+/// character (`?`, `/`, `#`, `@`...), and a URL that does not parse must not show it either.
+/// Over-redacting is fine, leaking is not:
+/// - everything between `://` and the last `@` of the whole string is user info, shown as
+///   `user:***` when it has a `:` (the user is what comes before the first one), else `***`;
+/// - from the value of the first `pass` / `password` query parameter (after `?` or `&`; redis-rs
+///   reads the credentials of `redis+unix://` URLs from there) to the end of the string is
+///   `***`, as the value may itself hold `&` or `#`.
+pub(super) fn redact(url: &str) -> String {
+    // Both are found in the original string: hiding one first could hide where the other starts.
+    let userinfo = userinfo_secret(url);
+    let query = query_credential(url).map(|value| value..url.len());
+    let hidden = match (userinfo, query) {
+        // The query value starts inside the user info or before it: hide from the first start.
+        (Some(userinfo), Some(query)) if query.start <= userinfo.end => {
+            [Some(userinfo.start.min(query.start)..url.len()), None]
+        }
+        (userinfo, query) => [userinfo, query],
+    };
+    let mut out = String::with_capacity(url.len());
+    let mut shown_up_to = 0;
+    for range in hidden.into_iter().flatten() {
+        out.push_str(&url[shown_up_to..range.start]);
+        out.push_str("***");
+        shown_up_to = range.end;
+    }
+    out.push_str(&url[shown_up_to..]);
+    out
+}
+
+/// The password part of the user info: between `://` (or the start, when no `://` comes
+/// before the last `@`) and the last `@`, after the first `:` if there is one (what precedes
+/// it is the user name, which stays), else all of it.
+pub(super) fn userinfo_secret(url: &str) -> Option<std::ops::Range<usize>> {
+    let at = url.rfind('@')?;
+    let start = match url.find("://") {
+        Some(scheme) if scheme + 3 <= at => scheme + 3,
+        _ => 0,
+    };
+    if start == at {
+        return None;
+    }
+    let secret_start = url[start..at]
+        .find(':')
+        .map_or(start, |colon| start + colon + 1);
+    Some(secret_start..at)
+}
+
+/// Where the value of the first `pass` / `password` parameter starts: a name right after `?` or
+/// `&` and followed by `=`, compared as redis-rs would after percent-decoding (and, to be safe,
+/// ignoring ASCII case).
+pub(super) fn query_credential(url: &str) -> Option<usize> {
+    url.match_indices(['?', '&']).find_map(|(at, _)| {
+        let rest = &url[at + 1..];
+        let name_end = rest.find(['=', '&', '#'])?;
+        if !rest[name_end..].starts_with('=') {
+            return None;
+        }
+        let name = percent_decode(&rest[..name_end]);
+        (name.eq_ignore_ascii_case(b"pass") || name.eq_ignore_ascii_case(b"password"))
+            .then_some(at + 1 + name_end + 1)
+    })
+}
+
+pub(super) fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let hex = |b: u8| (b as char).to_digit(16);
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// A URL redis-rs refused, told without the error's detail: redis-rs may quote parts of the URL
+/// there (an invalid `protocol` value, for one), which could be a misplaced password.
+#[derive(Debug)]
+pub(super) struct UrlRejected(pub(super) String);
+
+impl UrlRejected {
+    pub(super) fn new(err: &RedisError) -> Self {
+        let shown = err.to_string();
+        let without_detail = match err.detail() {
+            None => Some(shown.as_str()),
+            Some(detail) => shown
+                .strip_suffix(detail)
+                .and_then(|rest| rest.strip_suffix(": ")),
+        };
+        UrlRejected(match without_detail {
+            Some(text) if err.detail().is_none() => text.to_owned(),
+            Some(text) => format!("{text} (detail withheld: it may quote the URL)"),
+            None => err.category().to_owned(),
+        })
+    }
+}
+
+impl fmt::Display for UrlRejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the Redis URL was refused: {}", self.0)
+    }
+}
+
+impl std::error::Error for UrlRejected {}

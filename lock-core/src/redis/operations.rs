@@ -1,0 +1,369 @@
+//! Operations polled by their callers: in-flight releases per key (so a process sees its own
+//! drops), operations finished on the backend's runtime when their caller drops them, acquires
+//! undone when abandoned, and the synchronous release for when no runtime can run one.
+
+use super::*;
+
+#[derive(Default)]
+pub(super) struct PendingKey {
+    pub(super) in_flight: std::sync::atomic::AtomicUsize,
+    pub(super) done: Event,
+}
+
+/// One release in flight for a key (see [`RedisBackend::pending_until_dropped`]).
+pub(super) struct InFlight {
+    pub(super) pending: Arc<PendingKey>,
+    pub(super) backend: RedisBackend,
+    pub(super) key: Arc<str>,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.backend.end_pending(&self.key, &self.pending);
+    }
+}
+
+/// An operation polled in its caller's task. Dropped after its first poll (something may have
+/// been sent), the rest of it runs on the backend's runtime instead of being cut off; one that
+/// must run in any case is built as `started`.
+///
+/// It moves once: dropped unfinished again there, that runtime is shutting down (or already
+/// gone: tokio drops a task spawned on a shut-down runtime at once), so no runtime is left to run
+/// it. Then its `fallback`, if any, runs in place of it, told whether the op was ever polled
+/// (whether it may have sent its command already).
+pub(super) struct Detachable<T: Send + 'static> {
+    pub(super) op: Option<BoxFuture<'static, T>>,
+    pub(super) started: bool,
+    /// Set by the first poll: from then on the op may have sent something.
+    pub(super) polled: bool,
+    pub(super) runtime: tokio::runtime::Handle,
+    pub(super) fallback: Option<Fallback>,
+    /// Already moved to `runtime`: never moved again (no respawn loop on a dead runtime).
+    pub(super) moved: bool,
+}
+
+/// What to do, synchronously, with a [`Detachable`] no runtime can finish; its argument tells
+/// whether the op was polled.
+pub(super) type Fallback = Box<dyn FnOnce(bool) + Send>;
+
+impl<T: Send + 'static> Future for Detachable<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        self.started = true;
+        self.polled = true;
+        let op = self.op.as_mut().expect("polled after completion");
+        let output = ready!(op.as_mut().poll(cx));
+        self.op = None;
+        Poll::Ready(output)
+    }
+}
+
+impl<T: Send + 'static> Drop for Detachable<T> {
+    fn drop(&mut self) {
+        let Some(op) = self.op.take().filter(|_| self.started) else {
+            return;
+        };
+        if self.moved {
+            if let Some(fallback) = self.fallback.take() {
+                fallback(self.polled);
+            }
+            drop(op); // after the fallback: the op's pending entry, if any, ends only now
+            return;
+        }
+        drop(self.runtime.spawn(Detachable {
+            op: Some(op),
+            started: true,
+            polled: self.polled,
+            runtime: self.runtime.clone(),
+            fallback: self.fallback.take(),
+            moved: true,
+        }));
+    }
+}
+
+/// An acquire polled in its caller's task. Dropped before it answered (the caller gave up), it
+/// must not leave a hold nobody owns: the rest of it runs on the backend's runtime, which gives
+/// back any hold it gets, and until then later operations on the key from this process wait
+/// (a pending entry), so the caller's next operation sees the key released.
+pub(super) struct Acquiring {
+    /// `None` when the caller left before anything was sent.
+    pub(super) op: Option<BoxFuture<'static, Option<Result<TryAcquire>>>>,
+    pub(super) started: bool,
+    pub(super) abandoned: Arc<AtomicBool>,
+    /// Set by the op just before it sends the script.
+    pub(super) sent: Arc<AtomicBool>,
+    pub(super) backend: RedisBackend,
+    pub(super) key: Arc<str>,
+    pub(super) owner: Owner,
+}
+
+impl Future for Acquiring {
+    type Output = Result<TryAcquire>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.started = true;
+        let op = self.op.as_mut().expect("polled after completion");
+        let outcome = ready!(op.as_mut().poll(cx));
+        self.op = None;
+        // `None` only comes after `abandoned`, which only Drop sets.
+        Poll::Ready(outcome.unwrap_or_else(|| {
+            Err(LockError::Backend {
+                key: Arc::clone(&self.key),
+                source: "acquire abandoned".into(),
+            })
+        }))
+    }
+}
+
+impl Drop for Acquiring {
+    fn drop(&mut self) {
+        let Some(op) = self.op.take().filter(|_| self.started) else {
+            return; // answered, or never polled: nothing was sent
+        };
+        self.abandoned.store(true, Ordering::Release);
+        let in_flight = self.backend.pending_until_dropped(&self.key);
+        // Wake the op if it waits for earlier releases: it must not wait for this pending
+        // entry, which is its own; it gives up instead, having sent nothing.
+        in_flight.pending.done.notify(usize::MAX);
+        let (backend, key, owner) = (self.backend.clone(), Arc::clone(&self.key), self.owner);
+        let mut unanswered = Unanswered {
+            key: Arc::clone(&key),
+            sent: Arc::clone(&self.sent),
+            url: backend.inner.config.redacted_url(),
+            answered: false,
+        };
+        drop(self.backend.inner.runtime.handle().spawn(async move {
+            let _in_flight = in_flight;
+            let outcome = op.await;
+            unanswered.answered();
+            if let Some(Ok(TryAcquire::Acquired { fence, .. })) = outcome {
+                // Given back like a dropped guard's hold: even should this runtime shut down.
+                backend.release_on_drop(&key, owner, fence);
+            }
+        }));
+    }
+}
+
+/// Travels with the rest of an abandoned acquire: dropped before its reply came (the runtime
+/// finishing it shut down) after the script was sent, it logs an error. The acquire may have
+/// taken the lock, and its fence came with the lost reply: that hold cannot be given back, and
+/// stays until its lease ends (never, without one). Not fixable without the reply; loud instead.
+pub(super) struct Unanswered {
+    pub(super) key: Arc<str>,
+    pub(super) sent: Arc<AtomicBool>,
+    pub(super) url: String,
+    pub(super) answered: bool,
+}
+
+impl Unanswered {
+    pub(super) fn answered(&mut self) {
+        self.answered = true;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if !self.answered && self.sent.load(Ordering::Acquire) {
+            tracing::error!(
+                key = %self.key,
+                url = %self.url,
+                "lockwright: an abandoned acquire was cut off in flight by a runtime shutdown; \
+                 if it took the lock, the hold cannot be given back (its fence was in the lost \
+                 reply) and stays until its lease ends (never without one) or force_unlock"
+            );
+        }
+    }
+}
+
+impl RedisBackend {
+    pub(super) fn pending_releases(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<Arc<str>, Arc<PendingKey>>> {
+        self.inner
+            .pending_releases
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts one more release in flight for `key` (resolved by [`Self::end_pending`]).
+    pub(super) fn begin_pending(&self, key: &Arc<str>) -> Arc<PendingKey> {
+        // Count and uncount under the map's lock, so an entry is removed only when idle.
+        let mut map = self.pending_releases();
+        let pending = Arc::clone(map.entry(Arc::clone(key)).or_default());
+        pending.in_flight.fetch_add(1, Ordering::AcqRel);
+        pending
+    }
+
+    pub(super) fn end_pending(&self, key: &str, pending: &PendingKey) {
+        {
+            let mut map = self.pending_releases();
+            if pending.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+                map.remove(key);
+            }
+        }
+        pending.done.notify(usize::MAX);
+    }
+
+    /// Counts one more release in flight for `key` until the returned value is dropped: in the
+    /// task that runs it, so the count ends even if that task never runs (its runtime, given
+    /// with [`RedisConfig::runtime`], shut down) and later operations do not wait forever.
+    pub(super) fn pending_until_dropped(&self, key: &Arc<str>) -> InFlight {
+        InFlight {
+            pending: self.begin_pending(key),
+            backend: self.clone(),
+            key: Arc::clone(key),
+        }
+    }
+
+    /// Waits until no release from a guard drop is in flight for `key`. Returns false, early,
+    /// once `give_up` is true (an acquire whose caller left must not wait for itself).
+    pub(super) async fn after_pending_releases(
+        &self,
+        key: &str,
+        give_up: impl Fn() -> bool,
+    ) -> bool {
+        loop {
+            if give_up() {
+                return false;
+            }
+            let Some(pending) = self.pending_releases().get(key).cloned() else {
+                return true;
+            };
+            let listener = pending.done.listen();
+            if give_up() {
+                return false;
+            }
+            if pending.in_flight.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            listener.await;
+        }
+    }
+
+    /// Runs `op` after the key's in-flight drop releases. It is polled by the caller's task on
+    /// any executor (Redis I/O itself is driven by the backend's runtime); a caller that drops it
+    /// half-way does not cut it off: the rest runs on the backend's runtime.
+    pub(super) fn run<T, F>(&self, key: &str, op: F) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        self.run_with_fallback(key, op, None)
+    }
+
+    /// [`Self::run`], with what to do should no runtime be left to finish it (see
+    /// [`Detachable`]).
+    pub(super) fn run_with_fallback<T, F>(
+        &self,
+        key: &str,
+        op: F,
+        fallback: Option<Fallback>,
+    ) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let backend = self.clone();
+        let key: Arc<str> = key.into();
+        Box::pin(Detachable {
+            op: Some(Box::pin(async move {
+                backend.after_pending_releases(&key, || false).await;
+                op.await
+            })),
+            started: false,
+            polled: false,
+            runtime: self.inner.runtime.handle().clone(),
+            fallback,
+            moved: false,
+        })
+    }
+
+    /// A guard's drop release that no runtime can run (see [`Detachable`]): sent synchronously
+    /// on a connection of its own, within the connect and command timeouts, blocking the thread
+    /// that drops it (a runtime shutting down, or a caller of a backend whose runtime is gone).
+    /// One that was polled may have reached Redis already, and is not repeated: a second
+    /// release could take away another hold of the same owner. That one is logged as an error,
+    /// as are those not sent because the one before failed moments ago.
+    pub(super) fn release_without_runtime(
+        &self,
+        key: &str,
+        owner: Owner,
+        fence: Fence,
+        polled: bool,
+    ) {
+        let url = self.inner.config.redacted_url();
+        if polled {
+            tracing::error!(
+                %key,
+                %url,
+                fence = fence.0,
+                "lockwright: a guard's release on drop was cut off in flight by a runtime \
+                 shutdown; it may not have reached Redis and cannot safely be repeated: the lock \
+                 stays held until its lease ends (never without one) or force_unlock"
+            );
+            return;
+        }
+        let config = &self.inner.config;
+        // Within what one attempt may take of the last failure: the server is still unreachable.
+        let failure_window = config.connect_timeout + config.command_timeout;
+        // Held through the attempt: threads dropping guards at once take turns, and learn of a
+        // failure before their own attempt.
+        let mut failed_at = self
+            .inner
+            .runtime
+            .gone
+            .blocking_failed_at
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = *failed_at {
+            if at.elapsed() < failure_window {
+                tracing::error!(
+                    %key,
+                    %url,
+                    "lockwright: a guard's release on drop, with no runtime left to run it, was \
+                     not sent: the synchronous release before it failed moments ago; the lock \
+                     stays held until its lease ends (never without one) or force_unlock"
+                );
+                return;
+            }
+        }
+        tracing::warn!(
+            %key,
+            %url,
+            "lockwright: no runtime left to run a guard's release on drop; releasing synchronously"
+        );
+        if let Err(err) = self.release_blocking(key, owner, fence) {
+            *failed_at = Some(std::time::Instant::now());
+            tracing::error!(
+                %key,
+                %url,
+                error = %err,
+                "lockwright: a guard's release on drop failed, with no runtime left to retry it: \
+                 the lock stays held until its lease ends (never without one) or force_unlock"
+            );
+        }
+    }
+
+    /// The call of [`Self::release_now`] (scope one), on a plain synchronous connection.
+    pub(super) fn release_blocking(
+        &self,
+        key: &str,
+        owner: Owner,
+        fence: Fence,
+    ) -> redis::RedisResult<i64> {
+        let config = &self.inner.config;
+        let client = redis::Client::open(config.url.as_str())?;
+        let mut conn = client.get_connection_with_timeout(config.connect_timeout)?;
+        conn.set_read_timeout(Some(config.command_timeout))?;
+        conn.set_write_timeout(Some(config.command_timeout))?;
+        scripts::RELEASE
+            .prepare_invoke()
+            .key(self.lock_key(key))
+            .arg(owner.to_string())
+            .arg(fence.0.to_string())
+            .arg("one")
+            .arg(self.channel(key))
+            .invoke(&mut conn)
+    }
+}
