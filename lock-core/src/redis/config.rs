@@ -1,7 +1,13 @@
 //! Settings of the Redis backend: `RedisConfig`, and the redaction that keeps passwords out of
 //! `Debug`, errors and logs.
 
-use super::*;
+use std::fmt;
+use std::time::Duration;
+
+use deadpool_redis::redis::RedisError;
+
+use crate::duration::IntoLockDuration;
+use crate::error::Result;
 
 /// Settings of a [`RedisBackend`]. Build with [`RedisConfig::new`] and the setters.
 ///

@@ -1,7 +1,14 @@
 //! The connections to Redis: the pooled multiplexed connection of each key's slot, the start-up
 //! checks, and `eval`, which runs one script within the command timeout.
 
-use super::*;
+use std::fmt;
+use std::hash::BuildHasher;
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, aio::MultiplexedConnection, RedisError, Script};
+
+use super::{scripts, RedisBackend};
+use crate::error::{LockError, Result};
 
 pub(super) fn is_connection_failure(err: &RedisError) -> bool {
     err.is_io_error()

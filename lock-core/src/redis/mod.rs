@@ -15,31 +15,23 @@ mod scripts;
 mod subscriber;
 
 pub use config::RedisConfig;
-use config::*;
-use connection::*;
-use operations::*;
-use runtime::*;
-use subscriber::*;
+use config::UrlRejected;
+use operations::{Acquiring, Detachable, Fallback, PendingKey};
+use runtime::IoRuntime;
+use subscriber::{Wakeups, WAKE_STRIPES};
 
 use std::fmt;
-use std::future::Future;
-use std::hash::BuildHasher;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, aio::MultiplexedConnection, RedisError, Script};
 use event_listener::{Event, EventListener};
-use futures_util::StreamExt;
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::backend::{
     Backend, BoxFuture, Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease,
     RenewHold, SharedBackend, TryAcquire,
 };
-use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
 

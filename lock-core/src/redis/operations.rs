@@ -2,7 +2,19 @@
 //! drops), operations finished on the backend's runtime when their caller drops them, acquires
 //! undone when abandoned, and the synchronous release for when no runtime can run one.
 
-use super::*;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use deadpool_redis::redis;
+use event_listener::Event;
+
+use super::{scripts, RedisBackend};
+use crate::backend::{Backend, BoxFuture, Fence, TryAcquire};
+use crate::error::{LockError, Result};
+use crate::owner::Owner;
 
 #[derive(Default)]
 pub(super) struct PendingKey {

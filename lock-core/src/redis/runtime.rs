@@ -1,7 +1,10 @@
 //! Where the backend's I/O runs: a runtime of its own or one it was given, and how the backend
 //! learns that a given runtime has shut down.
 
-use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use super::RedisBackend;
 
 /// Where the backend's I/O runs: a runtime it owns (shut down without blocking, so dropping the
 /// backend is fine anywhere) or one it was given ([`RedisConfig::runtime`]).

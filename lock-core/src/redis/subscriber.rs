@@ -1,7 +1,18 @@
 //! The wake-up subscriber: one pattern subscription per backend, kept alive by PINGs, wakes the
 //! waiters of a key when a release publishes on its channel.
 
-use super::*;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_redis::redis::{self, RedisError};
+use event_listener::Event;
+use futures_util::StreamExt;
+
+use super::config::UrlRejected;
+use super::connection::TimeoutError;
+use super::RedisBackend;
 
 pub(super) const WAKE_STRIPES: usize = 64;
 
