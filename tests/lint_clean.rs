@@ -26,6 +26,8 @@ mod raw_identifiers;
 mod reference_pattern;
 #[path = "ui/pass/return_types.rs"]
 mod return_types;
+#[path = "ui/pass/review_shapes.rs"]
+mod review_shapes;
 #[path = "ui/pass/trait_companions.rs"]
 mod trait_companions;
 #[path = "ui/pass/trait_impls.rs"]
@@ -47,6 +49,7 @@ fn every_pass_shape_runs_lint_clean() {
     raw_identifiers::main().unwrap();
     reference_pattern::main().unwrap();
     return_types::main();
+    review_shapes::main().unwrap();
     trait_companions::main().unwrap();
     trait_impls::main().unwrap();
     trait_impls_generic::main().unwrap();

@@ -118,26 +118,38 @@ pub fn backend<B: BackendRef + ?Sized>(backend: &B) -> &SharedBackend {
 /// companion without running it. `is_locked!` and `release!` call its methods.
 #[derive(Clone, Debug)]
 ///
-/// `None` for a method of a `#[locked]` trait that its impl does not lock: it takes no lock, so
-/// nothing is held and nothing is released.
-pub struct LockedCall(Option<Lock>);
+/// For a method of a `#[locked]` trait whose impl does not lock it (or whose impl is not
+/// `#[locked(trait_companions)]`), it holds the method's name: asking about it is then an error,
+/// never a silent `false`.
+pub struct LockedCall(::core::result::Result<Lock, &'static str>);
+
+/// The error for a method without a lock of its own (see [`LockedCall::none`]).
+fn takes_no_lock(method: &'static str) -> LockError {
+    LockError::invalid(
+        "is_locked! / release!",
+        format!(
+            "`{method}` takes no lock in this impl: if the impl has `#[locked]` on it, mark the \
+             impl `#[locked(trait_companions)]` so calls through the trait see its lock"
+        ),
+    )
+}
 
 impl LockedCall {
     /// Wraps the handle the companion built.
     #[inline]
     pub fn new(lock: Lock) -> Self {
-        LockedCall(Some(lock))
+        LockedCall(Ok(lock))
     }
 
-    /// The call of a method that takes no lock.
+    /// The call of `method`, which takes no lock here.
     #[inline]
-    pub fn none() -> Self {
-        LockedCall(None)
+    pub fn none(method: &'static str) -> Self {
+        LockedCall(Err(method))
     }
 
     /// The handle itself, if the call takes a lock.
     pub fn lock(self) -> Option<Lock> {
-        self.0
+        self.0.ok()
     }
 
     /// `is_locked!`: whether anyone holds the lock.
@@ -155,12 +167,14 @@ impl LockedCall {
 /// [`blocking`](IsLocked::blocking) in sync code. Both give `Result<bool, LockError>`.
 #[must_use = "`is_locked!` does nothing until `.await`ed or `.blocking()` is called"]
 #[derive(Debug)]
-pub struct IsLocked(Option<Lock>);
+pub struct IsLocked(::core::result::Result<Lock, &'static str>);
 
 impl IsLocked {
     /// Asks the backend now, blocking the thread: the sync form.
     pub fn blocking(self) -> ::core::result::Result<bool, LockError> {
-        self.0.map_or(Ok(false), |lock| lock.is_locked_blocking())
+        self.0
+            .map_err(takes_no_lock)
+            .and_then(|lock| lock.is_locked_blocking())
     }
 }
 
@@ -171,8 +185,8 @@ impl IntoFuture for IsLocked {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             match self.0 {
-                Some(lock) => lock.is_locked().await,
-                None => Ok(false),
+                Ok(lock) => lock.is_locked().await,
+                Err(method) => Err(takes_no_lock(method)),
             }
         })
     }
@@ -183,13 +197,14 @@ impl IntoFuture for IsLocked {
 /// whether the lock was held.
 #[must_use = "`release!` does nothing until `.await`ed or `.blocking()` is called"]
 #[derive(Debug)]
-pub struct ForceRelease(Option<Lock>);
+pub struct ForceRelease(::core::result::Result<Lock, &'static str>);
 
 impl ForceRelease {
     /// Releases now, blocking the thread: the sync form.
     pub fn blocking(self) -> ::core::result::Result<bool, LockError> {
         self.0
-            .map_or(Ok(false), |lock| lock.force_unlock_blocking())
+            .map_err(takes_no_lock)
+            .and_then(|lock| lock.force_unlock_blocking())
     }
 }
 
@@ -200,8 +215,8 @@ impl IntoFuture for ForceRelease {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
             match self.0 {
-                Some(lock) => lock.force_unlock().await,
-                None => Ok(false),
+                Ok(lock) => lock.force_unlock().await,
+                Err(method) => Err(takes_no_lock(method)),
             }
         })
     }

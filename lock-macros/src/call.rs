@@ -47,9 +47,9 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
                 path,
                 ..
             }) if qself.position > 0 && path.segments.len() == qself.position + 1 => {
-                let trait_segment = &path.segments[qself.position - 1];
+                let trait_path: Vec<_> = path.segments.iter().take(qself.position).collect();
                 let method = &path.segments[qself.position].ident;
-                let companion = qualified_companion_name(method, trait_segment);
+                let companion = qualified_companion_name(method, &trait_path);
                 let self_ty = &qself.ty;
                 let args = args.iter();
                 Ok(quote!(<#self_ty>::#companion(#(#args),*)))

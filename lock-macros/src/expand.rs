@@ -30,14 +30,10 @@ pub fn companion_name(name: &Ident) -> Ident {
 }
 
 /// The name of the companion of a trait-impl method under its trait, for calls that name the
-/// trait (`<Actor as Handler<Ping>>::handle(..)`): `__lockwright_locked_<name>__<Trait>` followed
-/// by the trait's generic arguments as written (`_Ping`), so impls of one type never clash.
-pub fn qualified_companion_name(name: &Ident, trait_segment: &syn::PathSegment) -> Ident {
-    let mut qualified = format!(
-        "__lockwright_locked_{}__{}",
-        name.unraw(),
-        trait_segment.ident.unraw()
-    );
+/// trait (`<Actor as Handler<Ping>>::handle(..)`): `__lockwright_locked_<name>__` and the trait's
+/// path with its generic arguments as written, punctuation spelled out (`Handler<[u8]>` and
+/// `Handler<u8>` differ), so impls of one type never clash.
+pub fn qualified_companion_name(name: &Ident, trait_path: &[&syn::PathSegment]) -> Ident {
     fn words(tokens: TokenStream, out: &mut String) {
         for token in tokens {
             match token {
@@ -46,7 +42,7 @@ pub fn qualified_companion_name(name: &Ident, trait_segment: &syn::PathSegment) 
                     out.push_str(&ident.unraw().to_string());
                 }
                 TokenTree::Literal(literal) => {
-                    out.push('_');
+                    out.push_str("_v");
                     out.extend(
                         literal
                             .to_string()
@@ -54,13 +50,39 @@ pub fn qualified_companion_name(name: &Ident, trait_segment: &syn::PathSegment) 
                             .filter(char::is_ascii_alphanumeric),
                     );
                 }
-                TokenTree::Group(group) => words(group.stream(), out),
-                TokenTree::Punct(_) => {}
+                TokenTree::Group(group) => {
+                    let (open, close) = match group.delimiter() {
+                        proc_macro2::Delimiter::Parenthesis => ("_T", "_t"),
+                        proc_macro2::Delimiter::Bracket => ("_S", "_s"),
+                        proc_macro2::Delimiter::Brace => ("_B", "_b"),
+                        proc_macro2::Delimiter::None => ("", ""),
+                    };
+                    out.push_str(open);
+                    words(group.stream(), out);
+                    out.push_str(close);
+                }
+                TokenTree::Punct(punct) => {
+                    out.push_str(match punct.as_char() {
+                        '<' => "_L",
+                        '>' => "_G",
+                        ',' => "_C",
+                        '&' => "_R",
+                        '*' => "_X",
+                        ':' => "_P",
+                        '\'' => "_Q",
+                        '=' => "_E",
+                        '+' => "_A",
+                        '!' => "_N",
+                        '?' => "_M",
+                        _ => "_Z",
+                    });
+                }
             }
         }
     }
-    if let syn::PathArguments::AngleBracketed(args) = &trait_segment.arguments {
-        words(args.args.to_token_stream(), &mut qualified);
+    let mut qualified = format!("__lockwright_locked_{}_", name.unraw());
+    for segment in trait_path {
+        words(segment.to_token_stream(), &mut qualified);
     }
     Ident::new(&qualified, name.span())
 }
@@ -190,16 +212,26 @@ fn future_function(
             #body.await
         }
     };
-    let locked = match shape {
-        crate::future::Shape::Impl => locked,
-        crate::future::Shape::Boxed => quote!(#krate::__private::Box::pin(#locked)),
+    // The boxed shape names its type, which every `return` of the body then coerces to; an
+    // `impl Future` cannot be named on a closure.
+    let (locked, closure_ret) = match shape {
+        crate::future::Shape::Impl => (locked, TokenStream::new()),
+        crate::future::Shape::Boxed => {
+            let ret = match &sig.output {
+                ReturnType::Type(arrow, ty) => quote!(#arrow #ty),
+                ReturnType::Default => TokenStream::new(),
+            };
+            (quote!(#krate::__private::Box::pin(#locked)), ret)
+        }
     };
     quote! {
         #(#outer)*
         #vis #sig {
             #(#inner)*
             let #lock = #build;
-            let #body = { #(#stmts)* };
+            // In a closure, so a `return` in the body gives the future it returns, still wrapped.
+            #[allow(clippy::redundant_closure_call)]
+            let #body = (move || #closure_ret { #(#stmts)* })();
             #locked
         }
     }
@@ -335,9 +367,14 @@ fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path) -> TokenStrea
                 Some(Binding {
                     ident,
                     ty: Some(ty),
-                    ..
+                    reference,
                 }) if hole.check() != "key_pointer" => {
-                    quote_spanned!(span=> (*#private::key_root::<#ty>(&#ident)))
+                    let arg = if *reference {
+                        quote_spanned!(span=> &*#ident)
+                    } else {
+                        quote_spanned!(span=> &#ident)
+                    };
+                    quote_spanned!(span=> (*#private::key_root::<#ty>(#arg)))
                 }
                 Some(binding) => binding.ident.to_token_stream(),
                 None => crate::key::ident(&hole.root, span).into_token_stream(),
@@ -369,7 +406,8 @@ pub fn companion(
     // `cfg` so it exists exactly when the function does; lint levels because it holds the
     // user's own expressions (key placeholders, options).
     let cfgs = func.attrs.iter().filter(|attr| {
-        ["cfg", "allow", "warn", "deny", "forbid"]
+        // Not `forbid`: the companion's own `allow`s would then be errors.
+        ["cfg", "allow", "warn", "deny"]
             .iter()
             .any(|name| attr.path().is_ident(name))
             && matches!(attr.style, syn::AttrStyle::Outer)

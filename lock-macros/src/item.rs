@@ -182,10 +182,9 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
                 match &block.trait_ {
                     Some((_, trait_path, _)) => {
                         let companion = trait_companion(&func, trait_path, &moved_generics);
-                        if let Some(segment) = trait_path.segments.last() {
-                            let name = expand::qualified_companion_name(&func.sig.ident, segment);
-                            companions.push(expand::companion(&companion, &opts, &vis, &name));
-                        }
+                        let segments: Vec<_> = trait_path.segments.iter().collect();
+                        let name = expand::qualified_companion_name(&func.sig.ident, &segments);
+                        companions.push(expand::companion(&companion, &opts, &vis, &name));
                         if in_trait_companions {
                             // Overrides the hidden method `#[locked]` on the trait declared.
                             let inherited = Visibility::Inherited;
@@ -254,16 +253,37 @@ fn split_generics(generics: &syn::Generics, self_ty: &syn::Type) -> (syn::Generi
             moved.params.push(param.clone());
             continue;
         }
-        // A kept parameter whose bounds name a moved one keeps no bounds here: they become
-        // `where` predicates of the companion.
+        // A kept parameter's bounds that name a moved one become `where` predicates of the
+        // companion; its other bounds stay (the self type may need them).
         let mut param = param.clone();
-        if let syn::GenericParam::Type(ty) = &mut param {
-            if names_moved(ty.bounds.to_token_stream()) {
-                let (ident, bounds) = (&ty.ident, &ty.bounds);
-                moved_predicates.push(syn::parse_quote!(#ident: #bounds));
-                ty.bounds.clear();
-                ty.colon_token = None;
+        match &mut param {
+            syn::GenericParam::Type(ty) => {
+                let (moving, staying): (Vec<_>, Vec<_>) = std::mem::take(&mut ty.bounds)
+                    .into_iter()
+                    .partition(|bound| names_moved(bound.to_token_stream()));
+                if !moving.is_empty() {
+                    let ident = &ty.ident;
+                    moved_predicates.push(syn::parse_quote!(#ident: #(#moving)+*));
+                }
+                ty.bounds = staying.into_iter().collect();
+                if ty.bounds.is_empty() {
+                    ty.colon_token = None;
+                }
             }
+            syn::GenericParam::Lifetime(lifetime) => {
+                let (moving, staying): (Vec<_>, Vec<_>) = std::mem::take(&mut lifetime.bounds)
+                    .into_iter()
+                    .partition(|bound| moved_names.contains(&bound.ident.to_string()));
+                if !moving.is_empty() {
+                    let name = &lifetime.lifetime;
+                    moved_predicates.push(syn::parse_quote!(#name: #(#moving)+*));
+                }
+                lifetime.bounds = staying.into_iter().collect();
+                if lifetime.bounds.is_empty() {
+                    lifetime.colon_token = None;
+                }
+            }
+            syn::GenericParam::Const(_) => {}
         }
         kept.params.push(param);
     }
@@ -306,9 +326,10 @@ fn idents(tokens: &TokenStream) -> HashSet<String> {
 fn trait_companion(func: &ItemFn, trait_path: &syn::Path, moved: &syn::Generics) -> ItemFn {
     let mut func = func.clone();
     let generics = &mut func.sig.generics;
-    let mut params: Vec<syn::GenericParam> = moved.params.iter().cloned().collect();
-    params.extend(generics.params.iter().cloned());
-    // Lifetimes first, as Rust requires.
+    // The method's own parameters first, so a turbofish on the call still lines up; lifetimes
+    // before the rest, as Rust requires (a stable sort keeps each group's order).
+    let mut params: Vec<syn::GenericParam> = generics.params.iter().cloned().collect();
+    params.extend(moved.params.iter().cloned());
     params.sort_by_key(|param| !matches!(param, syn::GenericParam::Lifetime(_)));
     generics.params = params.into_iter().collect();
     if let Some(where_clause) = &moved.where_clause {
@@ -340,8 +361,9 @@ impl syn::visit_mut::VisitMut for QualifySelf<'_> {
     }
 }
 
-/// `#[locked]` on a trait definition: each method gets a hidden provided companion that takes
-/// no lock, which `#[locked(trait_companions)]` impls override for their `#[locked]` methods. So
+/// `#[locked]` on a trait definition: each method gets a hidden provided companion that answers
+/// `is_locked!` with an error (the method takes no lock here), which
+/// `#[locked(trait_companions)]` impls override for their `#[locked]` methods. So
 /// `is_locked!(s.run(1))` resolves through the trait: for `s: &impl Job`, a generic `S: Job`, or
 /// `&dyn Job` (the companion keeps the method's generics and `where` clause, so it is as
 /// object-safe as the method), from any crate that sees the trait.
@@ -363,6 +385,7 @@ fn trait_definition(args: TokenStream, mut definition: syn::ItemTrait) -> TokenS
         .map(|method| {
             let sig = &method.sig;
             let name = expand::companion_name(&sig.ident);
+            let method_name = syn::ext::IdentExt::unraw(&sig.ident).to_string();
             let generics = &sig.generics;
             let where_clause = &generics.where_clause;
             let inputs = sig.inputs.iter().map(|input| match input {
@@ -378,7 +401,7 @@ fn trait_definition(args: TokenStream, mut definition: syn::ItemTrait) -> TokenS
                 #[doc(hidden)]
                 #[allow(clippy::too_many_arguments, clippy::needless_pass_by_value)]
                 fn #name #generics (#(#inputs),*) -> ::lockwright::__private::LockedCall #where_clause {
-                    ::lockwright::__private::LockedCall::none()
+                    ::lockwright::__private::LockedCall::none(#method_name)
                 }
             })
         })

@@ -71,6 +71,9 @@ pub struct Binding {
     /// For a binding that is the whole parameter (`x: T`), its type without references (`T` for
     /// `&T` and `&mut T`), when the body can name it (no `impl Trait`).
     pub ty: Option<Type>,
+    /// The whole parameter is a reference (`x: &T`): the key reads `*x` as is, so an unsized
+    /// `T` (`&(dyn Display + Send)`) needs no coercion.
+    pub reference: bool,
 }
 
 /// The names a placeholder may use.
@@ -94,6 +97,7 @@ impl Params {
                     (&*typed.pat, params.bindings.get_mut(first))
                 {
                     binding.ty = referent(&typed.ty);
+                    binding.reference = matches!(&*typed.ty, Type::Reference(_));
                 }
             }
         }
@@ -135,6 +139,7 @@ fn collect(pat: &Pat, out: &mut Vec<Binding>) {
             out.push(Binding {
                 ident: ident.ident.clone(),
                 ty: None,
+                reference: false,
             });
             if let Some((_, sub)) = &ident.subpat {
                 collect(sub, out);

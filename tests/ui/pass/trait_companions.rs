@@ -1,6 +1,6 @@
 //! A `#[locked]` trait and `#[locked(trait_companions)]` impls: `is_locked!` then works through
-//! the trait, on a generic parameter and on a trait object, and a method its impl does not lock
-//! is never locked.
+//! the trait, on a generic parameter and on a trait object, and asking about a method its impl
+//! does not lock is an error.
 
 use lockwright::{is_locked, locked, release, Lock, LockError};
 
@@ -37,6 +37,22 @@ impl Job for Hourly {
     }
 }
 
+pub struct Weekly;
+
+// Without `trait_companions` the impl's companions stay inherent: calls through the trait then
+// see the trait's, which report that they know of no lock instead of answering `false`.
+#[locked]
+impl Job for Weekly {
+    #[locked(key = "weekly-{id}")]
+    fn run(&self, id: u32) -> Result<u32, LockError> {
+        Ok(id)
+    }
+
+    fn name(&self) -> &'static str {
+        "weekly"
+    }
+}
+
 fn through_generic<J: Job>(job: &J, id: u32) -> Result<bool, LockError> {
     is_locked!(job.run(id)).blocking()
 }
@@ -64,8 +80,22 @@ pub fn main() -> Result<(), LockError> {
         .map(|job| is_locked!(job.run(2)).blocking())
         .collect::<Result<_, _>>()?;
     assert_eq!(locked, [false, true]);
-    // `name` takes no lock in either impl.
-    assert!(!is_locked!(Nightly.name()).blocking()?);
-    assert!(!release!(Hourly.name()).blocking()?);
+    assert_eq!(Weekly.run(1)?, 1);
+    assert_eq!(Weekly.name(), "weekly");
+    let _weekly = Lock::new("weekly-1").acquire_blocking()?;
+    assert!(
+        is_locked!(Weekly.run(1)).blocking()?,
+        "the inherent companion sees the lock"
+    );
+    assert!(
+        through_generic(&Weekly, 1).is_err(),
+        "through the trait: an error, not a silent false"
+    );
+    // `name` takes no lock in either impl: asking about it is an error, not a silent `false`.
+    assert!(matches!(
+        is_locked!(Nightly.name()).blocking(),
+        Err(LockError::InvalidArgument { .. })
+    ));
+    assert!(release!(Hourly.name()).blocking().is_err());
     Ok(())
 }
