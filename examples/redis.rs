@@ -94,7 +94,8 @@ async fn main() -> Result<(), LockError> {
     println!("released; locked now? {}", job.is_locked().await?);
     println!("{}", process(7).await?);
 
-    // Clean up: the fence counter has no TTL by design; this example removes its own keys.
+    // Clean up: the fence counter outlives the lock (for `fence_counter_ttl`, 10 min by
+    // default, so fences keep growing); this example removes its own keys at once.
     let mut raw = redis::Client::open(url.as_str())
         .and_then(|client| client.get_connection())
         .map_err(|err| LockError::Connection {

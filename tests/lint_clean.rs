@@ -6,6 +6,8 @@
 
 #![deny(warnings, clippy::all, clippy::pedantic)]
 
+#[path = "ui/pass/async_bodies.rs"]
+mod async_bodies;
 #[path = "ui/pass/coercions.rs"]
 mod coercions;
 #[path = "ui/pass/const_options.rs"]
@@ -39,6 +41,7 @@ mod trait_impls_many;
 
 #[test]
 fn every_pass_shape_runs_lint_clean() {
+    async_bodies::main().unwrap();
     coercions::main().unwrap();
     const_options::main().unwrap();
     free_functions::main().unwrap();

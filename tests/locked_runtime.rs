@@ -1131,3 +1131,68 @@ async fn methods_of_trait_impls_lock_and_answer_is_locked() {
     assert!(is_locked!(Nightly::run_async(&job, 2)).await.unwrap());
     assert!(!is_locked!(job.run_async(3)).await.unwrap());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Released when the call returns
+
+/// A client that shares nothing with this process's backend but the server: what another
+/// process sees. On the in-memory default there is no other process; the global backend is it.
+fn another_process() -> SharedBackend {
+    #[cfg(feature = "redis")]
+    if let Ok(url) = std::env::var(REDIS_RUN) {
+        return lockwright::RedisBackend::connect_blocking(lockwright::RedisConfig::new(url))
+            .expect("connect a second client")
+            .shared();
+    }
+    lockwright::global_backend()
+}
+
+#[locked(key = "returned-{id}")]
+async fn returns_at_the_end(id: u32) -> Result<u32, LockError> {
+    Ok(id)
+}
+
+#[locked(key = "returned-early-{id}")]
+async fn returns_early_or_by_question_mark(id: u32) -> Result<u32, AppError> {
+    if id % 3 == 0 {
+        return Ok(id);
+    }
+    if id % 3 == 1 {
+        Err(AppError::Failed("by ?"))?;
+    }
+    Ok(id)
+}
+
+#[locked(key = "returned-future-{id}")]
+fn returns_a_future(id: u32) -> impl std::future::Future<Output = Result<u32, LockError>> {
+    async move { Ok(id) }
+}
+
+/// Once an awaited `#[locked]` call has returned, its lock is free for everyone, not only for
+/// later calls through this process's backend: the release is awaited, not left in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awaited_locked_call_has_released_its_lock_for_other_processes() {
+    setup();
+    let other = another_process();
+    let seen_by_other = |key: String| {
+        let lock = Lock::with_backend(key, &other);
+        async move { lock.is_locked().await.unwrap() }
+    };
+    for id in 0..150 {
+        returns_at_the_end(id).await.unwrap();
+        assert!(
+            !seen_by_other(format!("returned-{id}")).await,
+            "returned-{id}"
+        );
+        let _ = returns_early_or_by_question_mark(id).await;
+        assert!(
+            !seen_by_other(format!("returned-early-{id}")).await,
+            "returned-early-{id}"
+        );
+        returns_a_future(id).await.unwrap();
+        assert!(
+            !seen_by_other(format!("returned-future-{id}")).await,
+            "returned-future-{id}"
+        );
+    }
+}

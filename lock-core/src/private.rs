@@ -18,6 +18,18 @@ pub use ::core::time::Duration;
 pub use ::std::boxed::Box;
 pub use ::std::format;
 
+/// Gives back the hold of a `#[locked]` function whose body has finished, waiting for the
+/// release: once the awaited call returns, the lock is free for every process, not only for later
+/// calls through this backend (a dropped guard's release runs in the background).
+///
+/// The body's result stands whatever happens here; a hold found lost (its lease ran out or it
+/// was force-unlocked while the body ran) is logged, as the watchdog logs one it notices.
+pub async fn release_after_body(guard: LockGuard) {
+    if let Err(err) = guard.release().await {
+        tracing::warn!(error = %err, "lockwright: a #[locked] function's release failed");
+    }
+}
+
 /// How a `#[locked]` function hands a lock failure to its caller: through its return type.
 ///
 /// Implemented for every `Result<T, E>` whose `E: From<LockError>`, whatever the type is called

@@ -140,6 +140,23 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     let (inner, outer) = inner_and_outer(attrs);
     let stmts = &block.stmts;
     let not_a_future = not_a_future_check(opts, &sig.output);
+    let body = match awaited_release_output(sig) {
+        // An async body runs in a block of its own, so every way out of it (`return`, `?`, the
+        // tail) reaches the release, which is awaited: when the call returns, the lock is free
+        // for every process. The block's type is the function's, for `?` to know its error.
+        Some(output) => {
+            let out = Ident::new("__lockwright_output", Span::mixed_site());
+            quote! {
+                #[allow(clippy::redundant_async_block, clippy::async_yields_async)]
+                let #out: #output = async { #(#stmts)* }.await;
+                #krate::__private::release_after_body(#guard).await;
+                #out
+            }
+        }
+        // Sync bodies release when the guard drops, synchronously; an async body whose type
+        // cannot be named (`impl Trait`) releases in the background as the guard drops.
+        None => quote!(#(#stmts)*),
+    };
     quote! {
         #(#outer)*
         #vis #sig {
@@ -152,8 +169,19 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
                     #krate::__private::Err(#err) => #on_err,
                 }
             };
-            #(#stmts)*
+            #body
         }
+    }
+}
+
+/// The type an async function's body evaluates to, when it can be written in a `let`: not for
+/// sync functions, nor for a return type that mentions `impl` (an opaque type has no name).
+fn awaited_release_output(sig: &syn::Signature) -> Option<TokenStream> {
+    sig.asyncness?;
+    match &sig.output {
+        ReturnType::Default => Some(quote!(())),
+        ReturnType::Type(_, ty) if !mentions_impl(&ty.to_token_stream()) => Some(quote!(#ty)),
+        ReturnType::Type(..) => None,
     }
 }
 
@@ -198,6 +226,7 @@ fn future_function(
     } = func;
     let Hygienic { guard, lock, err } = Hygienic::new();
     let body = Ident::new("__lockwright_body", Span::mixed_site());
+    let out = Ident::new("__lockwright_output", Span::mixed_site());
     let build = build_lock(opts, func);
     let output = ReturnType::Type(Default::default(), Box::new(output.clone()));
     let on_err = on_error(opts, &output, sig.ident.span(), &err);
@@ -209,7 +238,10 @@ fn future_function(
                 #krate::__private::Ok(#guard) => #guard,
                 #krate::__private::Err(#err) => #on_err,
             };
-            #body.await
+            // Awaited, so the lock is free for every process once the future has completed.
+            let #out = #body.await;
+            #krate::__private::release_after_body(#guard).await;
+            #out
         }
     };
     // The boxed shape names its type, which every `return` of the body then coerces to; an
