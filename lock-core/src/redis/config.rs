@@ -2,6 +2,7 @@
 //! `Debug`, errors and logs.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use deadpool_redis::redis::RedisError;
@@ -23,7 +24,9 @@ use crate::error::Result;
 /// ```
 #[derive(Clone)]
 pub struct RedisConfig {
-    pub(super) url: String,
+    pub(super) topology: Topology,
+    pub(super) tls: TlsSettings,
+    pub(super) sentinel_credentials: Option<(Option<String>, String)>,
     pub(super) pool_size: usize,
     pub(super) prefix: String,
     pub(super) connect_timeout: Duration,
@@ -38,15 +41,27 @@ impl RedisConfig {
     /// slot of per-key ordering, and more than this only adds load on the server.
     pub const MAX_POOL_SIZE: usize = 1024;
 
-    /// Settings for the server at `url`: `redis://[user:password@]host[:port][/db]`,
-    /// `rediss://...` (TLS; needs a TLS feature of the `redis` crate, not enabled by default),
-    /// `redis+unix:///path/to/socket` or `unix:///path/to/socket`.
+    /// Settings for the deployment at `url`, in any form, so one `REDIS_URL`-style setting picks
+    /// the topology:
+    /// - one server: `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS, see
+    ///   [`tls_ca_file`](RedisConfig::tls_ca_file)), `redis+unix:///path/to/socket` or
+    ///   `unix:///path/to/socket`;
+    /// - a Cluster: `redis+cluster://[user:password@]host1:port1,host2:port2` (seed nodes;
+    ///   `rediss+cluster://` for TLS), as [`RedisConfig::cluster`];
+    /// - Sentinel: `redis+sentinel://[user:password@]host1:port1,host2:port2/master_name`
+    ///   (`rediss+sentinel://` for TLS to the servers and the sentinels), as
+    ///   [`RedisConfig::sentinel`]; the user and password are the master's.
+    ///
+    /// The URL is read when connecting: a malformed one is a [`LockError::Connection`] then.
     ///
     /// Defaults: pool of 4 connections, key prefix `lockwright:`, 5 s connect and command
     /// timeouts.
     pub fn new(url: impl Into<String>) -> Self {
+        let url = url.into();
         RedisConfig {
-            url: url.into(),
+            topology: Topology::Url(url),
+            tls: TlsSettings::default(),
+            sentinel_credentials: None,
             pool_size: 4,
             prefix: "lockwright:".to_owned(),
             connect_timeout: Duration::from_secs(5),
@@ -55,6 +70,132 @@ impl RedisConfig {
             fence_counter_ttl: Duration::from_secs(600),
             runtime: None,
         }
+    }
+
+    /// Settings for a Redis Cluster reached through these seed nodes (`redis://host:port`,
+    /// with user and password as in [`RedisConfig::new`]; `rediss://` for TLS). The rest of the
+    /// nodes is discovered from them, and followed through `MOVED`/`ASK` redirections, slot
+    /// migrations and failovers.
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// let config = RedisConfig::cluster(["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7000"]);
+    /// assert_eq!(
+    ///     config.redacted_url(),
+    ///     "cluster redis://:***@10.0.0.1:7000,redis://:***@10.0.0.2:7000"
+    /// );
+    /// // The same, from one URL:
+    /// let config = RedisConfig::new("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7000");
+    /// assert_eq!(config.redacted_url(), "redis+cluster://:***@10.0.0.1:7000,10.0.0.2:7000");
+    /// ```
+    pub fn cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut config = Self::new(String::new());
+        config.topology = Topology::Cluster(nodes);
+        config
+    }
+
+    /// Settings for the master that these Sentinels (`redis://host:port` each) know as
+    /// `master_name`. Connections go to the current master, found through the Sentinels on
+    /// every (re)connect; a connection that finds itself talking to a demoted master
+    /// (`READONLY`) is dropped, and the operation retried on the new one. The master's user and
+    /// password go in [`RedisConfig::sentinel_master_credentials`] (or in the
+    /// `redis+sentinel://` URL form); the Sentinels' own, if they need one, in
+    /// [`RedisConfig::sentinel_credentials`].
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// let config = RedisConfig::sentinel("mymaster", ["redis://10.0.0.1:26379"])
+    ///     .sentinel_master_credentials(None, "secret");
+    /// assert_eq!(
+    ///     config.redacted_url(),
+    ///     "sentinel master \"mymaster\" via redis://10.0.0.1:26379"
+    /// );
+    /// assert!(!format!("{config:?}").contains("secret"));
+    /// // The same, from one URL:
+    /// let config = RedisConfig::new("redis+sentinel://:secret@10.0.0.1:26379/mymaster");
+    /// assert!(!config.redacted_url().contains("secret"));
+    /// ```
+    pub fn sentinel<I, S>(master_name: impl Into<String>, sentinels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let sentinels: Vec<String> = sentinels.into_iter().map(Into::into).collect();
+        let mut config = Self::new(String::new());
+        config.topology = Topology::Sentinel {
+            master: master_name.into(),
+            sentinels,
+            master_credentials: None,
+        };
+        config
+    }
+
+    /// The master's ACL user (or `None`) and password, for [`RedisConfig::sentinel`] (the
+    /// `redis+sentinel://user:password@...` form sets them from the URL). Never shown in
+    /// `Debug`, errors or logs.
+    pub fn sentinel_master_credentials(
+        mut self,
+        user: Option<&str>,
+        password: impl Into<String>,
+    ) -> Self {
+        if let Topology::Sentinel {
+            master_credentials, ..
+        } = &mut self.topology
+        {
+            *master_credentials = Some((user.map(str::to_owned), password.into()));
+        }
+        self
+    }
+
+    /// The Sentinels' own ACL user (or `None`) and password, when they require one
+    /// (`requirepass` in sentinel.conf). Never shown in `Debug`, errors or logs.
+    pub fn sentinel_credentials(mut self, user: Option<&str>, password: impl Into<String>) -> Self {
+        self.sentinel_credentials = Some((user.map(str::to_owned), password.into()));
+        self
+    }
+
+    /// Trusts the certificate authorities in this PEM file for `rediss://` connections, instead
+    /// of the system's roots. The file is read when connecting: a missing or unreadable file, or
+    /// one that holds no certificate, is a [`LockError::Connection`] that says so; so is a
+    /// server whose certificate this CA did not sign, or whose name does not match the URL's
+    /// host.
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("rediss://redis.internal:6380").tls_ca_file("/etc/redis/ca.pem");
+    /// ```
+    pub fn tls_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls.ca_file = Some(path.into());
+        self
+    }
+
+    /// Presents this client certificate and key (PEM files) to servers that ask for one (mutual
+    /// TLS, `tls-auth-clients yes`). Read when connecting, like
+    /// [`tls_ca_file`](RedisConfig::tls_ca_file).
+    pub fn tls_client_certificate(
+        mut self,
+        certificate: impl Into<PathBuf>,
+        key: impl Into<PathBuf>,
+    ) -> Self {
+        self.tls.client_certificate = Some((certificate.into(), key.into()));
+        self
+    }
+
+    /// **Development only**: accepts any server certificate, whoever signed it and whatever
+    /// name it has. Anyone between the client and the server can then read and change lock
+    /// traffic, and pose as the server; connecting logs a warning each time. Never use it in
+    /// production: give the CA with [`tls_ca_file`](RedisConfig::tls_ca_file) instead.
+    pub fn danger_accept_invalid_certificates_for_development(mut self) -> Self {
+        self.tls.accept_invalid_certificates = true;
+        self
     }
 
     /// How long Redis keeps a key's fence counter after the key's last acquire (default 10
@@ -153,7 +294,17 @@ impl RedisConfig {
     /// everything after `pass=` / `password=` in the query, is hidden, whatever characters the
     /// password holds (so an odd URL may show less than its password-free parts).
     pub fn redacted_url(&self) -> String {
-        redact(&self.url)
+        let list = |urls: &[String]| urls.iter().map(|url| redact(url)).collect::<Vec<_>>();
+        match &self.topology {
+            Topology::Url(url) => redact(url),
+            Topology::Cluster(nodes) => format!("cluster {}", list(nodes).join(",")),
+            Topology::Sentinel {
+                master, sentinels, ..
+            } => format!(
+                "sentinel master {master:?} via {}",
+                list(sentinels).join(",")
+            ),
+        }
     }
 }
 
@@ -161,6 +312,11 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &self.redacted_url())
+            .field("tls", &self.tls)
+            .field(
+                "sentinel_credentials",
+                &self.sentinel_credentials.as_ref().map(|_| "***"),
+            )
             .field("pool_size", &self.pool_size)
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
@@ -169,6 +325,36 @@ impl fmt::Debug for RedisConfig {
             .field("fence_counter_ttl", &self.fence_counter_ttl)
             .field("own_runtime", &self.runtime.is_none())
             .finish()
+    }
+}
+
+/// How the configuration names the deployment. The URL form is read at connect (see
+/// `topology.rs`), where every form becomes one list of nodes.
+#[derive(Clone)]
+pub(super) enum Topology {
+    Url(String),
+    Cluster(Vec<String>),
+    Sentinel {
+        master: String,
+        sentinels: Vec<String>,
+        /// The master's (user, password), set apart from the Sentinels' URLs.
+        master_credentials: Option<(Option<String>, String)>,
+    },
+}
+
+/// Certificates for `rediss://`, read when connecting.
+#[derive(Clone, Debug, Default)]
+pub(super) struct TlsSettings {
+    pub(super) ca_file: Option<PathBuf>,
+    pub(super) client_certificate: Option<(PathBuf, PathBuf)>,
+    pub(super) accept_invalid_certificates: bool,
+}
+
+impl TlsSettings {
+    pub(super) fn is_set(&self) -> bool {
+        self.ca_file.is_some()
+            || self.client_certificate.is_some()
+            || self.accept_invalid_certificates
     }
 }
 

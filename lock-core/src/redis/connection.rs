@@ -5,8 +5,9 @@ use std::fmt;
 use std::hash::BuildHasher;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, aio::MultiplexedConnection, RedisError, Script};
+use deadpool_redis::redis::{self, ErrorKind, RedisError, Script};
 
+use super::topology::Connection;
 use super::{scripts, RedisBackend};
 use crate::error::{LockError, Result};
 
@@ -29,7 +30,7 @@ impl fmt::Display for TimeoutError {
 impl std::error::Error for TimeoutError {}
 
 #[derive(Debug)]
-pub(super) struct PoolError(pub(super) deadpool_redis::PoolError);
+pub(super) struct PoolError(pub(super) Box<dyn std::error::Error + Send + Sync>);
 
 impl fmt::Display for PoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -39,7 +40,7 @@ impl fmt::Display for PoolError {
 
 impl std::error::Error for PoolError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.0)
+        Some(&*self.0)
     }
 }
 
@@ -111,50 +112,49 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// The multiplexed connection of `key`'s slot, (re)connecting through the pool when needed.
-    pub(super) async fn connection(
-        &self,
-        key: &str,
-    ) -> std::result::Result<MultiplexedConnection, PoolError> {
+    /// The connection of `key`'s slot, (re)connecting when needed.
+    pub(super) async fn connection(&self, key: &str) -> std::result::Result<Connection, PoolError> {
         let slot = &self.inner.slots[self.slot_of(key)];
         // The slot mutex is FIFO: operations on a key keep their order even while reconnecting.
         let mut slot = slot.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            return Ok(MultiplexedConnection::clone(conn));
+        if let Some(held) = slot.as_ref() {
+            return Ok(held.connection());
         }
         // Connect on the backend's runtime: the connection's driver task lives where it was
         // created, and must outlive the caller's runtime (or work when the caller has none).
-        let pool = self.inner.pool.clone();
+        let connector = std::sync::Arc::clone(&self.inner.connector);
         let connecting = self.inner.runtime.handle().spawn(async move {
-            let conn = pool.get().await.map_err(PoolError)?;
-            let mut multiplexed = MultiplexedConnection::clone(&conn);
+            let held = connector.connect().await.map_err(PoolError)?;
+            let mut conn = held.connection();
             // Load the scripts now (a new connection may mean a restarted server): a NOSCRIPT
-            // retry later would let the next command on this connection overtake the retried one.
+            // retry later would let the next command on this connection overtake the retried
+            // one. On a cluster `SCRIPT LOAD` goes to every master.
             for script in scripts::all() {
-                script
-                    .load_async(&mut multiplexed)
-                    .await
-                    .map_err(|err| PoolError(deadpool_redis::PoolError::Backend(err)))?;
+                if let Err(err) = script.load_async(&mut conn).await {
+                    held.discard();
+                    return Err(PoolError(err.into()));
+                }
             }
-            Ok(conn)
+            Ok(held)
         });
-        let conn = connecting.await.map_err(|err| {
-            PoolError(deadpool_redis::PoolError::Backend(RedisError::from(
-                std::io::Error::other(err),
-            )))
-        })??;
-        let multiplexed = MultiplexedConnection::clone(&conn);
-        *slot = Some(conn);
-        Ok(multiplexed)
+        let held = connecting
+            .await
+            .map_err(|err| PoolError(std::io::Error::other(err).into()))??;
+        let conn = held.connection();
+        *slot = Some(held);
+        Ok(conn)
     }
 
     pub(super) fn slot_of(&self, key: &str) -> usize {
         self.inner.hasher.hash_one(key) as usize % self.inner.slots.len()
     }
 
-    /// Forgets a broken connection so the next operation gets a fresh one from the pool.
+    /// Forgets a broken (or demoted) connection for good, so the next operation gets a fresh
+    /// one.
     pub(super) async fn discard_connection(&self, key: &str) {
-        *self.inner.slots[self.slot_of(key)].lock().await = None;
+        if let Some(held) = self.inner.slots[self.slot_of(key)].lock().await.take() {
+            held.discard();
+        }
     }
 
     /// Runs one script on `key`'s connection, within the command timeout.
@@ -169,25 +169,35 @@ impl RedisBackend {
             key: key.into(),
             source,
         };
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(*k);
+        }
+        for a in args {
+            invocation.arg(*a);
+        }
         let attempt = async {
-            let mut conn = self
-                .connection(key)
-                .await
-                .map_err(|err| backend_error(err.into()))?;
-            let mut invocation = script.prepare_invoke();
-            for k in keys {
-                invocation.key(*k);
-            }
-            for a in args {
-                invocation.arg(*a);
-            }
-            match invocation.invoke_async::<T>(&mut conn).await {
-                Ok(value) => Ok(value),
-                Err(err) => {
-                    if is_connection_failure(&err) {
+            let mut demoted = false;
+            loop {
+                let mut conn = self
+                    .connection(key)
+                    .await
+                    .map_err(|err| backend_error(err.into()))?;
+                match invocation.invoke_async::<T>(&mut conn).await {
+                    Ok(value) => return Ok(value),
+                    // A master demoted by a failover answers the first write of a script with
+                    // READONLY, before anything was written: drop the connection for good, and
+                    // send it once more, to the master a fresh connection finds.
+                    Err(err) if err.kind() == ErrorKind::ReadOnly && !demoted => {
+                        demoted = true;
                         self.discard_connection(key).await;
                     }
-                    Err(backend_error(err.into()))
+                    Err(err) => {
+                        if is_connection_failure(&err) || err.kind() == ErrorKind::ReadOnly {
+                            self.discard_connection(key).await;
+                        }
+                        return Err(backend_error(err.into()));
+                    }
                 }
             }
         };

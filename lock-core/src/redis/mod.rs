@@ -13,9 +13,9 @@ mod operations;
 mod runtime;
 mod scripts;
 mod subscriber;
+mod topology;
 
 pub use config::RedisConfig;
-use config::UrlRejected;
 use operations::{Acquiring, Detachable, Fallback, PendingKey};
 use runtime::IoRuntime;
 use subscriber::{Wakeups, WAKE_STRIPES};
@@ -80,8 +80,9 @@ struct Inner {
     /// The holds each owner ended (process-wide, per server and prefix), so a hold Redis brought
     /// back is not re-entered.
     known_holds: known_holds::KnownHolds,
-    pool: deadpool_redis::Pool,
-    slots: Box<[AsyncMutex<Option<deadpool_redis::Connection>>]>,
+    /// Makes connections, whatever the topology.
+    connector: Arc<topology::Connector>,
+    slots: Box<[AsyncMutex<Option<topology::Held>>]>,
     wakeups: Arc<Wakeups>,
     hasher: foldhash::fast::RandomState,
     runtime: IoRuntime,
@@ -226,22 +227,11 @@ impl RedisBackend {
                 }
             }
         };
-        let mut pool_config = deadpool_redis::PoolConfig::new(config.pool_size);
-        pool_config.timeouts.create = Some(config.connect_timeout);
-        pool_config.timeouts.wait = Some(config.connect_timeout);
-        pool_config.timeouts.recycle = Some(config.command_timeout);
-        let pool = deadpool_redis::Config {
-            url: Some(config.url.clone()),
-            connection: None,
-            pool: Some(pool_config),
-        }
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|err| match err {
-            deadpool_redis::CreatePoolError::Config(deadpool_redis::ConfigError::Redis(err)) => {
-                connection(UrlRejected::new(&err).into())
-            }
-            err => connection(err.into()),
-        })?;
+        let connector = {
+            // deadpool's pool needs a runtime context to be built in.
+            let _runtime = runtime.handle().enter();
+            Arc::new(topology::Connector::new(&config)?)
+        };
         let handle = runtime.handle().clone();
         let known_holds = known_holds::KnownHolds::new(&config.redacted_url(), &config.prefix);
         let backend = RedisBackend {
@@ -250,7 +240,7 @@ impl RedisBackend {
                     .map(|_| AsyncMutex::new(None))
                     .collect(),
                 config,
-                pool,
+                connector,
                 pending_releases: Default::default(),
                 known_holds,
                 wakeups: Arc::new(Wakeups {

@@ -364,18 +364,14 @@ impl RedisBackend {
         owner: Owner,
         fence: Fence,
     ) -> redis::RedisResult<i64> {
-        let config = &self.inner.config;
-        let client = redis::Client::open(config.url.as_str())?;
-        let mut conn = client.get_connection_with_timeout(config.connect_timeout)?;
-        conn.set_read_timeout(Some(config.command_timeout))?;
-        conn.set_write_timeout(Some(config.command_timeout))?;
-        scripts::RELEASE
-            .prepare_invoke()
+        let mut conn = self.inner.connector.blocking(&self.inner.config)?;
+        let mut invocation = scripts::RELEASE.prepare_invoke();
+        invocation
             .key(self.lock_key(key))
             .arg(owner.to_string())
             .arg(fence.0.to_string())
             .arg("one")
-            .arg(self.channel(key))
-            .invoke(&mut conn)
+            .arg(self.channel(key));
+        conn.invoke(&invocation)
     }
 }

@@ -10,7 +10,6 @@ use deadpool_redis::redis::{self, RedisError};
 use event_listener::Event;
 use futures_util::StreamExt;
 
-use super::config::UrlRejected;
 use super::connection::TimeoutError;
 use super::RedisBackend;
 
@@ -56,14 +55,8 @@ pub(super) fn escape_glob(text: &str) -> String {
 
 impl RedisBackend {
     pub(super) fn start_subscriber(&self) {
-        let client = match redis::Client::open(self.inner.config.url.as_str()) {
-            Ok(client) => client,
-            Err(err) => {
-                let error = UrlRejected::new(&err);
-                tracing::warn!(%error, "lockwright: cannot open the Redis subscriber");
-                return;
-            }
-        };
+        // Not the backend itself: the subscriber must not keep it alive.
+        let connector = Arc::clone(&self.inner.connector);
         let pattern = format!("{}{{*}}:free", escape_glob(&self.inner.config.prefix));
         let wakeups = Arc::clone(&self.inner.wakeups);
         let connect_timeout = self.inner.config.connect_timeout;
@@ -73,7 +66,8 @@ impl RedisBackend {
         let subscriber = async move {
             while !wakeups.closed.load(Ordering::Relaxed) {
                 let subscribed = async {
-                    let mut pubsub = client.get_async_pubsub().await?;
+                    // Asked anew on every reconnect: after a failover, the new master.
+                    let mut pubsub = connector.master().await?.get_async_pubsub().await?;
                     pubsub.psubscribe(&pattern).await?;
                     Ok::<_, RedisError>(pubsub)
                 };
