@@ -1,5 +1,5 @@
 if redis.call('DEL', KEYS[1]) == 1 then
-  redis.call('PUBLISH', ARGV[1], 'free')
+  redis.call(ARGV[2], ARGV[1], 'free')
   return 1
 end
 return 0

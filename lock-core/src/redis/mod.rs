@@ -149,6 +149,16 @@ impl RedisBackend {
         self.redis_name(key, ":fence")
     }
 
+    /// How a release publishes its wake-up: sharded on a cluster (`SPUBLISH` reaches only the
+    /// lock's slot's nodes, where its waiters subscribed), plain elsewhere.
+    fn publish_command(&self) -> &'static str {
+        if self.inner.connector.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
+
     fn channel(&self, key: &str) -> String {
         self.redis_name(key, ":free")
     }
@@ -247,6 +257,7 @@ impl RedisBackend {
                     stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
                     hasher: Default::default(),
                     closed: AtomicBool::new(false),
+                    sharded: Default::default(),
                 }),
                 hasher: Default::default(),
                 runtime,
@@ -278,6 +289,7 @@ impl RedisBackend {
                     &fence_arg,
                     scope_arg,
                     &self.channel(&key),
+                    self.publish_command(),
                 ],
             )
             .await?;
@@ -328,6 +340,7 @@ impl Backend for RedisBackend {
                 if !backend.after_pending_releases(&key, gave_up).await {
                     return None; // the caller left before anything was sent: take nothing
                 }
+                backend.sharded_subscription_ready(&key).await;
                 sent.store(true, Ordering::Release);
                 let reply: Result<Vec<i64>> = backend
                     .eval(
@@ -409,7 +422,7 @@ impl Backend for RedisBackend {
                     &key_owned,
                     &scripts::FORCE_UNLOCK,
                     &[&backend.lock_key(&key_owned)],
-                    &[&backend.channel(&key_owned)],
+                    &[&backend.channel(&key_owned), backend.publish_command()],
                 )
                 .await?;
             Ok(freed == 1)
@@ -484,20 +497,39 @@ impl Backend for RedisBackend {
         let first_key = Arc::clone(&first.key);
         self.run(&first_key, async move {
             let lease = lease_millis(Some(lease));
-            let mut renewed = Vec::with_capacity(holds.len());
-            for batch in holds.chunks(RENEW_BATCH) {
-                let keys: Vec<String> = batch.iter().map(|h| backend.lock_key(&h.key)).collect();
-                let mut args = vec![lease.clone()];
-                for hold in batch {
-                    args.push(hold.owner.to_string());
-                    args.push(hold.fence.0.to_string());
+            let names: Vec<String> = holds.iter().map(|h| backend.lock_key(&h.key)).collect();
+            // One script call touches one slot on a cluster: the holds go in groups per slot
+            // (one group on a single server), each cut into batches.
+            let mut groups: Vec<Vec<usize>> = Vec::new();
+            if backend.inner.connector.is_cluster() {
+                let mut by_slot = std::collections::BTreeMap::<u16, Vec<usize>>::new();
+                for (i, name) in names.iter().enumerate() {
+                    by_slot
+                        .entry(topology::cluster_slot(name))
+                        .or_default()
+                        .push(i);
                 }
-                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let live: Vec<i64> = backend
-                    .eval(&batch[0].key, &scripts::EXTEND_MANY, &keys, &args)
-                    .await?;
-                renewed.extend(live.into_iter().map(|live| live == 1));
+                groups.extend(by_slot.into_values());
+            } else {
+                groups.push((0..holds.len()).collect());
+            }
+            let mut renewed = vec![false; holds.len()];
+            for group in groups {
+                for batch in group.chunks(RENEW_BATCH) {
+                    let keys: Vec<&str> = batch.iter().map(|&i| names[i].as_str()).collect();
+                    let mut args = vec![lease.clone()];
+                    for &i in batch {
+                        args.push(holds[i].owner.to_string());
+                        args.push(holds[i].fence.0.to_string());
+                    }
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let live: Vec<i64> = backend
+                        .eval(&holds[batch[0]].key, &scripts::EXTEND_MANY, &keys, &args)
+                        .await?;
+                    for (&i, live) in batch.iter().zip(live) {
+                        renewed[i] = live == 1;
+                    }
+                }
             }
             Ok(renewed)
         })
@@ -512,7 +544,12 @@ impl Backend for RedisBackend {
     }
 
     fn listen(&self, key: &str) -> EventListener {
-        self.inner.wakeups.stripe(&self.channel(key)).listen()
+        let channel = self.channel(key);
+        let listener = self.inner.wakeups.stripe(&channel).listen();
+        if self.inner.connector.is_cluster() {
+            self.inner.wakeups.sharded.want(&channel);
+        }
+        listener
     }
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {

@@ -371,7 +371,8 @@ impl RedisBackend {
             .arg(owner.to_string())
             .arg(fence.0.to_string())
             .arg("one")
-            .arg(self.channel(key));
+            .arg(self.channel(key))
+            .arg(self.publish_command());
         conn.invoke(&invocation)
     }
 }

@@ -9,5 +9,5 @@ if ARGV[3] == 'one' and count > 1 then
   return count
 end
 redis.call('DEL', KEYS[1])
-if waiting ~= '' then redis.call('PUBLISH', ARGV[4], 'free') end
+if waiting ~= '' then redis.call(ARGV[5], ARGV[4], 'free') end
 return 0

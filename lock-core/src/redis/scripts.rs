@@ -27,14 +27,16 @@ use deadpool_redis::redis::Script;
 pub(super) static ACQUIRE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("acquire.lua")));
 
-/// KEYS: lock. ARGV: owner, fence ('' = any), scope ('one' | 'all'), channel.
+/// KEYS: lock. ARGV: owner, fence ('' = any), scope ('one' | 'all'), channel, publish command
+/// (`PUBLISH`, or `SPUBLISH` on a cluster: sharded, in the lock's slot).
 /// Returns 0 freed, n > 0 still held n times, -1 not locked, -2 not owner. Publishes the
 /// wake-up only when an acquire found the lock held (`w`): uncontended pairs cost the server two
 /// calls and no message.
 pub(super) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("release.lua")));
 
-/// KEYS: lock. ARGV: channel. Returns 1 when something was held.
+/// KEYS: lock. ARGV: channel, publish command (as for [`RELEASE`]). Returns 1 when something was
+/// held.
 pub(super) static FORCE_UNLOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("force_unlock.lua")));
 

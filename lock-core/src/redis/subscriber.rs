@@ -1,12 +1,15 @@
-//! The wake-up subscriber: one pattern subscription per backend, kept alive by PINGs, wakes the
-//! waiters of a key when a release publishes on its channel.
+//! The wake-up subscriber, kept alive by PINGs, wakes the waiters of a key when a release
+//! publishes on its channel: on one server (or Sentinel's master) one pattern subscription per
+//! backend; on a cluster, sharded subscriptions (`SSUBSCRIBE`) to the channels of the keys being
+//! waited on, each on the node serving its slot.
 
+use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use deadpool_redis::redis::{self, RedisError};
+use deadpool_redis::redis::{self, PushInfo, PushKind, RedisError};
 use event_listener::Event;
 use futures_util::StreamExt;
 
@@ -24,10 +27,126 @@ pub(super) const WAKE_STRIPES: usize = 64;
 /// everyone re-checks.
 pub(super) const SUBSCRIBER_KEEPALIVE: Duration = Duration::from_secs(1);
 
+/// How long a cluster backend stays subscribed to a channel nobody waits on any more.
+const SHARDED_IDLE: Duration = Duration::from_secs(60);
+
 pub(super) struct Wakeups {
     pub(super) stripes: Box<[Event]>,
     pub(super) hasher: foldhash::fast::RandomState,
     pub(super) closed: AtomicBool,
+    /// A cluster backend's sharded subscriptions (unused elsewhere).
+    pub(super) sharded: Sharded,
+}
+
+/// The channels a cluster backend's waiters listen on, and whether the subscription to each is
+/// confirmed. A waiter registers its channel when it starts listening, and its next acquire
+/// attempt waits for the confirmation: a release after that attempt always reaches it.
+#[derive(Default)]
+pub(super) struct Sharded {
+    channels: Mutex<HashMap<Arc<str>, Channel>>,
+    /// Notified when a channel needs (re)subscribing.
+    wanted: Event,
+    /// Notified when subscriptions were confirmed (or the subscriber gave up a round).
+    confirmed: Event,
+}
+
+struct Channel {
+    confirmed: bool,
+    wanted_at: Instant,
+}
+
+impl Sharded {
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Channel>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A waiter listens on `channel`.
+    pub(super) fn want(&self, channel: &str) {
+        let now = Instant::now();
+        let mut channels = self.channels();
+        match channels.get_mut(channel) {
+            Some(known) => known.wanted_at = now,
+            None => {
+                channels.insert(
+                    channel.into(),
+                    Channel {
+                        confirmed: false,
+                        wanted_at: now,
+                    },
+                );
+                drop(channels);
+                self.wanted.notify(usize::MAX);
+            }
+        }
+    }
+
+    /// Waits until the subscription to `channel`, if one is wanted, is confirmed, or `patience`
+    /// (a timer made on the backend's runtime) runs out.
+    pub(super) async fn ready(&self, channel: &str, patience: tokio::time::Sleep) {
+        let mut patience = std::pin::pin!(patience);
+        loop {
+            let confirmed = self.confirmed.listen();
+            match self.channels().get(channel) {
+                Some(known) if !known.confirmed => {}
+                _ => return,
+            }
+            tokio::select! {
+                () = confirmed => {}
+                // The subscriber is struggling: the wait's other bounds still hold.
+                () = &mut patience => return,
+            }
+        }
+    }
+
+    pub(super) fn awaits_confirmation(&self, channel: &str) -> bool {
+        self.channels()
+            .get(channel)
+            .is_some_and(|known| !known.confirmed)
+    }
+
+    fn unconfirmed(&self) -> Vec<Arc<str>> {
+        let channels = self.channels();
+        channels
+            .iter()
+            .filter(|(_, known)| !known.confirmed)
+            .map(|(channel, _)| Arc::clone(channel))
+            .collect()
+    }
+
+    fn confirm(&self, channel: &str) {
+        if let Some(known) = self.channels().get_mut(channel) {
+            known.confirmed = true;
+        }
+    }
+
+    fn unconfirm(&self, channel: Option<&str>) {
+        let mut channels = self.channels();
+        match channel {
+            Some(channel) => {
+                if let Some(known) = channels.get_mut(channel) {
+                    known.confirmed = false;
+                }
+            }
+            None => channels
+                .values_mut()
+                .for_each(|known| known.confirmed = false),
+        }
+        drop(channels);
+        self.wanted.notify(usize::MAX);
+    }
+
+    /// Forgets the channels nobody listened on for a while, to unsubscribe them.
+    fn take_idle(&self) -> Vec<Arc<str>> {
+        let mut idle = Vec::new();
+        self.channels().retain(|channel, known| {
+            let keep = known.wanted_at.elapsed() < SHARDED_IDLE;
+            if !keep {
+                idle.push(Arc::clone(channel));
+            }
+            keep
+        });
+        idle
+    }
 }
 
 impl Wakeups {
@@ -55,6 +174,9 @@ pub(super) fn escape_glob(text: &str) -> String {
 
 impl RedisBackend {
     pub(super) fn start_subscriber(&self) {
+        if self.inner.connector.is_cluster() {
+            return self.start_sharded_subscriber();
+        }
         // Not the backend itself: the subscriber must not keep it alive.
         let connector = Arc::clone(&self.inner.connector);
         let pattern = format!("{}{{*}}:free", escape_glob(&self.inner.config.prefix));
@@ -125,5 +247,144 @@ impl RedisBackend {
                 () = subscriber => {}
             }
         });
+    }
+}
+
+impl RedisBackend {
+    /// The cluster's subscriber: one RESP3 cluster connection whose pushes wake the waiters,
+    /// subscribing to each wanted channel on the node serving its slot (redis-rs follows slot
+    /// moves and reconnects; a server-side unsubscribe or a lost connection makes it subscribe
+    /// again, and wakes everyone to re-check).
+    fn start_sharded_subscriber(&self) {
+        let connector = Arc::clone(&self.inner.connector);
+        let wakeups = Arc::clone(&self.inner.wakeups);
+        let connect_timeout = self.inner.config.connect_timeout;
+        let command_timeout = self.inner.config.command_timeout;
+        let url = self.inner.config.redacted_url();
+        let closing = self.inner.closing.listen();
+        let subscriber = async move {
+            while !wakeups.closed.load(Ordering::Relaxed) {
+                let push = {
+                    let wakeups = Arc::clone(&wakeups);
+                    move |info: PushInfo| {
+                        on_push(&wakeups, info);
+                        Ok::<(), redis::aio::SendError>(())
+                    }
+                };
+                let connecting = async {
+                    match connector.cluster_subscriber(push) {
+                        Some(client) => client.get_async_connection().await,
+                        None => Err(RedisError::from((
+                            redis::ErrorKind::ClientError,
+                            "not a cluster",
+                        ))),
+                    }
+                };
+                match tokio::time::timeout(connect_timeout, connecting).await {
+                    Ok(Ok(mut conn)) => {
+                        wakeups.sharded.unconfirm(None);
+                        wakeups.wake_everyone();
+                        let failure =
+                            serve_sharded(&mut conn, &wakeups.sharded, command_timeout).await;
+                        tracing::warn!(
+                            %url,
+                            error = %failure,
+                            "lockwright: Redis cluster subscriber failed; reconnecting"
+                        );
+                    }
+                    Ok(Err(err)) => {
+                        tracing::warn!(%url, error = %err, "lockwright: Redis subscriber failed")
+                    }
+                    Err(_) => tracing::warn!(%url, "lockwright: Redis subscriber timed out"),
+                }
+                // Whoever waits for a confirmation stops waiting for this round.
+                wakeups.sharded.confirmed.notify(usize::MAX);
+                wakeups.wake_everyone();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        self.inner.runtime.handle().spawn(async move {
+            tokio::select! {
+                () = closing => {}
+                () = subscriber => {}
+            }
+        });
+    }
+
+    /// On a cluster, lets an acquire attempt of a waiter go only once its channel's
+    /// subscription is confirmed (at most the command timeout): so no release after the attempt
+    /// goes unheard.
+    pub(super) async fn sharded_subscription_ready(&self, key: &str) {
+        if !self.inner.connector.is_cluster() {
+            return;
+        }
+        let channel = self.channel(key);
+        if !self.inner.wakeups.sharded.awaits_confirmation(&channel) {
+            return; // no waiter's channel, or already subscribed: no timer needed
+        }
+        let patience = {
+            let _runtime = self.inner.runtime.handle().enter();
+            tokio::time::sleep(self.inner.config.command_timeout)
+        };
+        let ready = self.inner.wakeups.sharded.ready(&channel, patience);
+        ready.await;
+    }
+}
+
+/// What the cluster's push messages mean for the waiters.
+fn on_push(wakeups: &Wakeups, info: PushInfo) {
+    let channel = info.data.first().and_then(|value| match value {
+        redis::Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        _ => None,
+    });
+    match (info.kind, channel) {
+        (PushKind::SMessage, Some(channel)) => {
+            wakeups.stripe(channel).notify(usize::MAX);
+        }
+        // The server dropped the subscription (its slot moved): subscribe again where it went,
+        // and let the channel's waiters re-check meanwhile.
+        (PushKind::SUnsubscribe, Some(channel)) => {
+            wakeups.sharded.unconfirm(Some(channel));
+            wakeups.stripe(channel).notify(usize::MAX);
+        }
+        (PushKind::Disconnection, _) => {
+            wakeups.sharded.unconfirm(None);
+            wakeups.wake_everyone();
+        }
+        _ => {}
+    }
+}
+
+/// Keeps the subscriptions in line with the wanted channels, and PINGs; returns why it stopped.
+async fn serve_sharded(
+    conn: &mut redis::cluster_async::ClusterConnection,
+    sharded: &Sharded,
+    command_timeout: Duration,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    loop {
+        let wanted = sharded.wanted.listen();
+        for channel in sharded.unconfirmed() {
+            match tokio::time::timeout(command_timeout, conn.ssubscribe(&*channel)).await {
+                Ok(Ok(())) => sharded.confirm(&channel),
+                Ok(Err(err)) => return err.into(),
+                Err(_) => return TimeoutError(command_timeout).into(),
+            }
+        }
+        sharded.confirmed.notify(usize::MAX);
+        for channel in sharded.take_idle() {
+            // Best effort: a channel left subscribed costs the server a little memory.
+            let _ = tokio::time::timeout(command_timeout, conn.sunsubscribe(&*channel)).await;
+        }
+        tokio::select! {
+            () = wanted => {}
+            () = tokio::time::sleep(SUBSCRIBER_KEEPALIVE) => {
+                let ping = redis::cmd("PING");
+                match tokio::time::timeout(command_timeout, ping.query_async::<redis::Value>(conn)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(err)) => return err.into(),
+                    Err(_) => return TimeoutError(command_timeout).into(),
+                }
+            }
+        }
     }
 }

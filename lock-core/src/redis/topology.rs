@@ -82,6 +82,21 @@ impl Held {
     }
 }
 
+/// The Cluster hash slot of a Redis name: CRC16 (XMODEM) of its hash tag, modulo 16384. The
+/// backend's names always have a non-empty tag (see `RedisBackend::redis_name`).
+pub(super) fn cluster_slot(name: &str) -> u16 {
+    let bytes = name.as_bytes();
+    let tag = bytes
+        .iter()
+        .position(|&b| b == b'{')
+        .and_then(|open| {
+            let len = bytes[open + 1..].iter().position(|&b| b == b'}')?;
+            (len > 0).then(|| &bytes[open + 1..open + 1 + len])
+        })
+        .unwrap_or(bytes);
+    crc16::State::<crc16::XMODEM>::calculate(tag) % 16384
+}
+
 /// Makes the connections of one deployment.
 pub(super) enum Connector {
     /// One server, through a deadpool-redis pool.
@@ -96,7 +111,14 @@ pub(super) enum Connector {
         last_master: std::sync::Mutex<Option<redis::Client>>,
     },
     /// A Cluster; its connection follows the cluster's topology by itself.
-    Cluster(ClusterClient),
+    Cluster {
+        client: ClusterClient,
+        /// What builds it, for the subscriber's RESP3 client.
+        nodes: Vec<ConnectionInfo>,
+        certs: Option<TlsCertificates>,
+        insecure: bool,
+        connect_timeout: std::time::Duration,
+    },
 }
 
 impl Connector {
@@ -152,16 +174,14 @@ impl Connector {
                     .map(|url| connection_info(url, insecure))
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
-                let mut builder = ClusterClientBuilder::new(infos)
-                    .connection_timeout(config.connect_timeout)
-                    .response_timeout(config.command_timeout);
-                if let Some(certs) = tls {
-                    builder = builder.certs(certs);
+                let builder = cluster_builder(&infos, &tls, insecure, config.connect_timeout);
+                Connector::Cluster {
+                    client: builder.build().map_err(rejected)?,
+                    nodes: infos,
+                    certs: tls,
+                    insecure,
+                    connect_timeout: config.connect_timeout,
                 }
-                if insecure {
-                    builder = builder.tls(redis::TlsMode::Insecure);
-                }
-                Connector::Cluster(builder.build().map_err(rejected)?)
             }
             Form::Sentinel {
                 master,
@@ -213,6 +233,33 @@ impl Connector {
         })
     }
 
+    /// A RESP3 client of the same cluster whose pushes (sharded messages, unsubscribes,
+    /// disconnections) go to `push`, for the wake-up subscriber. `None` on other topologies.
+    pub(super) fn cluster_subscriber(
+        &self,
+        push: impl redis::aio::AsyncPushSender,
+    ) -> Option<ClusterClient> {
+        let Connector::Cluster {
+            nodes,
+            certs,
+            insecure,
+            connect_timeout,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        cluster_builder(nodes, certs, *insecure, *connect_timeout)
+            .use_protocol(redis::ProtocolVersion::RESP3)
+            .push_sender(push)
+            .build()
+            .ok()
+    }
+
+    pub(super) fn is_cluster(&self) -> bool {
+        matches!(self, Connector::Cluster { .. })
+    }
+
     /// A new connection (for a cluster, one that reaches every node).
     pub(super) async fn connect(&self) -> Result<Held, BoxError> {
         match self {
@@ -222,7 +269,7 @@ impl Connector {
                 let conn = master.get_multiplexed_async_connection().await?;
                 Ok(Held::Own(Connection::Server(conn)))
             }
-            Connector::Cluster(client) => Ok(Held::Own(Connection::Cluster(
+            Connector::Cluster { client, .. } => Ok(Held::Own(Connection::Cluster(
                 client.get_async_connection().await?,
             ))),
         }
@@ -241,7 +288,7 @@ impl Connector {
                 *last_master.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
                 Ok(master)
             }
-            Connector::Cluster(_) => Err(redis::RedisError::from((
+            Connector::Cluster { .. } => Err(redis::RedisError::from((
                 redis::ErrorKind::ClientError,
                 "a cluster has no one master",
             ))),
@@ -273,7 +320,7 @@ impl Connector {
                     ))),
                 }
             }
-            Connector::Cluster(client) => Ok(BlockingConnection::Cluster(Box::new(
+            Connector::Cluster { client, .. } => Ok(BlockingConnection::Cluster(Box::new(
                 client.get_connection()?,
             ))),
         }
@@ -445,6 +492,25 @@ impl Nodes {
             },
         })
     }
+}
+
+/// The cluster's client settings. No response timeout: redis-rs would time requests on the
+/// caller's runtime, and the blocking API's callers have none; `eval` bounds every operation
+/// with the command timeout, on the backend's runtime.
+fn cluster_builder(
+    nodes: &[ConnectionInfo],
+    certs: &Option<TlsCertificates>,
+    insecure: bool,
+    connect_timeout: std::time::Duration,
+) -> ClusterClientBuilder {
+    let mut builder = ClusterClientBuilder::new(nodes.to_vec()).connection_timeout(connect_timeout);
+    if let Some(certs) = certs {
+        builder = builder.certs(certs.clone());
+    }
+    if insecure {
+        builder = builder.tls(redis::TlsMode::Insecure);
+    }
+    builder
 }
 
 /// A URL as redis-rs reads it, with certificate verification off when asked.

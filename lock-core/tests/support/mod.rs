@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod fenced;
 pub mod logs;
 pub mod processes;
@@ -36,7 +37,11 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `["--requirepass", "pw"]`).
     pub fn start_with(extra_args: &[&str]) -> Self {
-        let port = free_port();
+        Self::start_on(free_port(), extra_args)
+    }
+
+    /// Starts a server on `port` with extra `redis-server` arguments.
+    pub fn start_on(port: u16, extra_args: &[&str]) -> Self {
         let dir =
             std::env::temp_dir().join(format!("lockwright-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

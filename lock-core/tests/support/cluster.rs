@@ -1,0 +1,213 @@
+//! A real Redis Cluster for the tests: 3 masters with one replica each, started with
+//! `redis-server --cluster-enabled yes` and joined by `redis-cli --cluster create`, on loopback
+//! ports, killed on drop.
+
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use lock_core::{RedisBackend, RedisConfig, SharedBackend};
+
+use super::{RedisServer, INSTALL_HINT};
+
+/// A running cluster. `nodes[..3]` were created as masters, `nodes[3..]` as their replicas
+/// (which one is master changes with failovers: ask [`RedisCluster::masters`]).
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+/// The cluster options of every node: a short node timeout so failovers in the tests take
+/// seconds, and no full-coverage requirement so a killed master's slots do not stop the rest.
+const NODE_ARGS: [&str; 8] = [
+    "--cluster-enabled",
+    "yes",
+    "--cluster-node-timeout",
+    "1500",
+    "--cluster-require-full-coverage",
+    "no",
+    "--cluster-allow-reads-when-down",
+    "no",
+];
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..6)
+            .map(|_| RedisServer::start_cluster_node(&NODE_ARGS))
+            .collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addrs)
+            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run redis-cli: {err}. {INSTALL_HINT}"));
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&created.stdout),
+            String::from_utf8_lossy(&created.stderr)
+        );
+        let cluster = RedisCluster { nodes };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// `redis+cluster://` URL of every node.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// Waits until every live node reports `cluster_state:ok` and sees 3 masters with slots.
+    pub fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let healthy = self
+                .nodes
+                .iter()
+                .filter(|node| node.is_running())
+                .all(|node| {
+                    let info = node.command(&["CLUSTER", "INFO"]);
+                    info.contains("cluster_state:ok") && info.contains("cluster_size:3")
+                });
+            if healthy {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become healthy in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The indexes of the nodes that are masters now.
+    pub fn masters(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_running())
+            .filter(|&i| self.nodes[i].command(&["ROLE"]).starts_with("master"))
+            .collect()
+    }
+
+    /// The index of the node serving `slot` now (asked of a live node).
+    pub fn master_of_slot(&self, slot: u16) -> usize {
+        let asker = self.nodes.iter().find(|node| node.is_running()).unwrap();
+        let mut raw = asker.raw();
+        let slots: Vec<(u16, u16, Vec<redis::Value>)> =
+            redis::cmd("CLUSTER").arg("SLOTS").query(&mut raw).unwrap();
+        for (start, end, master) in slots {
+            if (start..=end).contains(&slot) {
+                let port: u16 = match &master[1] {
+                    redis::Value::Int(port) => *port as u16,
+                    other => panic!("unexpected CLUSTER SLOTS entry {other:?}"),
+                };
+                return self.nodes.iter().position(|n| n.port == port).unwrap();
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+}
+
+/// Hash slot of a Redis key (CRC16 of its hash tag, as the cluster computes it).
+pub fn slot_of(key: &str) -> u16 {
+    let bytes = key.as_bytes();
+    let tagged = match bytes.iter().position(|&b| b == b'{') {
+        Some(open) => match bytes[open + 1..].iter().position(|&b| b == b'}') {
+            Some(len) if len > 0 => &bytes[open + 1..open + 1 + len],
+            _ => bytes,
+        },
+        None => bytes,
+    };
+    crc16(tagged) % 16384
+}
+
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= (byte as u16) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// One cluster and one backend shared by the tests of a binary (each test its own keys).
+pub fn shared_cluster() -> &'static (RedisCluster, RedisBackend) {
+    static SHARED: OnceLock<(RedisCluster, RedisBackend)> = OnceLock::new();
+    SHARED.get_or_init(|| {
+        let cluster = RedisCluster::start();
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
+            .expect("connect to the test cluster");
+        (cluster, backend)
+    })
+}
+
+pub fn shared_cluster_backend() -> SharedBackend {
+    shared_cluster().1.shared()
+}
+
+impl RedisServer {
+    /// A node with the cluster options: its port and its cluster bus port (port + 10000) free.
+    pub fn start_cluster_node(extra_args: &[&str]) -> Self {
+        loop {
+            let port = super::free_port();
+            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                return Self::start_on(port, extra_args);
+            }
+        }
+    }
+
+    /// Whether it accepts connections.
+    pub fn is_running(&self) -> bool {
+        std::net::TcpStream::connect_timeout(
+            &std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+    }
+
+    /// A plain synchronous connection to this one node.
+    pub fn raw(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|client| client.get_connection())
+            .expect("raw connection to a node")
+    }
+
+    /// Runs one command on this node and gives its reply as text (bulk strings joined by
+    /// newlines).
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        let value: redis::Value = cmd.query(&mut self.raw()).expect("node command");
+        fn text(value: &redis::Value) -> String {
+            match value {
+                redis::Value::BulkString(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                redis::Value::SimpleString(s) => s.clone(),
+                redis::Value::VerbatimString { text, .. } => text.clone(),
+                redis::Value::Int(n) => n.to_string(),
+                redis::Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join("\n"),
+                other => format!("{other:?}"),
+            }
+        }
+        text(&value)
+    }
+}
