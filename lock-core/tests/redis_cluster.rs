@@ -5,3 +5,287 @@ mod conformance;
 mod support;
 
 conformance_suite!(support::cluster::shared_cluster_backend());
+
+mod cluster_only {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    use lock_core::{Lock, LockError, RedisBackend, RedisConfig};
+
+    use crate::conformance::{key, LIVENESS};
+    use crate::support::cluster::{shared_cluster, slot_of, RedisCluster};
+
+    /// The Redis name of a lock's key under the default prefix.
+    fn lock_name(key: &str) -> String {
+        format!("lockwright:{{{key}}}")
+    }
+
+    fn exists(cluster: &RedisCluster, name: &str) -> bool {
+        let node = cluster.master_of_slot(slot_of(name));
+        cluster.nodes[node].command(&["EXISTS", name]) == "1"
+    }
+
+    #[test]
+    fn locks_spread_over_every_master_and_each_locks_keys_share_its_node() {
+        let (cluster, backend) = shared_cluster();
+        let shared = backend.shared();
+        let keys: Vec<String> = (0..60).map(|i| key(&format!("spread-{i}"))).collect();
+        let guards: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                Lock::with_backend(k.clone(), &shared)
+                    .exp(60)
+                    .acquire_blocking()
+                    .unwrap()
+            })
+            .collect();
+        let mut holders = std::collections::BTreeSet::new();
+        for k in &keys {
+            let name = lock_name(k);
+            let node = cluster.master_of_slot(slot_of(&name));
+            // Asked of the node serving the lock key's slot: a fence counter in another slot
+            // would answer MOVED here.
+            assert_eq!(
+                cluster.nodes[node].command(&["EXISTS", &name]),
+                "1",
+                "{name}"
+            );
+            let fence = format!("{name}:fence");
+            assert_eq!(
+                cluster.nodes[node].command(&["EXISTS", &fence]),
+                "1",
+                "{fence}"
+            );
+            holders.insert(node);
+        }
+        assert_eq!(holders.len(), 3, "60 locks all on {holders:?}");
+        drop(guards);
+        for k in &keys {
+            assert!(!exists(cluster, &lock_name(k)), "{k} left behind");
+        }
+    }
+
+    #[test]
+    fn many_renewed_locks_across_slots_stay_held_past_their_lease() {
+        // The watchdog renews in batches; a batch spanning slots would fail with CROSSSLOT.
+        let (cluster, _) = shared_cluster();
+        let backend = RedisBackend::connect_blocking(
+            RedisConfig::new(cluster.url()).default_lease(1).unwrap(),
+        )
+        .unwrap()
+        .shared();
+        let keys: Vec<String> = (0..40).map(|i| key(&format!("renewed-{i}"))).collect();
+        let guards: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                Lock::with_backend(k.clone(), &backend)
+                    .acquire_blocking()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(2500));
+        for (k, guard) in keys.iter().zip(&guards) {
+            assert!(
+                guard.is_held_blocking().unwrap(),
+                "{k} expired despite the watchdog"
+            );
+            assert!(!guard.is_lease_lost(), "{k}");
+        }
+    }
+
+    /// A cluster of its own for the tests that move slots and kill masters, one at a time.
+    fn fault_cluster() -> std::sync::MutexGuard<'static, RedisCluster> {
+        static CLUSTER: OnceLock<Mutex<RedisCluster>> = OnceLock::new();
+        CLUSTER
+            .get_or_init(|| Mutex::new(RedisCluster::start()))
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn node_id(cluster: &RedisCluster, node: usize) -> String {
+        cluster.nodes[node].command(&["CLUSTER", "MYID"])
+    }
+
+    /// Moves `slot` and every key in it from one master to another, as `redis-cli --cluster
+    /// reshard` does: IMPORTING / MIGRATING, MIGRATE, then the new owner everywhere.
+    fn migrate_slot(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
+        let (from_id, to_id) = (node_id(cluster, from), node_id(cluster, to));
+        let slot = slot.to_string();
+        cluster.nodes[to].command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
+        cluster.nodes[from].command(&["CLUSTER", "SETSLOT", &slot, "MIGRATING", &to_id]);
+        loop {
+            let keys = cluster.nodes[from].command(&["CLUSTER", "GETKEYSINSLOT", &slot, "100"]);
+            if keys.is_empty() {
+                break;
+            }
+            let port = cluster.nodes[to].port.to_string();
+            let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+            migrate.extend(keys.lines());
+            cluster.nodes[from].command(&migrate);
+        }
+        for master in cluster.masters() {
+            cluster.nodes[master].command(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
+        }
+    }
+
+    #[test]
+    fn a_slot_migrated_while_its_lock_is_held_and_waited_on_keeps_the_hold_and_wakes_the_waiter() {
+        let cluster = fault_cluster();
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
+            .unwrap()
+            .shared();
+        let k = key("migrated");
+        let slot = slot_of(&lock_name(&k));
+        let lock = Lock::with_backend(k.clone(), &backend).exp(60);
+        let guard = lock.acquire_blocking().unwrap();
+        let waiter = {
+            let lock = Lock::with_backend(k.clone(), &backend)
+                .nowait(false)
+                .timeout(30);
+            std::thread::spawn(move || {
+                let guard = lock.acquire_blocking()?;
+                Ok::<_, LockError>((Instant::now(), guard.fence()))
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300)); // the waiter is waiting
+        let from = cluster.master_of_slot(slot);
+        let to = cluster.masters().into_iter().find(|&m| m != from).unwrap();
+        migrate_slot(&cluster, slot, from, to);
+        assert_eq!(cluster.master_of_slot(slot), to);
+        assert_eq!(cluster.nodes[to].command(&["EXISTS", &lock_name(&k)]), "1");
+        // The hold moved with its slot, and is still ours.
+        assert!(guard.is_held_blocking().unwrap());
+        assert!(lock.is_locked_blocking().unwrap());
+        std::thread::sleep(Duration::from_millis(300)); // the subscriber follows the slot
+        let first_fence = guard.fence();
+        let released = Instant::now();
+        guard.release_blocking().unwrap();
+        let (acquired, fence) = waiter.join().unwrap().unwrap();
+        let waited = acquired.saturating_duration_since(released);
+        println!("woken {waited:?} after the release on the slot's new node");
+        assert!(
+            waited < LIVENESS,
+            "the waiter was not woken by the release (took {waited:?}; the holder's lease was 60 s)"
+        );
+        assert!(fence > first_fence, "fence {fence} after {first_fence}");
+    }
+
+    #[test]
+    fn a_master_killed_under_load_fails_over_and_fences_never_go_back() {
+        let mut cluster = fault_cluster();
+        let backend = RedisBackend::connect_blocking(
+            RedisConfig::new(cluster.url())
+                .command_timeout(1)
+                .unwrap()
+                .default_lease(3)
+                .unwrap(),
+        )
+        .unwrap()
+        .shared();
+        let keys: Arc<Vec<String>> =
+            Arc::new((0..12).map(|i| key(&format!("failover-{i}"))).collect());
+        let stop = Arc::new(AtomicBool::new(false));
+        let acquired = Arc::new(AtomicU64::new(0));
+        let last_success = Arc::new(Mutex::new(HashMap::<String, Instant>::new()));
+        let fences = Arc::new(Mutex::new(HashMap::<String, u64>::new()));
+        let violations = Arc::new(Mutex::new(Vec::<String>::new()));
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (keys, stop, acquired, last_success, fences, violations, backend) = (
+                    Arc::clone(&keys),
+                    Arc::clone(&stop),
+                    Arc::clone(&acquired),
+                    Arc::clone(&last_success),
+                    Arc::clone(&fences),
+                    Arc::clone(&violations),
+                    backend.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut i = w;
+                    while !stop.load(Ordering::Relaxed) {
+                        let k = &keys[i % keys.len()];
+                        i += 1;
+                        let lock = Lock::with_backend(k.clone(), &backend)
+                            .exp(3)
+                            .nowait(false)
+                            .timeout(5);
+                        let guard = match lock.acquire_blocking() {
+                            Ok(guard) => guard,
+                            Err(err) => {
+                                eprintln!("worker {w} on {k}: {err}");
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            }
+                        };
+                        let fence = guard.fence().0;
+                        {
+                            let mut fences = fences.lock().unwrap();
+                            let last = fences.entry(k.clone()).or_insert(0);
+                            if fence <= *last {
+                                violations
+                                    .lock()
+                                    .unwrap()
+                                    .push(format!("{k}: fence {fence} after {last}"));
+                            }
+                            *last = fence;
+                        }
+                        last_success
+                            .lock()
+                            .unwrap()
+                            .insert(k.clone(), Instant::now());
+                        acquired.fetch_add(1, Ordering::Relaxed);
+                        let _ = guard.release_blocking();
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_secs(1));
+        let before = acquired.load(Ordering::Relaxed);
+        assert!(before > 0, "no progress before the failover");
+        // Kill the master serving the first key's slot.
+        let victim = cluster.master_of_slot(slot_of(&lock_name(&keys[0])));
+        let killed_at = Instant::now();
+        cluster.nodes[victim].kill();
+        // Every key is taken again after the kill (the victim's slots once its replica is
+        // promoted), within a generous bound.
+        let deadline = killed_at + Duration::from_secs(60);
+        loop {
+            let recovered = {
+                let last = last_success.lock().unwrap();
+                keys.iter().all(|k| {
+                    last.get(k)
+                        .is_some_and(|at| *at > killed_at + Duration::from_millis(100))
+                })
+            };
+            if recovered {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "operations did not resume within 60 s of the kill"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!(
+            "every key taken again {:?} after its master was killed",
+            killed_at.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            worker.join().unwrap();
+        }
+        let violations = violations.lock().unwrap();
+        assert!(violations.is_empty(), "fences went back: {violations:#?}");
+        println!(
+            "{} acquires before the kill, {} in all",
+            before,
+            acquired.load(Ordering::Relaxed)
+        );
+        // Put the victim back (as a replica) for any later test on this cluster.
+        cluster.nodes[victim].restart();
+        cluster.wait_healthy();
+    }
+}
