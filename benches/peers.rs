@@ -30,6 +30,7 @@
 //! ~100 us); py-cachify polls every 100 ms.
 //!
 //! Environment: `PEERS_SECONDS` (per contender per round, default 2), `PEERS_ROUNDS` (default 3),
+//! `PEERS_CLUSTER=0` (skip the cluster row, which starts a 6-node cluster: `peers_cluster.rs`),
 //! `PEERS_HANDOFFS` (samples per hand-off case, default 200), `PEERS_PY_HANDOFFS` (py-cachify's,
 //! default 40: each costs ~100 ms), `PEERS_PYTHON=0` (skip py-cachify), `PYCACHIFY_VENV` (reuse a
 //! venv), `REDIS_URL`. Run without `--bench` (e.g. `cargo test --benches`) it only smoke-tests
@@ -37,6 +38,9 @@
 
 #[path = "../lock-core/tests/support/mod.rs"]
 mod support;
+
+#[path = "peers_cluster.rs"]
+mod cluster;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -1306,6 +1310,9 @@ fn main() {
     match mem_vs_py {
         Some(r) => ratio_row(&mut out, memory_goal, r, 40.0),
         None => goal_row(&mut out, memory_goal, &not_measured, None),
+    }
+    if std::env::var("PEERS_CLUSTER").as_deref() != Ok("0") {
+        out.push_str(&cluster::section(&rt, settings.seconds, settings.rounds));
     }
     print!("{out}");
     drop(peers);

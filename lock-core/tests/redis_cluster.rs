@@ -95,6 +95,46 @@ mod cluster_only {
         }
     }
 
+    #[test]
+    fn a_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_still_releases_on_a_cluster() {
+        // No runtime is left to run the drop release: it goes out synchronously, on a cluster
+        // connection of its own, routed to the lock's slot.
+        let (cluster, observer) = shared_cluster();
+        let observer = observer.shared();
+        for shutdown in ["drop", "shutdown_background"].repeat(2) {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let config = RedisConfig::new(cluster.url()).runtime(runtime.handle().clone());
+            let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+            let name = key("cluster-given-runtime-shutdown");
+            let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+            let (acquired, is_acquired) = std::sync::mpsc::channel();
+            runtime.spawn(async move {
+                let _guard = lock.acquire().await.unwrap();
+                acquired.send(()).unwrap();
+                std::future::pending::<()>().await;
+            });
+            is_acquired.recv_timeout(LIVENESS).unwrap();
+            let probe = Lock::with_backend(name.as_str(), &observer);
+            assert!(probe.is_locked_blocking().unwrap());
+            match shutdown {
+                "drop" => drop(runtime),
+                _ => runtime.shutdown_background(),
+            }
+            let start = Instant::now();
+            while probe.is_locked_blocking().unwrap() {
+                assert!(
+                    start.elapsed() < LIVENESS,
+                    "{shutdown}: still held (it never expires)"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+
     /// A cluster of its own for the tests that move slots and kill masters, one at a time.
     fn fault_cluster() -> std::sync::MutexGuard<'static, RedisCluster> {
         static CLUSTER: OnceLock<Mutex<RedisCluster>> = OnceLock::new();
