@@ -82,10 +82,21 @@ mod tls_only {
         let (server, _) = shared_tls_redis();
         let other_ca = server.other_ca_file();
         let (_, shown) = connection_error(RedisConfig::new(server.url()).tls_ca_file(&other_ca));
-        assert_shows(&shown, &["certificate", "UnknownIssuer"]);
+        assert_shows(
+            &shown,
+            &[
+                "certificate",
+                "UnknownIssuer",
+                "not signed by",
+                &path(&other_ca),
+            ],
+        );
         // Without a CA file, the system's roots are trusted: they did not sign it either.
         let (_, shown) = connection_error(RedisConfig::new(server.url()));
-        assert_shows(&shown, &["certificate", "UnknownIssuer"]);
+        assert_shows(
+            &shown,
+            &["certificate", "UnknownIssuer", "system", "tls_ca_file"],
+        );
     }
 
     #[test]
@@ -122,7 +133,12 @@ mod tls_only {
             ..TlsOptions::default()
         });
         let (_, shown) = connection_error(server.config());
-        assert_shows(&shown, &["CertificateRequired"]);
+        assert_shows(&shown, &["CertificateRequired", "tls_client_certificate"]);
+        // One the server's CA did not sign is refused too.
+        let (other, other_key) = server.other_client_certificate();
+        let (_, shown) =
+            connection_error(server.config().tls_client_certificate(&other, &other_key));
+        assert_shows(&shown, &["refused the client certificate", &path(&other)]);
 
         let (certificate, key_file) = server.client_certificate();
         let config = server

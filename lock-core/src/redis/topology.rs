@@ -548,3 +548,97 @@ fn unusable(what: &str, path: &Path, err: &dyn std::fmt::Display) -> BoxError {
     ))
     .into()
 }
+
+/// A connection that failed in the TLS handshake, with what to check first.
+#[derive(Debug)]
+pub(super) struct TlsFailure {
+    hint: String,
+    source: BoxError,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TLS handshake failed: {}; {}", self.hint, self.source)
+    }
+}
+
+impl Error for TlsFailure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// `err`, with a hint in plain words when it is a TLS failure: rustls names the reason
+/// (`UnknownIssuer`, `CertificateRequired`...), not what in the settings to look at.
+pub(super) fn explain_tls_failure(err: BoxError, tls: &TlsSettings) -> BoxError {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    let Some(failure) = rustls_error(&*err) else {
+        return err;
+    };
+    let hint = match failure {
+        rustls::Error::InvalidCertificate(Cert::UnknownIssuer) => match &tls.ca_file {
+            Some(ca) => format!(
+                "the server's certificate is not signed by the CA in {} (tls_ca_file)",
+                ca.display()
+            ),
+            None => "the server's certificate is not signed by a CA of the system's roots: give \
+                     its CA with tls_ca_file"
+                .to_owned(),
+        },
+        rustls::Error::InvalidCertificate(
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+        ) => "the server's certificate is not for the host in the URL: connect by a name it \
+              holds, or give the server a certificate for this one"
+            .to_owned(),
+        rustls::Error::InvalidCertificate(
+            Cert::Expired
+            | Cert::ExpiredContext { .. }
+            | Cert::NotValidYet
+            | Cert::NotValidYetContext { .. },
+        ) => "the server's certificate has expired or is not valid yet (or a clock is off)"
+            .to_owned(),
+        rustls::Error::InvalidCertificate(_) => "the server's certificate was refused".to_owned(),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::CertificateRequired
+            | Alert::HandshakeFailure
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::DecryptError
+            | Alert::AccessDenied),
+        ) => match &tls.client_certificate {
+            None if matches!(alert, Alert::CertificateRequired | Alert::HandshakeFailure) => {
+                "the server asks for a client certificate (tls-auth-clients): give one with \
+                 tls_client_certificate"
+                    .to_owned()
+            }
+            None => "the server refused the handshake".to_owned(),
+            Some((certificate, _)) => format!(
+                "the server refused the client certificate {} (tls_client_certificate): its \
+                 CA must be one the server trusts (tls-ca-cert-file)",
+                certificate.display()
+            ),
+        },
+        _ => "the TLS handshake failed".to_owned(),
+    };
+    Box::new(TlsFailure { hint, source: err })
+}
+
+/// The rustls error in `err`'s chain, if any (redis-rs hands it over inside an `io::Error`).
+fn rustls_error<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(found) = err.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if inner.is_some() {
+            return inner;
+        }
+        next = err.source();
+    }
+    None
+}

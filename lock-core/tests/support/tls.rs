@@ -36,6 +36,8 @@ pub struct Pki {
     pub wrong_name_server: Issued,
     /// A client certificate (mutual TLS).
     pub client: Issued,
+    /// A client certificate the unrelated CA signed.
+    pub other_client: Issued,
 }
 
 fn ca(name: &str) -> (rcgen::Certificate, KeyPair) {
@@ -98,6 +100,12 @@ pub fn pki() -> &'static Pki {
                 "lockwright test client",
                 ExtendedKeyUsagePurpose::ClientAuth,
                 &test_ca,
+            ),
+            other_client: issue(
+                &[],
+                "lockwright client of another CA",
+                ExtendedKeyUsagePurpose::ClientAuth,
+                &other_ca,
             ),
             ca: test_ca.0.pem(),
             other_ca: other_ca.0.pem(),
@@ -165,6 +173,8 @@ impl TlsRedisServer {
         write("other-ca.pem", &pki.other_ca);
         write("client.pem", &pki.client.certificate);
         write("client-key.pem", &pki.client.key);
+        write("other-client.pem", &pki.other_client.certificate);
+        write("other-client-key.pem", &pki.other_client.key);
         args.extend(options.extra_args);
         TlsRedisServer {
             server: RedisServer::start_in(port, dir, args, true),
@@ -195,6 +205,14 @@ impl TlsRedisServer {
         (
             self.server.dir().join("client.pem"),
             self.server.dir().join("client-key.pem"),
+        )
+    }
+
+    /// A client certificate and key that the unrelated CA signed.
+    pub fn other_client_certificate(&self) -> (PathBuf, PathBuf) {
+        (
+            self.server.dir().join("other-client.pem"),
+            self.server.dir().join("other-client-key.pem"),
         )
     }
 
