@@ -4,6 +4,9 @@
 //!
 //! Needs a Redis server: `REDIS_URL` (default `redis://127.0.0.1:6379`). For example:
 //! `apt-get install redis-server && redis-server --daemonize yes && cargo run --example redis`
+//!
+//! Over TLS, with a server certificate from a private CA: `REDIS_URL=rediss://host:port` and
+//! `REDIS_CA_FILE=ca.pem` (the CA's PEM file; without it the system's roots are trusted).
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -28,9 +31,13 @@ async fn main() -> Result<(), LockError> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     // A prefix of our own, so the clean-up below touches nothing else.
     let prefix = format!("lockwright-example:{}:", std::process::id());
-    let config = RedisConfig::new(url.as_str())
+    let ca_file = std::env::var_os("REDIS_CA_FILE");
+    let mut config = RedisConfig::new(url.as_str())
         .prefix(prefix.as_str())
         .default_lease(3)?;
+    if let Some(ca_file) = &ca_file {
+        config = config.tls_ca_file(ca_file);
+    }
     let redis = RedisBackend::connect(config).await?;
     println!("connected to {}", redis.config().redacted_url());
     let backend = redis.shared();
@@ -96,12 +103,23 @@ async fn main() -> Result<(), LockError> {
 
     // Clean up: the fence counter outlives the lock (for `fence_counter_ttl`, 10 min by
     // default, so fences keep growing); this example removes its own keys at once.
-    let mut raw = redis::Client::open(url.as_str())
-        .and_then(|client| client.get_connection())
-        .map_err(|err| LockError::Connection {
-            target: redis.config().redacted_url(),
-            source: err.into(),
-        })?;
+    let raw = || -> Result<redis::Connection, Box<dyn std::error::Error + Send + Sync>> {
+        let client = match &ca_file {
+            Some(ca_file) => redis::Client::build_with_tls(
+                url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca_file)?),
+                },
+            )?,
+            None => redis::Client::open(url.as_str())?,
+        };
+        Ok(client.get_connection()?)
+    };
+    let mut raw = raw().map_err(|source| LockError::Connection {
+        target: redis.config().redacted_url(),
+        source,
+    })?;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query(&mut raw)

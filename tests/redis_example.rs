@@ -5,16 +5,17 @@ mod support;
 
 use std::process::Command;
 
-#[test]
-fn redis_example_runs_against_a_real_server_and_cleans_up() {
-    let server = support::RedisServer::start();
+/// Runs the built example with `env`; asserts it succeeded and printed every step.
+fn run_example(env: &[(&str, String)]) {
     let example = std::env::current_exe()
         .ok()
         .and_then(|exe| Some(exe.parent()?.parent()?.join("examples").join("redis")))
         .filter(|path| path.exists())
         .expect("run with `cargo test --workspace`, which builds the examples");
     let output = Command::new(example)
-        .env("REDIS_URL", server.url())
+        // Only what the test sets.
+        .env_remove("REDIS_CA_FILE")
+        .envs(env.iter().map(|(name, value)| (name, value)))
         .output()
         .expect("run the example");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -36,10 +37,27 @@ fn redis_example_runs_against_a_real_server_and_cleans_up() {
             "missing {expected:?} in:\n{stdout}"
         );
     }
+}
+
+#[test]
+fn redis_example_runs_against_a_real_server_and_cleans_up() {
+    let server = support::RedisServer::start();
+    run_example(&[("REDIS_URL", server.url())]);
     let mut raw = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
         .unwrap();
     let left: u64 = redis::cmd("DBSIZE").query(&mut raw).unwrap();
+    assert_eq!(left, 0, "the example left keys behind");
+}
+
+#[test]
+fn redis_example_runs_over_tls_with_a_private_ca_and_cleans_up() {
+    let server = support::tls::TlsRedisServer::start(Default::default());
+    run_example(&[
+        ("REDIS_URL", server.url()),
+        ("REDIS_CA_FILE", server.ca_file().display().to_string()),
+    ]);
+    let left: u64 = redis::cmd("DBSIZE").query(&mut server.admin("")).unwrap();
     assert_eq!(left, 0, "the example left keys behind");
 }

@@ -42,8 +42,6 @@ mod redis_only {
             "not a url",
             "http://127.0.0.1:6379",
             "redis://:99999999",
-            // TLS needs a TLS feature of the redis crate, which lockwright does not enable.
-            "rediss://127.0.0.1:6379",
         ] {
             let err = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap_err();
             assert!(
@@ -51,6 +49,24 @@ mod redis_only {
                 "{url}: {err:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_rediss_url_where_no_tls_server_listens_is_a_typed_connection_error() {
+        // TLS is built in (tests/redis_tls.rs): a `rediss://` URL is read, and connecting fails
+        // for what is at the other end. Nothing listening:
+        let closed = format!("rediss://127.0.0.1:{}", closed_loopback_port());
+        let err = RedisBackend::connect_blocking(RedisConfig::new(closed.as_str())).unwrap_err();
+        assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
+        assert!(everything_shown(&err).contains("refused"), "{err}");
+        // A plain server does not answer the handshake (it waits for the end of an inline
+        // command): no answer within the connect timeout.
+        let plain = format!("rediss://127.0.0.1:{}", shared_redis().0.port);
+        let config = RedisConfig::new(plain.as_str()).connect_timeout(1).unwrap();
+        let start = Instant::now();
+        let err = RedisBackend::connect_blocking(config).unwrap_err();
+        assert!(start.elapsed() < crate::conformance::LIVENESS);
+        assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
     }
 
     #[test]

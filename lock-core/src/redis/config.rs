@@ -7,8 +7,12 @@ use std::time::Duration;
 
 use deadpool_redis::redis::RedisError;
 
+#[cfg(doc)]
+use super::RedisBackend;
 use crate::duration::IntoLockDuration;
 use crate::error::Result;
+#[cfg(doc)]
+use crate::LockError;
 
 /// Settings of a [`RedisBackend`]. Build with [`RedisConfig::new`] and the setters.
 ///
@@ -162,10 +166,14 @@ impl RedisConfig {
     }
 
     /// Trusts the certificate authorities in this PEM file for `rediss://` connections, instead
-    /// of the system's roots. The file is read when connecting: a missing or unreadable file, or
-    /// one that holds no certificate, is a [`LockError::Connection`] that says so; so is a
-    /// server whose certificate this CA did not sign, or whose name does not match the URL's
-    /// host.
+    /// of the system's roots (the default): for a server whose certificate a private CA signed.
+    /// The server's certificate must still name the URL's host (a DNS name or an IP address).
+    ///
+    /// The file is read when connecting: a missing or unreadable file, one without PEM, or one
+    /// that holds no certificate is a [`LockError::Connection`] naming the file; so is a server
+    /// whose certificate these CAs did not sign (`UnknownIssuer`), or whose certificate is for
+    /// another name. With a URL that does not ask for TLS (`redis://`), connecting fails with
+    /// [`LockError::InvalidArgument`].
     ///
     /// ```
     /// use lock_core::RedisConfig;
@@ -177,9 +185,20 @@ impl RedisConfig {
         self
     }
 
-    /// Presents this client certificate and key (PEM files) to servers that ask for one (mutual
-    /// TLS, `tls-auth-clients yes`). Read when connecting, like
-    /// [`tls_ca_file`](RedisConfig::tls_ca_file).
+    /// Presents this client certificate and its private key (PEM files) to servers that ask for
+    /// one (mutual TLS: `tls-auth-clients yes`). Read when connecting, like
+    /// [`tls_ca_file`](RedisConfig::tls_ca_file): a missing file, a certificate file without a
+    /// certificate or a key file without a private key is a [`LockError::Connection`] naming the
+    /// file (never showing the key). A server that asks for a certificate and gets none, or
+    /// refuses this one, is a [`LockError::Connection`] at connect that says so.
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("rediss://redis.internal:6380")
+    ///     .tls_ca_file("/etc/redis/ca.pem")
+    ///     .tls_client_certificate("/etc/myapp/client.pem", "/etc/myapp/client-key.pem");
+    /// ```
     pub fn tls_client_certificate(
         mut self,
         certificate: impl Into<PathBuf>,
@@ -191,8 +210,16 @@ impl RedisConfig {
 
     /// **Development only**: accepts any server certificate, whoever signed it and whatever
     /// name it has. Anyone between the client and the server can then read and change lock
-    /// traffic, and pose as the server; connecting logs a warning each time. Never use it in
-    /// production: give the CA with [`tls_ca_file`](RedisConfig::tls_ca_file) instead.
+    /// traffic, and pose as the server; connecting logs a `tracing` warning each time. Never use
+    /// it in production: give the CA with [`tls_ca_file`](RedisConfig::tls_ca_file) instead.
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// // A local server with a self-signed certificate, on a developer's machine.
+    /// let config = RedisConfig::new("rediss://localhost:6380")
+    ///     .danger_accept_invalid_certificates_for_development();
+    /// ```
     pub fn danger_accept_invalid_certificates_for_development(mut self) -> Self {
         self.tls.accept_invalid_certificates = true;
         self

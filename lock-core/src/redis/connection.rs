@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis::{self, ErrorKind, RedisError, Script};
 
-use super::topology::Connection;
+use super::topology::{self, Connection};
 use super::{scripts, RedisBackend};
 use crate::error::{LockError, Result};
 
@@ -139,7 +139,10 @@ impl RedisBackend {
         });
         let held = connecting
             .await
-            .map_err(|err| PoolError(std::io::Error::other(err).into()))??;
+            .map_err(|err| PoolError(std::io::Error::other(err).into()))?
+            .map_err(|PoolError(err)| {
+                PoolError(topology::explain_tls_failure(err, &self.inner.config.tls))
+            })?;
         let conn = held.connection();
         *slot = Some(held);
         Ok(conn)

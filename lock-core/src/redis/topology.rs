@@ -16,6 +16,8 @@ use deadpool_redis::redis::{
     TlsCertificates, Value,
 };
 
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+
 use super::config::{RedisConfig, TlsSettings, Topology, UrlRejected};
 use crate::error::LockError;
 
@@ -129,7 +131,7 @@ impl Connector {
             source,
         };
         let nodes = Nodes::of(config).map_err(connection)?;
-        let tls = read_certificates(&config.tls).map_err(connection)?;
+        // Before the files are read: these settings are wrong whatever the files hold.
         if config.tls.is_set() && !nodes.tls {
             return Err(LockError::invalid(
                 "tls",
@@ -137,6 +139,7 @@ impl Connector {
                  (or `rediss+cluster://`, `rediss+sentinel://`)",
             ));
         }
+        let tls = read_certificates(&config.tls).map_err(connection)?;
         if config.tls.accept_invalid_certificates {
             tracing::warn!(
                 url = %config.redacted_url(),
@@ -362,27 +365,28 @@ enum Form {
     },
 }
 
+/// A URL or certificate file that cannot be used, told in full (it shows no secret).
 #[derive(Debug)]
-struct BadUrl(String);
+struct BadSetting(String);
 
-impl std::fmt::Display for BadUrl {
+impl std::fmt::Display for BadSetting {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl Error for BadUrl {}
+impl Error for BadSetting {}
 
 impl Nodes {
     fn of(config: &RedisConfig) -> Result<Nodes, BoxError> {
         let is_tls = |url: &str| url.starts_with("rediss://");
         let all_or_none = |urls: &[String], what: &str| -> Result<bool, BoxError> {
             if urls.is_empty() {
-                return Err(BadUrl(format!("no {what} given")).into());
+                return Err(BadSetting(format!("no {what} given")).into());
             }
             let tls = urls.iter().filter(|url| is_tls(url)).count();
             if tls != 0 && tls != urls.len() {
-                return Err(BadUrl(format!(
+                return Err(BadSetting(format!(
                     "some {what} use TLS (rediss://) and some do not: all or none"
                 ))
                 .into());
@@ -436,7 +440,7 @@ impl Nodes {
         let (hosts, path) = after.split_once('/').unwrap_or((after, ""));
         let hosts: Vec<&str> = hosts.split(',').filter(|host| !host.is_empty()).collect();
         if hosts.is_empty() {
-            return Err(BadUrl(format!("no hosts in the {scheme}+{kind}:// URL")).into());
+            return Err(BadSetting(format!("no hosts in the {scheme}+{kind}:// URL")).into());
         }
         let node = |host: &str, with_userinfo: bool, tail: &str| match userinfo {
             Some(userinfo) if with_userinfo => format!("{scheme}://{userinfo}@{host}{tail}"),
@@ -457,7 +461,7 @@ impl Nodes {
         let mut parts = path.splitn(2, '/');
         let master = parts.next().unwrap_or_default();
         if master.is_empty() {
-            return Err(BadUrl(
+            return Err(BadSetting(
                 "the redis+sentinel:// URL names no master: redis+sentinel://host:port/master_name"
                     .into(),
             )
@@ -467,7 +471,7 @@ impl Nodes {
             None => 0,
             Some(db) => db
                 .parse()
-                .map_err(|_| BadUrl(format!("{db:?} is not a database number")))?,
+                .map_err(|_| BadSetting(format!("{db:?} is not a database number")))?,
         };
         // The user info is the master's: the Sentinels take theirs from
         // `RedisConfig::sentinel_credentials`. It is read the way redis-rs reads a URL's.
@@ -526,25 +530,44 @@ fn connection_info(url: &str, insecure: bool) -> RedisResult<ConnectionInfo> {
     Ok(info)
 }
 
-/// The CA and client certificate files, read now so a missing one is reported at connect.
+/// The CA and client certificate files, read and checked now, so that a missing, unreadable or
+/// unusable one is reported at connect, naming the file (redis-rs would only say that the
+/// certificates were refused, through the URL's error). The key's contents are never shown.
 fn read_certificates(tls: &TlsSettings) -> Result<Option<TlsCertificates>, BoxError> {
-    let read = |what: &str, path: &Path| -> Result<Vec<u8>, BoxError> {
-        let bytes = std::fs::read(path)
-            .map_err(|err| BadUrl(format!("cannot read the {what} {}: {err}", path.display())))?;
-        if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
-            return Err(BadUrl(format!("the {what} {} holds no PEM data", path.display())).into());
-        }
-        Ok(bytes)
-    };
     let root_cert = match &tls.ca_file {
-        Some(path) => Some(read("CA file", path)?),
+        Some(path) => {
+            let bytes = read_certificate_file("CA file", path)?;
+            let mut roots = rustls::RootCertStore::empty();
+            for certificate in CertificateDer::pem_slice_iter(&bytes) {
+                // Parsed in read_certificate_file.
+                let certificate = certificate.map_err(|err| unusable("CA file", path, &err))?;
+                roots
+                    .add(certificate)
+                    .map_err(|err| unusable("CA file", path, &err))?;
+            }
+            Some(bytes)
+        }
         None => None,
     };
     let client_tls = match &tls.client_certificate {
-        Some((certificate, key)) => Some(redis::ClientTlsConfig {
-            client_cert: read("client certificate", certificate)?,
-            client_key: read("client key", key)?,
-        }),
+        Some((certificate, key)) => {
+            let client_cert = read_certificate_file("client certificate", certificate)?;
+            let client_key = read_pem("client key", key)?;
+            if let Err(err) = PrivateKeyDer::from_pem_slice(&client_key) {
+                return Err(match err {
+                    rustls::pki_types::pem::Error::NoItemsFound => BadSetting(format!(
+                        "the client key {} holds no private key",
+                        key.display()
+                    ))
+                    .into(),
+                    err => unusable("client key", key, &err),
+                });
+            }
+            Some(redis::ClientTlsConfig {
+                client_cert,
+                client_key,
+            })
+        }
         None => None,
     };
     Ok(
@@ -553,4 +576,135 @@ fn read_certificates(tls: &TlsSettings) -> Result<Option<TlsCertificates>, BoxEr
             root_cert,
         }),
     )
+}
+
+/// A PEM file's bytes; a missing or unreadable file, or one without a PEM section, is an error
+/// naming it.
+fn read_pem(what: &str, path: &Path) -> Result<Vec<u8>, BoxError> {
+    let bytes = std::fs::read(path)
+        .map_err(|err| BadSetting(format!("cannot read the {what} {}: {err}", path.display())))?;
+    if !bytes.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(BadSetting(format!("the {what} {} holds no PEM data", path.display())).into());
+    }
+    Ok(bytes)
+}
+
+/// A PEM file that holds at least one certificate, and no broken PEM section.
+fn read_certificate_file(what: &str, path: &Path) -> Result<Vec<u8>, BoxError> {
+    let bytes = read_pem(what, path)?;
+    let mut certificates = 0;
+    for certificate in CertificateDer::pem_slice_iter(&bytes) {
+        certificate.map_err(|err| unusable(what, path, &err))?;
+        certificates += 1;
+    }
+    if certificates == 0 {
+        return Err(BadSetting(format!(
+            "the {what} {} holds no certificate (no `BEGIN CERTIFICATE` section)",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(bytes)
+}
+
+fn unusable(what: &str, path: &Path, err: &dyn std::fmt::Display) -> BoxError {
+    BadSetting(format!(
+        "the {what} {} cannot be used: {err}",
+        path.display()
+    ))
+    .into()
+}
+
+/// A connection that failed in the TLS handshake, with what to check first.
+#[derive(Debug)]
+pub(super) struct TlsFailure {
+    hint: String,
+    source: BoxError,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TLS handshake failed: {}; {}", self.hint, self.source)
+    }
+}
+
+impl Error for TlsFailure {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.source)
+    }
+}
+
+/// `err`, with a hint in plain words when it is a TLS failure: rustls names the reason
+/// (`UnknownIssuer`, `CertificateRequired`...), not what in the settings to look at.
+pub(super) fn explain_tls_failure(err: BoxError, tls: &TlsSettings) -> BoxError {
+    use rustls::{AlertDescription as Alert, CertificateError as Cert};
+    let Some(failure) = rustls_error(&*err) else {
+        return err;
+    };
+    let hint = match failure {
+        rustls::Error::InvalidCertificate(Cert::UnknownIssuer) => match &tls.ca_file {
+            Some(ca) => format!(
+                "the server's certificate is not signed by the CA in {} (tls_ca_file)",
+                ca.display()
+            ),
+            None => "the server's certificate is not signed by a CA of the system's roots: give \
+                     its CA with tls_ca_file"
+                .to_owned(),
+        },
+        rustls::Error::InvalidCertificate(
+            Cert::NotValidForName | Cert::NotValidForNameContext { .. },
+        ) => "the server's certificate is not for the host in the URL: connect by a name it \
+              holds, or give the server a certificate for this one"
+            .to_owned(),
+        rustls::Error::InvalidCertificate(
+            Cert::Expired
+            | Cert::ExpiredContext { .. }
+            | Cert::NotValidYet
+            | Cert::NotValidYetContext { .. },
+        ) => "the server's certificate has expired or is not valid yet (or a clock is off)"
+            .to_owned(),
+        rustls::Error::InvalidCertificate(_) => "the server's certificate was refused".to_owned(),
+        rustls::Error::AlertReceived(
+            alert @ (Alert::CertificateRequired
+            | Alert::HandshakeFailure
+            | Alert::BadCertificate
+            | Alert::UnknownCA
+            | Alert::CertificateUnknown
+            | Alert::DecryptError
+            | Alert::AccessDenied),
+        ) => match &tls.client_certificate {
+            None if matches!(alert, Alert::CertificateRequired | Alert::HandshakeFailure) => {
+                "the server asks for a client certificate (tls-auth-clients): give one with \
+                 tls_client_certificate"
+                    .to_owned()
+            }
+            None => "the server refused the handshake".to_owned(),
+            Some((certificate, _)) => format!(
+                "the server refused the client certificate {} (tls_client_certificate): its \
+                 CA must be one the server trusts (tls-ca-cert-file)",
+                certificate.display()
+            ),
+        },
+        _ => "the TLS handshake failed".to_owned(),
+    };
+    Box::new(TlsFailure { hint, source: err })
+}
+
+/// The rustls error in `err`'s chain, if any (redis-rs hands it over inside an `io::Error`).
+fn rustls_error<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(found) = err.downcast_ref::<rustls::Error>() {
+            return Some(found);
+        }
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if inner.is_some() {
+            return inner;
+        }
+        next = err.source();
+    }
+    None
 }

@@ -48,13 +48,22 @@ pub fn error_naming(key: &str, within: std::time::Duration) -> Option<String> {
 /// Waits up to `within` for an event of `level` (`"WARN"`, `"ERROR"`) whose fields contain
 /// `text`.
 pub fn event_containing(level: &str, text: &str, within: std::time::Duration) -> Option<String> {
+    event_containing_all(level, &[text], within)
+}
+
+/// Waits up to `within` for an event of `level` whose fields contain every one of `texts`.
+pub fn event_containing_all(
+    level: &str,
+    texts: &[&str],
+    within: std::time::Duration,
+) -> Option<String> {
     let start = std::time::Instant::now();
     loop {
         let found = EVENTS
             .lock()
             .unwrap()
             .iter()
-            .find(|event| event.starts_with(level) && event.contains(text))
+            .find(|event| event.starts_with(level) && texts.iter().all(|t| event.contains(t)))
             .cloned();
         if found.is_some() || start.elapsed() > within {
             return found;

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod fenced;
 pub mod logs;
 pub mod processes;
+pub mod tls;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -28,6 +29,8 @@ pub struct RedisServer {
     pub port: u16,
     dir: PathBuf,
     extra_args: Vec<String>,
+    /// `port` is a TLS port (`--tls-port`, plain TCP off).
+    tls: bool,
 }
 
 impl RedisServer {
@@ -42,19 +45,38 @@ impl RedisServer {
 
     /// Starts a server on `port` with extra `redis-server` arguments.
     pub fn start_on(port: u16, extra_args: &[&str]) -> Self {
+        let dir = Self::new_dir(port);
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        Self::start_in(port, dir, extra_args, false)
+    }
+
+    /// A fresh, empty directory for the server on `port` (its snapshot, log, certificates).
+    pub fn new_dir(port: u16) -> PathBuf {
         let dir =
             std::env::temp_dir().join(format!("lockwright-redis-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
-        let child = spawn(port, &dir, &extra_args);
-        let server = RedisServer {
+        dir
+    }
+
+    /// Starts a server on `port` (a TLS port when `tls`: then `extra_args` must name its
+    /// certificates), working in `dir` (removed on drop).
+    pub fn start_in(port: u16, dir: PathBuf, extra_args: Vec<String>, tls: bool) -> Self {
+        let child = spawn(port, tls, &dir, &extra_args);
+        let mut server = RedisServer {
             child,
             port,
             dir,
             extra_args,
+            tls,
         };
         server.wait_ready();
         server
+    }
+
+    /// The directory the server works in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn url(&self) -> String {
@@ -80,14 +102,26 @@ impl RedisServer {
     /// Kills and starts it again on the same port (data is not persisted).
     pub fn restart(&mut self) {
         self.kill();
-        self.child = spawn(self.port, &self.dir, &self.extra_args);
+        self.child = spawn(self.port, self.tls, &self.dir, &self.extra_args);
         self.wait_ready();
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "redis-server on port {} exited at start ({status}); its log:\n{}",
+                    self.port,
+                    std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
+                );
+            }
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                if self.tls {
+                    // A plain PING would only end the handshake; the server listens: it is up
+                    // (connections wait in the backlog until its event loop runs).
+                    return;
+                }
                 let mut reply = [0u8; 64];
                 if stream.write_all(b"PING\r\n").is_ok() {
                     if let Ok(n) = stream.read(&mut reply) {
@@ -114,29 +148,41 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, dir: &Path, extra_args: &[String]) -> Child {
+fn spawn(port: u16, tls: bool, dir: &Path, extra_args: &[String]) -> Child {
     match Command::new("redis-server").arg("--version").output() {
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
         Err(err) => panic!("cannot run redis-server: {err}. {INSTALL_HINT}"),
     }
-    let mut args: Vec<String> = [
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        &dir.display().to_string(),
-        "--loglevel",
-        "warning",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect();
+    // A TLS server listens on its TLS port alone (`--tls-port` is only given to TLS servers: a
+    // redis-server built without TLS would refuse it).
+    let listen = if tls {
+        vec![
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            port.to_string(),
+        ]
+    } else {
+        vec!["--port".to_owned(), port.to_string()]
+    };
+    let mut args: Vec<String> = listen;
+    args.extend(
+        [
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            &dir.display().to_string(),
+            "--loglevel",
+            "warning",
+        ]
+        .iter()
+        .map(|a| a.to_string()),
+    );
     args.extend(extra_args.iter().cloned());
     args.extend([
         "--logfile".to_owned(),
@@ -169,7 +215,7 @@ done"#,
     server
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
