@@ -103,6 +103,38 @@ async fn main() -> Result<(), LockError> {
 
     // Clean up: the fence counter outlives the lock (for `fence_counter_ttl`, 10 min by
     // default, so fences keep growing); this example removes its own keys at once.
+    if let Some(hosts) = url.strip_prefix("redis+cluster://") {
+        // A cluster: the example's two names (the lock's and its fence counter's), deleted
+        // through a cluster connection to the seed nodes.
+        let nodes: Vec<String> = hosts
+            .split(',')
+            .map(|host| format!("redis://{host}"))
+            .collect();
+        let names = [
+            format!("{prefix}{{job-7}}"),
+            format!("{prefix}{{job-7}}:fence"),
+        ];
+        let deleted: u64 = redis::cluster::ClusterClient::new(nodes)
+            .and_then(|client| client.get_connection())
+            .and_then(|mut conn| {
+                names.iter().try_fold(0, |sum, name| {
+                    redis::cmd("DEL")
+                        .arg(name)
+                        .query::<u64>(&mut conn)
+                        .map(|n| sum + n)
+                })
+            })
+            .map_err(|err| LockError::Connection {
+                target: redis.config().redacted_url(),
+                source: err.into(),
+            })?;
+        println!("cleaned up {deleted} key(s)");
+        return Ok(());
+    }
+    if url.contains("+sentinel://") {
+        println!("left the fence counter to expire by itself (fence_counter_ttl)");
+        return Ok(());
+    }
     let raw = || -> Result<redis::Connection, Box<dyn std::error::Error + Send + Sync>> {
         let client = match &ca_file {
             Some(ca_file) => redis::Client::build_with_tls(

@@ -61,3 +61,13 @@ fn redis_example_runs_over_tls_with_a_private_ca_and_cleans_up() {
     let left: u64 = redis::cmd("DBSIZE").query(&mut server.admin("")).unwrap();
     assert_eq!(left, 0, "the example left keys behind");
 }
+
+#[test]
+fn redis_example_runs_against_a_cluster_and_cleans_up() {
+    let cluster = support::cluster::RedisCluster::start();
+    run_example(&[("REDIS_URL", cluster.url())]);
+    for master in cluster.masters() {
+        let left = cluster.nodes[master].command(&["DBSIZE"]);
+        assert_eq!(left, "0", "the example left keys behind on a master");
+    }
+}
