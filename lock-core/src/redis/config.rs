@@ -102,8 +102,12 @@ impl RedisConfig {
 
     /// Settings for the master that these Sentinels (`redis://host:port` each) know as
     /// `master_name`. Connections go to the current master, found through the Sentinels on
-    /// every (re)connect; a connection that finds itself talking to a demoted master
-    /// (`READONLY`) is dropped, and the operation retried on the new one. The master's user and
+    /// every (re)connect. The backend listens to the Sentinels' `+switch-master` announcements:
+    /// once they replace the master, no further command goes to the old one (which takes writes
+    /// for a while still, until the Sentinels turn it into a replica, and loses them then); its
+    /// connections are dropped and the wake-up subscriber moves to the new master. A connection
+    /// that finds itself talking to a demoted master anyway (`READONLY`) is dropped, and the
+    /// operation retried once on the master a fresh lookup finds. The master's user and
     /// password go in [`RedisConfig::sentinel_master_credentials`] (or in the
     /// `redis+sentinel://` URL form); the Sentinels' own, if they need one, in
     /// [`RedisConfig::sentinel_credentials`].

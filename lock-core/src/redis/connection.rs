@@ -118,7 +118,14 @@ impl RedisBackend {
         // The slot mutex is FIFO: operations on a key keep their order even while reconnecting.
         let mut slot = slot.lock().await;
         if let Some(held) = slot.as_ref() {
-            return Ok(held.connection());
+            if held.is_current(&self.inner.connector) {
+                return Ok(held.connection());
+            }
+            // Made for a master the Sentinels have replaced since: it may still take writes,
+            // which its demotion would lose. Not one more command goes there.
+            if let Some(replaced) = slot.take() {
+                replaced.discard();
+            }
         }
         // Connect on the backend's runtime: the connection's driver task lives where it was
         // created, and must outlive the caller's runtime (or work when the caller has none).

@@ -121,6 +121,7 @@ impl RedisBackend {
         backend.warn_if_lock_keys_can_be_evicted().await;
         backend.watch_runtime();
         backend.start_subscriber();
+        backend.start_switch_watch();
         Ok(backend)
     }
 

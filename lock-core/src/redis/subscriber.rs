@@ -1,5 +1,6 @@
 //! The wake-up subscriber: one pattern subscription per backend, kept alive by PINGs, wakes the
-//! waiters of a key when a release publishes on its channel.
+//! waiters of a key when a release publishes on its channel. With Sentinel it moves to the new
+//! master when the switch watch (`Connector::watch_switches`) hears of one.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -65,6 +66,8 @@ impl RedisBackend {
         let closing = self.inner.closing.listen();
         let subscriber = async move {
             while !wakeups.closed.load(Ordering::Relaxed) {
+                // Read before the lookup, as a connection does (see `Generation`).
+                let generation = connector.generation.current();
                 let subscribed = async {
                     // Asked anew on every reconnect: after a failover, the new master.
                     let mut pubsub = connector.master().await?.get_async_pubsub().await?;
@@ -96,6 +99,10 @@ impl RedisBackend {
                         };
                         // Either way the connection is dropped (closed) below, and a new one made.
                         tokio::select! {
+                            () = connector.generation.past(generation) => tracing::info!(
+                                %url,
+                                "lockwright: Redis subscriber moving to the new master"
+                            ),
                             () = listening => tracing::warn!(
                                 %url,
                                 "lockwright: Redis subscriber disconnected; reconnecting"
@@ -123,6 +130,21 @@ impl RedisBackend {
             tokio::select! {
                 () = closing => {}
                 () = subscriber => {}
+            }
+        });
+    }
+
+    /// With Sentinel, the watch that moves connections off a replaced master (see
+    /// `Connector::watch_switches`); it ends with the backend, like the subscriber.
+    pub(super) fn start_switch_watch(&self) {
+        let connector = Arc::clone(&self.inner.connector);
+        let url = self.inner.config.redacted_url();
+        let command_timeout = self.inner.config.command_timeout;
+        let closing = self.inner.closing.listen();
+        self.inner.runtime.handle().spawn(async move {
+            tokio::select! {
+                () = closing => {}
+                () = connector.watch_switches(&url, command_timeout) => {}
             }
         });
     }

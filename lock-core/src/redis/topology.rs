@@ -5,6 +5,11 @@
 
 use std::error::Error;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use event_listener::Event;
+use futures_util::StreamExt;
 
 use deadpool_redis::redis::{
     self,
@@ -12,8 +17,8 @@ use deadpool_redis::redis::{
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
     sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType},
-    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
-    TlsCertificates, Value,
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
+    RedisResult, TlsCertificates, Value,
 };
 
 use super::config::{RedisConfig, TlsSettings, Topology, UrlRejected};
@@ -60,30 +65,84 @@ impl ConnectionLike for Connection {
 
 /// A connection held by one of the backend's slots. One from the pool goes back to it when
 /// the slot lets it go in good order; one found broken or demoted is taken out of the pool.
-pub(super) enum Held {
+pub(super) struct Held {
+    conn: HeldConn,
+    /// The connector's [`Generation`] when the master it goes to was looked up.
+    generation: u64,
+}
+
+enum HeldConn {
     Pooled(deadpool_redis::Connection),
     Own(Connection),
 }
 
 impl Held {
     pub(super) fn connection(&self) -> Connection {
-        match self {
-            Held::Pooled(conn) => Connection::Server(MultiplexedConnection::clone(conn)),
-            Held::Own(conn) => conn.clone(),
+        match &self.conn {
+            HeldConn::Pooled(conn) => Connection::Server(MultiplexedConnection::clone(conn)),
+            HeldConn::Own(conn) => conn.clone(),
         }
+    }
+
+    /// Whether it still goes to the master the Sentinels name (always, for other topologies).
+    pub(super) fn is_current(&self, connector: &Connector) -> bool {
+        self.generation == connector.generation.current()
     }
 
     /// Lets the connection go for good: a pooled one is removed from its pool (deadpool would
     /// otherwise hand it out again after a PING, which a demoted master still answers).
     pub(super) fn discard(self) {
-        if let Held::Pooled(conn) = self {
+        if let HeldConn::Pooled(conn) = self.conn {
             drop(deadpool_redis::Connection::take(conn));
         }
     }
 }
 
+/// Which master connections are made for: moved on each time the Sentinels replace the master
+/// (`+switch-master`). A connection made for an earlier generation is dropped before its next
+/// use, so nothing more is sent to a master that was replaced, even while it still takes writes
+/// (a replaced master stays one until the Sentinels turn it into a replica, a failover timeout or
+/// so later, and what it takes meanwhile is lost). Never moves for other topologies.
+#[derive(Default)]
+pub(super) struct Generation {
+    current: AtomicU64,
+    changed: Event,
+}
+
+impl Generation {
+    pub(super) fn current(&self) -> u64 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    fn advance(&self) {
+        self.current.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Resolves once the generation is no longer `seen`.
+    pub(super) async fn past(&self, seen: u64) {
+        loop {
+            let listener = self.changed.listen();
+            if self.current() != seen {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
+/// The Sentinels' channel announcing a new master: `<name> <old ip> <old port> <new ip> <new
+/// port>`.
+const SWITCH_MASTER: &str = "+switch-master";
+
 /// Makes the connections of one deployment.
-pub(super) enum Connector {
+pub(super) struct Connector {
+    deployment: Deployment,
+    pub(super) generation: Generation,
+    connect_timeout: Duration,
+}
+
+enum Deployment {
     /// One server, through a deadpool-redis pool.
     Server {
         client: redis::Client,
@@ -92,8 +151,11 @@ pub(super) enum Connector {
     /// The master the Sentinels name, looked up on every connect.
     Sentinel {
         sentinel: tokio::sync::Mutex<SentinelClient>,
-        /// The master found by the last connect, for the synchronous last-resort release.
+        /// The master found by the last lookup, for the synchronous last-resort release.
         last_master: std::sync::Mutex<Option<redis::Client>>,
+        /// One client per Sentinel (with the Sentinels' credentials), to hear of switches.
+        sentinels: Vec<redis::Client>,
+        master_name: String,
     },
     /// A Cluster; its connection follows the cluster's topology by itself.
     Cluster(ClusterClient),
@@ -125,7 +187,7 @@ impl Connector {
         }
         let insecure = config.tls.accept_invalid_certificates;
         let rejected = |err: redis::RedisError| connection(UrlRejected::new(&err).into());
-        Ok(match nodes.form {
+        let deployment = match nodes.form {
             Form::Server(url) => {
                 let info = connection_info(&url, insecure).map_err(rejected)?;
                 let client = match tls {
@@ -144,7 +206,7 @@ impl Connector {
                     .runtime(deadpool_redis::Runtime::Tokio1)
                     .build()
                     .map_err(|err| connection(err.into()))?;
-                Connector::Server { client, pool }
+                Deployment::Server { client, pool }
             }
             Form::Cluster(urls) => {
                 let infos = urls
@@ -161,7 +223,7 @@ impl Connector {
                 if insecure {
                     builder = builder.tls(redis::TlsMode::Insecure);
                 }
-                Connector::Cluster(builder.build().map_err(rejected)?)
+                Deployment::Cluster(builder.build().map_err(rejected)?)
             }
             Form::Sentinel {
                 master,
@@ -169,9 +231,26 @@ impl Connector {
                 credentials,
                 db,
             } => {
-                let addrs = sentinels
+                let infos = sentinels
                     .iter()
-                    .map(|url| connection_info(url, insecure).map(|info| info.addr))
+                    .map(|url| connection_info(url, insecure))
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map_err(rejected)?;
+                let addrs = infos.iter().map(|info| info.addr.clone());
+                // The switch watch talks to the Sentinels as the Sentinel client does.
+                let watch_clients = infos
+                    .iter()
+                    .map(|info| {
+                        let mut info = info.clone();
+                        if let Some((user, password)) = &config.sentinel_credentials {
+                            info.redis.username.clone_from(user);
+                            info.redis.password = Some(password.clone());
+                        }
+                        match &tls {
+                            Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
+                            None => redis::Client::open(info),
+                        }
+                    })
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
                 let mode = if insecure {
@@ -180,7 +259,7 @@ impl Connector {
                     redis::TlsMode::Secure
                 };
                 let mut builder =
-                    SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
+                    SentinelClientBuilder::new(addrs, master.clone(), SentinelServerType::Master)
                         .map_err(rejected)?
                         .set_client_to_redis_db(db);
                 if nodes.tls {
@@ -205,46 +284,178 @@ impl Connector {
                     }
                     builder = builder.set_client_to_sentinel_password(password.clone());
                 }
-                Connector::Sentinel {
+                Deployment::Sentinel {
                     sentinel: tokio::sync::Mutex::new(builder.build().map_err(rejected)?),
                     last_master: std::sync::Mutex::new(None),
+                    sentinels: watch_clients,
+                    master_name: master,
                 }
             }
+        };
+        Ok(Connector {
+            deployment,
+            generation: Generation::default(),
+            connect_timeout: config.connect_timeout,
         })
     }
 
     /// A new connection (for a cluster, one that reaches every node).
     pub(super) async fn connect(&self) -> Result<Held, BoxError> {
-        match self {
-            Connector::Server { pool, .. } => Ok(Held::Pooled(pool.get().await?)),
-            Connector::Sentinel { .. } => {
-                let master = self.master().await?;
-                let conn = master.get_multiplexed_async_connection().await?;
-                Ok(Held::Own(Connection::Server(conn)))
+        // Read before the lookup: should the master be replaced while it runs, the connection
+        // counts as one to the replaced master.
+        let generation = self.generation.current();
+        let conn = match &self.deployment {
+            Deployment::Server { pool, .. } => HeldConn::Pooled(pool.get().await?),
+            Deployment::Sentinel { .. } => {
+                let connecting = async {
+                    let master = self.master().await?;
+                    master.get_multiplexed_async_connection().await
+                };
+                // Neither the Sentinels' answers nor the master's have a timeout of their own.
+                let conn = tokio::time::timeout(self.connect_timeout, connecting)
+                    .await
+                    .map_err(|_| super::connection::TimeoutError(self.connect_timeout))??;
+                HeldConn::Own(Connection::Server(conn))
             }
-            Connector::Cluster(client) => Ok(Held::Own(Connection::Cluster(
-                client.get_async_connection().await?,
-            ))),
-        }
+            Deployment::Cluster(client) => {
+                HeldConn::Own(Connection::Cluster(client.get_async_connection().await?))
+            }
+        };
+        Ok(Held { conn, generation })
     }
 
     /// The client of the one server, or of the current master (asking the Sentinels). Not for a
     /// cluster, whose clients are per node.
     pub(super) async fn master(&self) -> RedisResult<redis::Client> {
-        match self {
-            Connector::Server { client, .. } => Ok(client.clone()),
-            Connector::Sentinel {
+        match &self.deployment {
+            Deployment::Server { client, .. } => Ok(client.clone()),
+            Deployment::Sentinel {
                 sentinel,
                 last_master,
+                ..
             } => {
                 let master = sentinel.lock().await.async_get_client().await?;
                 *last_master.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
                 Ok(master)
             }
-            Connector::Cluster(_) => Err(redis::RedisError::from((
+            Deployment::Cluster(_) => Err(redis::RedisError::from((
                 redis::ErrorKind::ClientError,
                 "a cluster has no one master",
             ))),
+        }
+    }
+
+    /// For Sentinel, until dropped: listens to one Sentinel's `+switch-master` at a time (the
+    /// next one when it fails), and moves the [`Generation`] on when our master is replaced, so
+    /// operations and the subscriber leave the replaced master at once. A switch missed while
+    /// no Sentinel was listened to is caught on resubscribing, by comparing the master the
+    /// Sentinels name then with the last one known. For other topologies it returns at once.
+    pub(super) async fn watch_switches(&self, url: &str, command_timeout: Duration) {
+        let Deployment::Sentinel {
+            sentinels,
+            master_name,
+            last_master,
+            ..
+        } = &self.deployment
+        else {
+            return;
+        };
+        let mut known = last_master
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(address);
+        let mut next = 0usize;
+        loop {
+            let sentinel = &sentinels[next % sentinels.len()];
+            next = next.wrapping_add(1);
+            let subscribed = async {
+                let mut pubsub = sentinel.get_async_pubsub().await?;
+                pubsub.subscribe(SWITCH_MASTER).await?;
+                Ok::<_, RedisError>(pubsub)
+            };
+            match tokio::time::timeout(self.connect_timeout, subscribed).await {
+                Ok(Ok(pubsub)) => {
+                    // Listening from here on; anything before is read from the Sentinels.
+                    if let Ok(Ok(master)) =
+                        tokio::time::timeout(self.connect_timeout, self.master()).await
+                    {
+                        let named = address(&master);
+                        if known.is_some() && named.is_some() && named != known {
+                            tracing::warn!(
+                                %url,
+                                "lockwright: the Sentinels name another master than before;                                  dropping the connections to the old one"
+                            );
+                            self.generation.advance();
+                        }
+                        known = named.or(known);
+                    }
+                    let (mut sink, mut messages) = pubsub.split();
+                    let listening = async {
+                        while let Some(message) = messages.next().await {
+                            let Ok(payload) = message.get_payload::<String>() else {
+                                continue;
+                            };
+                            let fields: Vec<&str> = payload.split(' ').collect();
+                            let [name, _, _, host, port] = fields[..] else {
+                                continue;
+                            };
+                            if name != master_name {
+                                continue;
+                            }
+                            tracing::warn!(
+                                %url,
+                                new_master = %format!("{host}:{port}"),
+                                "lockwright: Sentinel switched masters; dropping the connections                                  to the old one"
+                            );
+                            self.generation.advance();
+                            known = port.parse().ok().map(|port| (host.to_owned(), port));
+                            // For the synchronous release, which cannot ask the Sentinels.
+                            let _ = tokio::time::timeout(self.connect_timeout, self.master()).await;
+                        }
+                    };
+                    let keepalive = async {
+                        loop {
+                            tokio::time::sleep(super::subscriber::SUBSCRIBER_KEEPALIVE).await;
+                            let ping = sink.ping::<redis::Value>();
+                            match tokio::time::timeout(command_timeout, ping).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(err)) => return BoxError::from(err),
+                                Err(_) => {
+                                    return super::connection::TimeoutError(command_timeout).into()
+                                }
+                            }
+                        }
+                    };
+                    tokio::select! {
+                        () = listening => tracing::warn!(
+                            %url,
+                            "lockwright: Sentinel switch watch disconnected; reconnecting"
+                        ),
+                        err = keepalive => tracing::warn!(
+                            %url,
+                            error = %err,
+                            "lockwright: Sentinel switch watch did not answer PING; reconnecting"
+                        ),
+                    }
+                }
+                Ok(Err(err)) => tracing::warn!(
+                    %url,
+                    error = %err,
+                    "lockwright: Sentinel switch watch cannot subscribe; trying the next Sentinel"
+                ),
+                Err(_) => tracing::warn!(
+                    %url,
+                    "lockwright: Sentinel switch watch timed out; trying the next Sentinel"
+                ),
+            }
+            // A short pause, and a longer one once every Sentinel was tried in turn.
+            let pause = if next % sentinels.len() == 0 {
+                1000
+            } else {
+                100
+            };
+            tokio::time::sleep(Duration::from_millis(pause)).await;
         }
     }
 
@@ -258,9 +469,13 @@ impl Connector {
             conn.set_write_timeout(timeout)?;
             Ok(BlockingConnection::Server(conn))
         };
-        match self {
-            Connector::Server { client, .. } => server(client),
-            Connector::Sentinel { last_master, .. } => {
+        match &self.deployment {
+            Deployment::Server { client, .. } => server(client),
+            // No runtime is left to ask the Sentinels: the master of the last lookup (made by
+            // every connect, every subscriber reconnect and every switch heard). Should the
+            // master have changed unseen since, the release fails (logged) and the hold ends
+            // with its lease.
+            Deployment::Sentinel { last_master, .. } => {
                 let master = last_master
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -273,10 +488,20 @@ impl Connector {
                     ))),
                 }
             }
-            Connector::Cluster(client) => Ok(BlockingConnection::Cluster(Box::new(
+            Deployment::Cluster(client) => Ok(BlockingConnection::Cluster(Box::new(
                 client.get_connection()?,
             ))),
         }
+    }
+}
+
+/// Host and port of a client's server (none for a Unix socket).
+fn address(client: &redis::Client) -> Option<(String, u16)> {
+    match &client.get_connection_info().addr {
+        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+            Some((host.clone(), *port))
+        }
+        _ => None,
     }
 }
 

@@ -368,21 +368,28 @@ impl SentinelSet {
 
     /// `INFO replication` of the server on `port`, as fields.
     pub fn replication(&self, port: u16) -> HashMap<String, String> {
+        self.try_replication(port)
+            .unwrap_or_else(|err| panic!("INFO replication on port {port}: {err}"))
+    }
+
+    /// [`SentinelSet::replication`], or the error (a sentinel reconfiguring the server kills
+    /// its clients, ours included).
+    pub fn try_replication(&self, port: u16) -> redis::RedisResult<HashMap<String, String>> {
         let info: String = redis::cmd("INFO")
             .arg("replication")
-            .query(&mut self.server_conn(port))
-            .unwrap();
-        info.lines()
+            .query(&mut self.server_conn(port))?;
+        Ok(info
+            .lines()
             .filter_map(|line| line.trim().split_once(':'))
             .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect()
+            .collect())
     }
 
     /// Waits until the server on `port` is a replica of `master`, in sync.
     pub fn wait_replica_of(&self, port: u16, master: u16) {
         let deadline = Instant::now() + SETTLE;
         loop {
-            let info = self.replication(port);
+            let info = self.try_replication(port).unwrap_or_default();
             if info.get("role").map(String::as_str) == Some("slave")
                 && info.get("master_port").map(String::as_str) == Some(&master.to_string())
                 && info.get("master_link_status").map(String::as_str) == Some("up")
