@@ -198,10 +198,15 @@ impl RedisBackend {
                     Err(err) if err.kind() == ErrorKind::ReadOnly && !demoted => {
                         demoted = true;
                         self.discard_connection(key).await;
+                        // The other slots' connections go to the same demoted server.
+                        self.inner.connector.master_may_be_gone();
                     }
                     Err(err) => {
                         if is_connection_failure(&err) || err.kind() == ErrorKind::ReadOnly {
                             self.discard_connection(key).await;
+                        }
+                        if !err.is_timeout() && is_connection_failure(&err) {
+                            self.inner.connector.master_may_be_gone();
                         }
                         return Err(backend_error(err.into()));
                     }

@@ -3,8 +3,10 @@
 //! One concern per file: `config` (settings, password redaction), `connection` (connections,
 //! start-up checks, `eval`), `scripts` (the Lua scripts), `known_holds` (what tells a re-entry
 //! from a ghost), `subscriber` (wake-ups), `operations` (in-flight releases, operations finished
-//! or undone when their caller drops them), `runtime` (where the I/O runs). This file has the
-//! backend itself: its state, key naming, set-up, and the `Backend` methods.
+//! or undone when their caller drops them), `runtime` (where the I/O runs), `topology` (where the
+//! servers are: one, a Cluster, or the master that Sentinels name, found and followed in
+//! `sentinel`). This file has the backend itself: its state, key naming, set-up, and the
+//! `Backend` methods.
 
 mod config;
 mod connection;
@@ -12,6 +14,7 @@ mod known_holds;
 mod operations;
 mod runtime;
 mod scripts;
+mod sentinel;
 mod subscriber;
 mod topology;
 

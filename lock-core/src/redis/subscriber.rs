@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use deadpool_redis::redis::{self, RedisError};
+use deadpool_redis::redis;
 use event_listener::Event;
 use futures_util::StreamExt;
 
@@ -72,7 +72,7 @@ impl RedisBackend {
                     // Asked anew on every reconnect: after a failover, the new master.
                     let mut pubsub = connector.master().await?.get_async_pubsub().await?;
                     pubsub.psubscribe(&pattern).await?;
-                    Ok::<_, RedisError>(pubsub)
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(pubsub)
                 };
                 match tokio::time::timeout(connect_timeout, subscribed).await {
                     Ok(Ok(pubsub)) => {

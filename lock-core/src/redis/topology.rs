@@ -9,19 +9,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use event_listener::Event;
-use futures_util::StreamExt;
 
 use deadpool_redis::redis::{
     self,
     aio::{ConnectionLike, MultiplexedConnection},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
-    sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType},
-    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisError, RedisFuture,
-    RedisResult, TlsCertificates, Value,
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
+    RedisFuture, RedisResult, TlsCertificates, Value,
 };
 
 use super::config::{RedisConfig, TlsSettings, Topology, UrlRejected};
+use super::sentinel::{MasterSettings, Sentinels};
 use crate::error::LockError;
 
 type BoxError = Box<dyn Error + Send + Sync>;
@@ -114,7 +113,7 @@ impl Generation {
         self.current.load(Ordering::Acquire)
     }
 
-    fn advance(&self) {
+    pub(super) fn advance(&self) {
         self.current.fetch_add(1, Ordering::AcqRel);
         self.changed.notify(usize::MAX);
     }
@@ -131,15 +130,10 @@ impl Generation {
     }
 }
 
-/// The Sentinels' channel announcing a new master: `<name> <old ip> <old port> <new ip> <new
-/// port>`.
-const SWITCH_MASTER: &str = "+switch-master";
-
 /// Makes the connections of one deployment.
 pub(super) struct Connector {
     deployment: Deployment,
     pub(super) generation: Generation,
-    connect_timeout: Duration,
 }
 
 enum Deployment {
@@ -149,14 +143,7 @@ enum Deployment {
         pool: deadpool_redis::Pool,
     },
     /// The master the Sentinels name, looked up on every connect.
-    Sentinel {
-        sentinel: tokio::sync::Mutex<SentinelClient>,
-        /// The master found by the last lookup, for the synchronous last-resort release.
-        last_master: std::sync::Mutex<Option<redis::Client>>,
-        /// One client per Sentinel (with the Sentinels' credentials), to hear of switches.
-        sentinels: Vec<redis::Client>,
-        master_name: String,
-    },
+    Sentinel(Sentinels),
     /// A Cluster; its connection follows the cluster's topology by itself.
     Cluster(ClusterClient),
 }
@@ -236,12 +223,9 @@ impl Connector {
                     .map(|url| connection_info(url, insecure))
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
-                let addrs = infos.iter().map(|info| info.addr.clone());
-                // The switch watch talks to the Sentinels as the Sentinel client does.
-                let watch_clients = infos
-                    .iter()
-                    .map(|info| {
-                        let mut info = info.clone();
+                let clients = infos
+                    .into_iter()
+                    .map(|mut info| {
                         if let Some((user, password)) = &config.sentinel_credentials {
                             info.redis.username.clone_from(user);
                             info.redis.password = Some(password.clone());
@@ -253,49 +237,31 @@ impl Connector {
                     })
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
-                let mode = if insecure {
-                    redis::TlsMode::Insecure
-                } else {
-                    redis::TlsMode::Secure
+                let (username, password) = match credentials {
+                    Some((user, password)) => (user, Some(password)),
+                    None => (None, None),
                 };
-                let mut builder =
-                    SentinelClientBuilder::new(addrs, master.clone(), SentinelServerType::Master)
-                        .map_err(rejected)?
-                        .set_client_to_redis_db(db);
-                if nodes.tls {
-                    builder = builder
-                        .set_client_to_redis_tls_mode(mode)
-                        .set_client_to_sentinel_tls_mode(mode);
-                    if let Some(certs) = tls {
-                        builder = builder
-                            .set_client_to_redis_certificates(certs.clone())
-                            .set_client_to_sentinel_certificates(certs);
-                    }
-                }
-                if let Some((user, password)) = credentials {
-                    if let Some(user) = user {
-                        builder = builder.set_client_to_redis_username(user);
-                    }
-                    builder = builder.set_client_to_redis_password(password);
-                }
-                if let Some((user, password)) = &config.sentinel_credentials {
-                    if let Some(user) = user {
-                        builder = builder.set_client_to_sentinel_username(user.clone());
-                    }
-                    builder = builder.set_client_to_sentinel_password(password.clone());
-                }
-                Deployment::Sentinel {
-                    sentinel: tokio::sync::Mutex::new(builder.build().map_err(rejected)?),
-                    last_master: std::sync::Mutex::new(None),
-                    sentinels: watch_clients,
-                    master_name: master,
-                }
+                let master_settings = MasterSettings {
+                    redis: RedisConnectionInfo {
+                        db,
+                        username,
+                        password,
+                        ..RedisConnectionInfo::default()
+                    },
+                    tls: nodes.tls.then_some(insecure),
+                    certificates: tls,
+                };
+                Deployment::Sentinel(Sentinels::new(
+                    master,
+                    clients,
+                    master_settings,
+                    config.connect_timeout,
+                ))
             }
         };
         Ok(Connector {
             deployment,
             generation: Generation::default(),
-            connect_timeout: config.connect_timeout,
         })
     }
 
@@ -306,16 +272,8 @@ impl Connector {
         let generation = self.generation.current();
         let conn = match &self.deployment {
             Deployment::Server { pool, .. } => HeldConn::Pooled(pool.get().await?),
-            Deployment::Sentinel { .. } => {
-                let connecting = async {
-                    let master = self.master().await?;
-                    master.get_multiplexed_async_connection().await
-                };
-                // Neither the Sentinels' answers nor the master's have a timeout of their own.
-                let conn = tokio::time::timeout(self.connect_timeout, connecting)
-                    .await
-                    .map_err(|_| super::connection::TimeoutError(self.connect_timeout))??;
-                HeldConn::Own(Connection::Server(conn))
+            Deployment::Sentinel(sentinels) => {
+                HeldConn::Own(Connection::Server(sentinels.connect_master().await?.1))
             }
             Deployment::Cluster(client) => {
                 HeldConn::Own(Connection::Cluster(client.get_async_connection().await?))
@@ -326,182 +284,53 @@ impl Connector {
 
     /// The client of the one server, or of the current master (asking the Sentinels). Not for a
     /// cluster, whose clients are per node.
-    pub(super) async fn master(&self) -> RedisResult<redis::Client> {
+    pub(super) async fn master(&self) -> Result<redis::Client, BoxError> {
         match &self.deployment {
             Deployment::Server { client, .. } => Ok(client.clone()),
-            Deployment::Sentinel {
-                sentinel,
-                last_master,
-                ..
-            } => {
-                let master = sentinel.lock().await.async_get_client().await?;
-                *last_master.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
-                Ok(master)
-            }
-            Deployment::Cluster(_) => Err(redis::RedisError::from((
-                redis::ErrorKind::ClientError,
-                "a cluster has no one master",
-            ))),
+            Deployment::Sentinel(sentinels) => Ok(sentinels.connect_master().await?.0),
+            Deployment::Cluster(_) => Err("a cluster has no one master".into()),
         }
     }
 
-    /// For Sentinel, until dropped: listens to one Sentinel's `+switch-master` at a time (the
-    /// next one when it fails), and moves the [`Generation`] on when our master is replaced, so
-    /// operations and the subscriber leave the replaced master at once. A switch missed while
-    /// no Sentinel was listened to is caught on resubscribing, by comparing the master the
-    /// Sentinels name then with the last one known. For other topologies it returns at once.
+    /// A connection to the master broke (or answered as a replica): with Sentinel, the master
+    /// may be gone or replaced, so every slot looks it up again before its next command instead
+    /// of finding out from its own failure. (A timeout is not taken as a sign: a slow server
+    /// would make every slot reconnect.) Nothing for other topologies: their connections are
+    /// to the one server, or follow the cluster themselves.
+    pub(super) fn master_may_be_gone(&self) {
+        if let Deployment::Sentinel(_) = self.deployment {
+            self.generation.advance();
+        }
+    }
+
+    /// For Sentinel, until dropped: the watch of the Sentinels' switches (see
+    /// [`Sentinels::watch_switches`]). For other topologies it returns at once.
     pub(super) async fn watch_switches(&self, url: &str, command_timeout: Duration) {
-        let Deployment::Sentinel {
-            sentinels,
-            master_name,
-            last_master,
-            ..
-        } = &self.deployment
-        else {
-            return;
-        };
-        let mut known = last_master
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .and_then(address);
-        let mut next = 0usize;
-        loop {
-            let sentinel = &sentinels[next % sentinels.len()];
-            next = next.wrapping_add(1);
-            let subscribed = async {
-                let mut pubsub = sentinel.get_async_pubsub().await?;
-                pubsub.subscribe(SWITCH_MASTER).await?;
-                Ok::<_, RedisError>(pubsub)
-            };
-            match tokio::time::timeout(self.connect_timeout, subscribed).await {
-                Ok(Ok(pubsub)) => {
-                    // Listening from here on; anything before is read from the Sentinels.
-                    if let Ok(Ok(master)) =
-                        tokio::time::timeout(self.connect_timeout, self.master()).await
-                    {
-                        let named = address(&master);
-                        if known.is_some() && named.is_some() && named != known {
-                            tracing::warn!(
-                                %url,
-                                "lockwright: the Sentinels name another master than before;                                  dropping the connections to the old one"
-                            );
-                            self.generation.advance();
-                        }
-                        known = named.or(known);
-                    }
-                    let (mut sink, mut messages) = pubsub.split();
-                    let listening = async {
-                        while let Some(message) = messages.next().await {
-                            let Ok(payload) = message.get_payload::<String>() else {
-                                continue;
-                            };
-                            let fields: Vec<&str> = payload.split(' ').collect();
-                            let [name, _, _, host, port] = fields[..] else {
-                                continue;
-                            };
-                            if name != master_name {
-                                continue;
-                            }
-                            tracing::warn!(
-                                %url,
-                                new_master = %format!("{host}:{port}"),
-                                "lockwright: Sentinel switched masters; dropping the connections                                  to the old one"
-                            );
-                            self.generation.advance();
-                            known = port.parse().ok().map(|port| (host.to_owned(), port));
-                            // For the synchronous release, which cannot ask the Sentinels.
-                            let _ = tokio::time::timeout(self.connect_timeout, self.master()).await;
-                        }
-                    };
-                    let keepalive = async {
-                        loop {
-                            tokio::time::sleep(super::subscriber::SUBSCRIBER_KEEPALIVE).await;
-                            let ping = sink.ping::<redis::Value>();
-                            match tokio::time::timeout(command_timeout, ping).await {
-                                Ok(Ok(_)) => {}
-                                Ok(Err(err)) => return BoxError::from(err),
-                                Err(_) => {
-                                    return super::connection::TimeoutError(command_timeout).into()
-                                }
-                            }
-                        }
-                    };
-                    tokio::select! {
-                        () = listening => tracing::warn!(
-                            %url,
-                            "lockwright: Sentinel switch watch disconnected; reconnecting"
-                        ),
-                        err = keepalive => tracing::warn!(
-                            %url,
-                            error = %err,
-                            "lockwright: Sentinel switch watch did not answer PING; reconnecting"
-                        ),
-                    }
-                }
-                Ok(Err(err)) => tracing::warn!(
-                    %url,
-                    error = %err,
-                    "lockwright: Sentinel switch watch cannot subscribe; trying the next Sentinel"
-                ),
-                Err(_) => tracing::warn!(
-                    %url,
-                    "lockwright: Sentinel switch watch timed out; trying the next Sentinel"
-                ),
-            }
-            // A short pause, and a longer one once every Sentinel was tried in turn.
-            let pause = if next % sentinels.len() == 0 {
-                1000
-            } else {
-                100
-            };
-            tokio::time::sleep(Duration::from_millis(pause)).await;
+        if let Deployment::Sentinel(sentinels) = &self.deployment {
+            sentinels
+                .watch_switches(&self.generation, url, command_timeout)
+                .await;
         }
     }
 
     /// A synchronous connection for the key's server, for the release of last resort (no
     /// runtime left to run an async one).
-    pub(super) fn blocking(&self, config: &RedisConfig) -> RedisResult<BlockingConnection> {
+    pub(super) fn blocking(&self, config: &RedisConfig) -> Result<BlockingConnection, BoxError> {
         let timeout = Some(config.command_timeout);
-        let server = |client: &redis::Client| {
-            let conn = client.get_connection_with_timeout(config.connect_timeout)?;
-            conn.set_read_timeout(timeout)?;
-            conn.set_write_timeout(timeout)?;
-            Ok(BlockingConnection::Server(conn))
-        };
         match &self.deployment {
-            Deployment::Server { client, .. } => server(client),
-            // No runtime is left to ask the Sentinels: the master of the last lookup (made by
-            // every connect, every subscriber reconnect and every switch heard). Should the
-            // master have changed unseen since, the release fails (logged) and the hold ends
-            // with its lease.
-            Deployment::Sentinel { last_master, .. } => {
-                let master = last_master
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                match master {
-                    Some(client) => server(&client),
-                    None => Err(redis::RedisError::from((
-                        redis::ErrorKind::ClientError,
-                        "no master found yet",
-                    ))),
-                }
+            Deployment::Server { client, .. } => {
+                let conn = client.get_connection_with_timeout(config.connect_timeout)?;
+                conn.set_read_timeout(timeout)?;
+                conn.set_write_timeout(timeout)?;
+                Ok(BlockingConnection::Server(conn))
             }
+            Deployment::Sentinel(sentinels) => Ok(BlockingConnection::Server(
+                sentinels.blocking_master(config.command_timeout)?,
+            )),
             Deployment::Cluster(client) => Ok(BlockingConnection::Cluster(Box::new(
                 client.get_connection()?,
             ))),
         }
-    }
-}
-
-/// Host and port of a client's server (none for a Unix socket).
-fn address(client: &redis::Client) -> Option<(String, u16)> {
-    match &client.get_connection_info().addr {
-        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-            Some((host.clone(), *port))
-        }
-        _ => None,
     }
 }
 
