@@ -1,12 +1,17 @@
 //! The Redis backend behind Sentinel, against real servers: a master, a replica and three
 //! sentinels per set (support/sentinel.rs). The whole conformance suite runs on a shared set
-//! through the `redis+sentinel://` URL form; failovers, credentials and `wait_replicas` get sets
-//! of their own.
+//! through the `redis+sentinel://` URL form, and once more with `wait_replicas`; failovers and
+//! credentials get sets of their own.
 
 mod conformance;
 mod support;
 
 conformance_suite!(support::sentinel::shared_sentinel_backend());
+
+/// The suite again, with every hold confirmed by the replica (`wait_replicas(1, 1 s)`).
+mod replicated {
+    crate::conformance_suite!(crate::support::sentinel::shared_sentinel_replicated_backend());
+}
 
 mod sentinel_only {
     use std::collections::HashMap;
@@ -646,5 +651,267 @@ mod sentinel_only {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+}
+
+mod wait_replicas {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use lock_core::{Lock, LockError, RedisBackend, RedisConfig};
+
+    use crate::conformance::{key, LIVENESS};
+    use crate::support::sentinel::{shared_sentinel, SentinelOptions, SentinelSet};
+    use crate::support::RedisServer;
+
+    fn exists(conn: &mut redis::Connection, name: &str) -> bool {
+        redis::cmd("EXISTS").arg(name).query::<i64>(conn).unwrap() == 1
+    }
+
+    fn raw(url: &str) -> redis::Connection {
+        redis::Client::open(url).unwrap().get_connection().unwrap()
+    }
+
+    #[test]
+    fn zero_replicas_or_a_bad_timeout_are_invalid_arguments() {
+        for config in [
+            RedisConfig::new("redis://x").wait_replicas(0, 1),
+            RedisConfig::new("redis://x").wait_replicas(1, 0),
+            RedisConfig::new("redis://x").wait_replicas(1, -1.0),
+        ] {
+            let err = config.unwrap_err();
+            assert!(matches!(err, LockError::InvalidArgument { .. }), "{err:?}");
+        }
+    }
+
+    /// With the replica up, every confirmed write is on the replica when the call returns.
+    #[test]
+    fn with_a_replica_up_holds_are_on_it_when_acquire_and_extend_return() {
+        let set = shared_sentinel();
+        let config = set.config().wait_replicas(1, 1).unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap();
+        let replica = set.other_than(set.master_port());
+        let mut on_replica = set.server_conn(replica);
+        let name = key("confirmed");
+        let lock = Lock::with_backend(name.as_str(), &backend.shared()).exp(30);
+        let mut guard = lock.acquire_blocking().unwrap();
+        // Not polled: WAIT returned only once the replica had it.
+        assert!(exists(&mut on_replica, &backend.lock_key(&name)));
+        guard.extend_blocking(60).unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(backend.lock_key(&name))
+            .query(&mut on_replica)
+            .unwrap();
+        assert!(
+            ttl > 30_000,
+            "the extension is not on the replica: {ttl} ms"
+        );
+        guard.release_blocking().unwrap();
+        // Renewed holds stay held past their lease.
+        let renewed = Lock::with_backend(key("confirmed-renewed"), &backend.shared())
+            .renewed_lease(0.6)
+            .acquire_blocking()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        assert!(!renewed.is_lease_lost());
+        assert!(renewed.is_held_blocking().unwrap());
+    }
+
+    /// A master with one replica (no Sentinel: `wait_replicas` works on any topology).
+    fn master_and_replica() -> (RedisServer, RedisServer) {
+        let master = RedisServer::start_with(&["--repl-diskless-sync-delay", "0"]);
+        let port = master.port.to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        let mut admin = raw(&master.url());
+        let start = Instant::now();
+        loop {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query(&mut admin)
+                .unwrap();
+            if info.contains("connected_slaves:1") && info.contains("state=online") {
+                break;
+            }
+            assert!(
+                start.elapsed() < LIVENESS,
+                "the replica never synced: {info}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (master, replica)
+    }
+
+    /// With the replica gone, an acquire fails typed after about the WAIT timeout, and leaves
+    /// nothing held; a re-entry loses only its own count; extend is refused; renewals fail, so
+    /// the watchdog declares a renewed hold lost.
+    #[test]
+    fn with_the_replica_gone_an_acquire_fails_typed_and_leaves_nothing_held() {
+        let (master, mut replica) = master_and_replica();
+        let wait = Duration::from_millis(300);
+        let config = RedisConfig::new(master.url())
+            .wait_replicas(1, wait)
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap();
+        let shared = backend.shared();
+        let mut admin = raw(&master.url());
+        let reentered_name = key("unconfirmed-reentry");
+        let reentered = Lock::with_backend(reentered_name.as_str(), &shared).exp(30);
+        let first = reentered.acquire_blocking().unwrap();
+        let mut extended = Lock::with_backend(key("unconfirmed-extend"), &shared)
+            .exp(30)
+            .acquire_blocking()
+            .unwrap();
+        let renewed = Lock::with_backend(key("unconfirmed-renewed"), &shared)
+            .renewed_lease(1)
+            .acquire_blocking()
+            .unwrap();
+
+        replica.kill();
+        let name = key("unconfirmed");
+        let lock = Lock::with_backend(name.as_str(), &shared).exp(30);
+        let start = Instant::now();
+        let err = lock.acquire_blocking().map(drop).unwrap_err();
+        let took = start.elapsed();
+        eprintln!("wait_replicas: an acquire with the replica gone failed after {took:?}");
+        assert!(
+            matches!(
+                err,
+                LockError::NotReplicated {
+                    acknowledged: 0,
+                    wanted: 1,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.key(), Some(name.as_str()));
+        assert!(took >= wait, "{took:?}");
+        assert!(took < wait + LIVENESS, "{took:?}");
+        assert!(
+            !exists(&mut admin, &backend.lock_key(&name)),
+            "the unconfirmed acquire was left held"
+        );
+
+        // A re-entry gives back only the count it added.
+        let err = reentered.acquire_blocking().map(drop).unwrap_err();
+        assert!(matches!(err, LockError::NotReplicated { .. }), "{err:?}");
+        assert_eq!(reentered.lock_count_blocking().unwrap(), 1);
+        first.release_blocking().unwrap();
+        assert!(!exists(&mut admin, &backend.lock_key(&reentered_name)));
+
+        let err = extended.extend_blocking(60).unwrap_err();
+        assert!(matches!(err, LockError::NotReplicated { .. }), "{err:?}");
+
+        let start = Instant::now();
+        while !renewed.is_lease_lost() {
+            assert!(
+                start.elapsed() < LIVENESS,
+                "unconfirmed renewals did not count as failed"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// One run of the failover measurement: tasks acquire holds (each its own key, a long lease)
+    /// while the replica's replication link is first open, then held back (a frozen proxy
+    /// between replica and master: the master still acknowledges writes), then the master is
+    /// killed and Sentinel promotes the replica. Returns (holds acknowledged, of them missing on
+    /// the new master, acquires refused as unconfirmed, of them found held on the new master).
+    fn holds_lost_in_a_failover(wait: bool) -> (usize, usize, usize, usize) {
+        let mut set = SentinelSet::start_with(SentinelOptions {
+            replicate_through_proxy: true,
+            // The sentinels would otherwise re-point the replica at the master's own address
+            // (it replicates from the proxy's) a failover timeout after they first see it.
+            failover_timeout_ms: 60_000,
+            ..SentinelOptions::default()
+        });
+        let old = set.master_port();
+        let new = set.other_than(old);
+        let mut config = set.config().command_timeout(2).unwrap();
+        if wait {
+            config = config.wait_replicas(1, 0.2).unwrap();
+        }
+        let backend = RedisBackend::connect_blocking(config).unwrap();
+        let shared = backend.shared();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged: Arc<Mutex<Vec<(String, lock_core::LockGuard)>>> = Arc::default();
+        let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+        let tasks: Vec<_> = (0..8)
+            .map(|task| {
+                let (shared, stop, acknowledged, refused) = (
+                    shared.clone(),
+                    Arc::clone(&stop),
+                    Arc::clone(&acknowledged),
+                    Arc::clone(&refused),
+                );
+                runtime.spawn(async move {
+                    let mut round = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        round += 1;
+                        let name = key(&format!("measure-{task}-{round}"));
+                        let lock = Lock::with_backend(name.as_str(), &shared).exp(120);
+                        match lock.acquire().await {
+                            Ok(guard) => acknowledged.lock().unwrap().push((name, guard)),
+                            Err(LockError::NotReplicated { .. }) => {
+                                refused.lock().unwrap().push(name)
+                            }
+                            // The master is gone.
+                            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        }
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let frozen = set.proxy.as_ref().unwrap().freeze_all();
+        assert!(frozen >= 1, "no replication link to hold back");
+        std::thread::sleep(Duration::from_millis(700));
+        set.server(old).kill();
+        stop.store(true, Ordering::Relaxed);
+        for task in tasks {
+            runtime.block_on(task).unwrap();
+        }
+        assert_eq!(set.wait_for_new_master(old), new);
+        let mut on_new = set.server_conn(new);
+        let acknowledged = std::mem::take(&mut *acknowledged.lock().unwrap());
+        let refused = std::mem::take(&mut *refused.lock().unwrap());
+        let lost = acknowledged
+            .iter()
+            .filter(|(name, _)| !exists(&mut on_new, &backend.lock_key(name)))
+            .count();
+        let resurrected = refused
+            .iter()
+            .filter(|name| exists(&mut on_new, &backend.lock_key(name)))
+            .count();
+        let counts = (acknowledged.len(), lost, refused.len(), resurrected);
+        // The guards' releases go to the new master (or find their hold gone).
+        drop(acknowledged);
+        counts
+    }
+
+    /// Prints how many acknowledged holds a failover loses without and with `wait_replicas`;
+    /// asserts only that with it none is lost.
+    #[test]
+    fn acknowledged_holds_lost_in_a_failover_without_and_with_wait_replicas() {
+        let (acknowledged, lost, _, _) = holds_lost_in_a_failover(false);
+        eprintln!(
+            "failover without wait_replicas: {lost} of {acknowledged} acknowledged holds missing \
+             on the new master"
+        );
+        let (acknowledged, lost, refused, resurrected) = holds_lost_in_a_failover(true);
+        eprintln!(
+            "failover with wait_replicas(1, 200 ms): {lost} of {acknowledged} acknowledged holds \
+             missing on the new master; {refused} acquires refused as unconfirmed (undone), \
+             {resurrected} of them held on the new master anyway (the acquire reached the \
+             replica, its undo did not: a hold nobody owns until its lease ends)"
+        );
+        assert!(acknowledged > 0, "nothing was acknowledged");
+        assert_eq!(lost, 0, "wait_replicas let acknowledged holds be lost");
     }
 }

@@ -296,6 +296,28 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// Gives back a hold whose acquire the replicas did not confirm, with its owner and fence
+    /// (one hold: a re-entry only loses the count it added), as an acquire cancelled mid-way
+    /// gives back what it got. Awaited, so the caller's error comes with the key given back;
+    /// should that fail (the master gone), the hold ends with its lease.
+    async fn undo_unconfirmed(&self, key: &Arc<str>, owner: Owner, fence: Fence) {
+        let undone = self
+            .clone()
+            .release_now(Arc::clone(key), owner, Some(fence), ReleaseScope::One)
+            .await;
+        if let Err(err) = undone {
+            tracing::warn!(
+                %key,
+                url = %self.inner.config.redacted_url(),
+                error = %err,
+                "lockwright: an acquire the replicas did not confirm could not be undone; the \
+                 hold stays until its lease ends (never without one) or force_unlock"
+            );
+        }
+    }
+}
+
 /// Milliseconds for Redis: rounded up, at least 1; `0` means no expiry.
 fn lease_millis(lease: LeaseTime) -> String {
     match lease {
@@ -333,8 +355,8 @@ impl Backend for RedisBackend {
                     return None; // the caller left before anything was sent: take nothing
                 }
                 sent.store(true, Ordering::Release);
-                let reply: Result<Vec<i64>> = backend
-                    .eval(
+                let reply = backend
+                    .eval_then_wait(
                         &key,
                         &scripts::ACQUIRE,
                         &[&backend.lock_key(&key), &backend.fence_key(&key)],
@@ -344,15 +366,26 @@ impl Backend for RedisBackend {
                             &lease_millis(Some(backend.inner.config.fence_counter_ttl)),
                             &backend.inner.known_holds.ended_fence_arg(&key, owner),
                         ],
+                        |reply: &Vec<i64>| reply.first() == Some(&1),
                     )
                     .await;
-                Some(reply.and_then(|reply| match reply.as_slice() {
+                let (reply, replicated) = match reply {
+                    Ok(reply) => reply,
+                    Err(err) => return Some(Err(err)),
+                };
+                Some(match reply.as_slice() {
                     [1, fence, count] => {
                         let (fence, hold_count) = (
                             Fence(*fence as u64),
                             u32::try_from(*count).unwrap_or(u32::MAX),
                         );
-                        Ok(TryAcquire::Acquired { fence, hold_count })
+                        match backend.confirmed(&key, replicated) {
+                            Ok(()) => Ok(TryAcquire::Acquired { fence, hold_count }),
+                            Err(err) => {
+                                backend.undo_unconfirmed(&key, owner, fence).await;
+                                Err(err)
+                            }
+                        }
                     }
                     [0, pttl, _] => Ok(TryAcquire::Held {
                         remaining: remaining_from_pttl(*pttl),
@@ -361,7 +394,7 @@ impl Backend for RedisBackend {
                         key: Arc::clone(&key),
                         source: format!("unexpected acquire reply {other:?}").into(),
                     }),
-                }))
+                })
             }
         };
         Box::pin(Acquiring {
@@ -459,8 +492,8 @@ impl Backend for RedisBackend {
         let backend = self.clone();
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
-            let extended: i64 = backend
-                .eval(
+            let (extended, replicated) = backend
+                .eval_then_wait(
                     &key_owned,
                     &scripts::EXTEND,
                     &[&backend.lock_key(&key_owned)],
@@ -469,8 +502,10 @@ impl Backend for RedisBackend {
                         &fence.0.to_string(),
                         &lease_millis(lease),
                     ],
+                    |extended: &i64| *extended == 1,
                 )
                 .await?;
+            backend.confirmed(&key_owned, replicated)?;
             Ok(extended == 1)
         })
     }
@@ -498,9 +533,17 @@ impl Backend for RedisBackend {
                 }
                 let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                let live: Vec<i64> = backend
-                    .eval(&batch[0].key, &scripts::EXTEND_MANY, &keys, &args)
+                // Unconfirmed by the replicas, the whole renewal counts as failed.
+                let (live, replicated) = backend
+                    .eval_then_wait(
+                        &batch[0].key,
+                        &scripts::EXTEND_MANY,
+                        &keys,
+                        &args,
+                        |live: &Vec<i64>| live.contains(&1),
+                    )
                     .await?;
+                backend.confirmed(&batch[0].key, replicated)?;
                 renewed.extend(live.into_iter().map(|live| live == 1));
             }
             Ok(renewed)

@@ -466,3 +466,16 @@ pub fn shared_sentinel_backend() -> lock_core::SharedBackend {
         })
         .shared()
 }
+
+/// A backend on [`shared_sentinel`] whose holds its replica confirms
+/// (`wait_replicas(1, 1 s)`).
+pub fn shared_sentinel_replicated_backend() -> lock_core::SharedBackend {
+    static SHARED: OnceLock<lock_core::RedisBackend> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let config = shared_sentinel().config().wait_replicas(1, 1).unwrap();
+            lock_core::RedisBackend::connect_blocking(config)
+                .expect("connect to the shared sentinel set")
+        })
+        .shared()
+}
