@@ -214,10 +214,11 @@ mod sentinel_only {
         let old = set.master_port();
         let new = set.other_than(old);
         // One sentinel, behind a proxy that can freeze the watch's subscription. The watch then
-        // finds out only after its PING goes unanswered: 1 s + the 5 s command timeout.
+        // finds out only after its PING goes unanswered: 1 s + the 10 s command timeout. (Had it
+        // found out first, no operation would meet READONLY, and the last check would fail.)
         let proxy = FreezingProxy::start(set.sentinels[0].port);
         let config = RedisConfig::sentinel(MASTER_NAME, [proxy.url()])
-            .command_timeout(5)
+            .command_timeout(10)
             .unwrap();
         let backend = RedisBackend::connect_blocking(config).unwrap();
         let shared = backend.shared();
@@ -243,7 +244,6 @@ mod sentinel_only {
             .arg(new)
             .query(&mut set.server_conn(old))
             .unwrap();
-        let switched_at = Instant::now();
         let mut new_master = set.server_conn(new);
         let commands_before: HashMap<String, String> = readonly_errors(&set, old);
         for name in &names {
@@ -254,11 +254,6 @@ mod sentinel_only {
             assert!(exists(&mut new_master, &backend.lock_key(name)));
             guard.release_blocking().unwrap();
         }
-        assert!(
-            switched_at.elapsed() < Duration::from_secs(5),
-            "too slow to be sure the watch had not resubscribed yet: {:?}",
-            switched_at.elapsed()
-        );
         let commands_after = readonly_errors(&set, old);
         assert_ne!(
             commands_before, commands_after,
