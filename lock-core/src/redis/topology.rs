@@ -98,8 +98,9 @@ impl Held {
 }
 
 /// Which master connections are made for: moved on each time the Sentinels replace the master
-/// (`+switch-master`). A connection made for an earlier generation is dropped before its next
-/// use, so nothing more is sent to a master that was replaced, even while it still takes writes
+/// (`+switch-master`, see `sentinel.rs`) and each time a connection to it breaks
+/// ([`Connector::master_may_be_gone`]). A connection made for an earlier generation is dropped
+/// before its next use, so nothing more is sent to a master that was replaced, even while it still takes writes
 /// (a replaced master stays one until the Sentinels turn it into a replica, a failover timeout or
 /// so later, and what it takes meanwhile is lost). Never moves for other topologies.
 #[derive(Default)]
