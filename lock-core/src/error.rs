@@ -7,7 +7,8 @@ use std::time::Duration;
 ///
 /// Callers match on the variant: [`LockError::Locked`] and [`LockError::TimedOut`] mean "someone
 /// else holds it", [`LockError::NotOwner`] and [`LockError::LeaseLost`] mean "you no longer hold
-/// it", [`LockError::InvalidArgument`] is a caller bug, [`LockError::Backend`] is infrastructure.
+/// it", [`LockError::InvalidArgument`] is a caller bug, [`LockError::Backend`] is infrastructure
+/// (and [`LockError::NotReplicated`]: replicas that did not confirm a write in time).
 ///
 /// ```
 /// use lock_core::{Lock, LockError, MemoryBackend};
@@ -61,6 +62,23 @@ pub enum LockError {
         /// Why it was refused.
         reason: String,
     },
+    /// Fewer replicas than the Redis backend's `RedisConfig::wait_replicas` asks for
+    /// acknowledged a hold's write within its timeout. An acquire has been undone
+    /// (the caller holds nothing); an `extend` or `persist` did happen on the master, but may
+    /// not survive a failover. Replicas down or lagging: retry later, or treat as
+    /// [`LockError::Backend`].
+    #[error(
+        "{key}: {acknowledged} of the {wanted} replicas asked for acknowledged the write in time \
+         (wait_replicas)"
+    )]
+    NotReplicated {
+        /// The lock's key.
+        key: Arc<str>,
+        /// How many replicas acknowledged it (`WAIT`'s answer).
+        acknowledged: usize,
+        /// How many were asked for.
+        wanted: usize,
+    },
     /// A backend could not be set up: bad URL, unreachable server, wrong credentials.
     #[error("cannot connect to {target}: {source}")]
     Connection {
@@ -96,6 +114,7 @@ impl LockError {
             | LockError::TimedOut { key, .. }
             | LockError::NotOwner { key }
             | LockError::LeaseLost { key }
+            | LockError::NotReplicated { key, .. }
             | LockError::Backend { key, .. } => Some(key),
             LockError::InvalidArgument { .. } | LockError::Connection { .. } => None,
         }

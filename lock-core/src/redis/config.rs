@@ -37,7 +37,25 @@ pub struct RedisConfig {
     pub(super) command_timeout: Duration,
     pub(super) default_lease: Option<Duration>,
     pub(super) fence_counter_ttl: Duration,
+    pub(super) wait_replicas: Option<WaitReplicas>,
     pub(super) runtime: Option<tokio::runtime::Handle>,
+}
+
+/// [`RedisConfig::wait_replicas`]: how many replicas must acknowledge a hold's write, and how
+/// long the master waits for them.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WaitReplicas {
+    pub(super) replicas: usize,
+    pub(super) timeout: Duration,
+}
+
+impl WaitReplicas {
+    /// `WAIT`'s timeout: whole milliseconds, rounded up, at least 1 (`0` would wait forever).
+    pub(super) fn millis(&self) -> u64 {
+        u64::try_from(self.timeout.as_nanos().div_ceil(1_000_000))
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
 }
 
 impl RedisConfig {
@@ -72,6 +90,7 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(5),
             default_lease: None,
             fence_counter_ttl: Duration::from_secs(600),
+            wait_replicas: None,
             runtime: None,
         }
     }
@@ -106,8 +125,12 @@ impl RedisConfig {
 
     /// Settings for the master that these Sentinels (`redis://host:port` each) know as
     /// `master_name`. Connections go to the current master, found through the Sentinels on
-    /// every (re)connect; a connection that finds itself talking to a demoted master
-    /// (`READONLY`) is dropped, and the operation retried on the new one. The master's user and
+    /// every (re)connect. The backend listens to the Sentinels' `+switch-master` announcements:
+    /// once they replace the master, no further command goes to the old one (which takes writes
+    /// for a while still, until the Sentinels turn it into a replica, and loses them then); its
+    /// connections are dropped and the wake-up subscriber moves to the new master. A connection
+    /// that finds itself talking to a demoted master anyway (`READONLY`) is dropped, and the
+    /// operation retried once on the master a fresh lookup finds. The master's user and
     /// password go in [`RedisConfig::sentinel_master_credentials`] (or in the
     /// `redis+sentinel://` URL form); the Sentinels' own, if they need one, in
     /// [`RedisConfig::sentinel_credentials`].
@@ -246,6 +269,62 @@ impl RedisConfig {
         Ok(self)
     }
 
+    /// Confirms every hold with its replicas: an acquire, each watchdog renewal, and each
+    /// [`extend`](crate::LockGuard::extend) or [`persist`](crate::LockGuard::persist) succeed
+    /// only once `replicas` replicas have acknowledged the write (`WAIT replicas timeout`, sent
+    /// on the connection that carried it), within `timeout`.
+    ///
+    /// Why: replication is asynchronous. Without it, a hold the master acknowledged but had not
+    /// yet sent to a replica when it died is lost when Sentinel promotes that replica, and
+    /// another client acquires the key there while the first still believes it holds it. With
+    /// it, an acquire the replicas do not confirm in time is undone (released with its owner and
+    /// fence, as an acquire cancelled mid-way is) and fails with
+    /// [`LockError::NotReplicated`]; an unconfirmed renewal counts as failed (the hold is
+    /// declared lost when its lease could end, as for any failed renewal); an unconfirmed
+    /// `extend`/`persist` returns `NotReplicated` (the master did extend it; the error says the
+    /// extension may not survive a failover).
+    ///
+    /// What it does not buy: `WAIT` is not consensus. A failover may still promote a replica
+    /// that missed the write (Sentinel picks among the replicas by priority and replication
+    /// offset, not by which acknowledged what), a replica that acknowledged may lose the write
+    /// in its own restart, and an undo that fails (the master died meanwhile) leaves a hold
+    /// nobody owns until its lease ends. Fences still protect the resource (GUARANTEES.md).
+    ///
+    /// Cost: each confirmed write waits for a replica round trip, and `WAIT` blocks the
+    /// connection it is sent on: the backend's connections are shared (multiplexed) by every
+    /// operation on the keys of their slot, so those wait too, up to `timeout` when the replicas
+    /// are slow or gone. Keep `timeout` short (well under the command timeout and the leases),
+    /// and a [`pool_size`](RedisConfig::pool_size) large enough that one slow `WAIT` holds up
+    /// few keys. Releases are not confirmed (a lost release leaves a hold that ends with its
+    /// lease, and its owner will not re-enter it). On a Cluster, `WAIT` goes to every primary,
+    /// so each needs `replicas` replicas.
+    ///
+    /// ```
+    /// use lock_core::RedisConfig;
+    ///
+    /// let config = RedisConfig::new("redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster")
+    ///     .wait_replicas(1, 0.1)?;
+    /// # Ok::<(), lock_core::LockError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`LockError::InvalidArgument`] for 0 replicas or an invalid timeout.
+    pub fn wait_replicas(
+        mut self,
+        replicas: usize,
+        timeout: impl IntoLockDuration,
+    ) -> Result<Self> {
+        if replicas == 0 {
+            return Err(crate::error::LockError::invalid(
+                "wait replicas",
+                "0 replicas confirm nothing: leave wait_replicas out instead",
+            ));
+        }
+        let timeout = timeout.into_lock_duration("wait replicas timeout")?;
+        self.wait_replicas = Some(WaitReplicas { replicas, timeout });
+        Ok(self)
+    }
+
     /// The lease of holds acquired without `exp` on this backend (renewed by the watchdog every
     /// third of it), instead of the global [`default_lease`](crate::default_lease). It bounds how
     /// long a crashed process's locks outlive it.
@@ -350,6 +429,7 @@ impl fmt::Debug for RedisConfig {
             .field("command_timeout", &self.command_timeout)
             .field("default_lease", &self.default_lease)
             .field("fence_counter_ttl", &self.fence_counter_ttl)
+            .field("wait_replicas", &self.wait_replicas)
             .field("own_runtime", &self.runtime.is_none())
             .finish()
     }

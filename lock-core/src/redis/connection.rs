@@ -118,7 +118,14 @@ impl RedisBackend {
         // The slot mutex is FIFO: operations on a key keep their order even while reconnecting.
         let mut slot = slot.lock().await;
         if let Some(held) = slot.as_ref() {
-            return Ok(held.connection());
+            if held.is_current(&self.inner.connector) {
+                return Ok(held.connection());
+            }
+            // Made for a master the Sentinels have replaced since: it may still take writes,
+            // which its demotion would lose. Not one more command goes there.
+            if let Some(replaced) = slot.take() {
+                replaced.discard();
+            }
         }
         // Connect on the backend's runtime: the connection's driver task lives where it was
         // created, and must outlive the caller's runtime (or work when the caller has none).
@@ -168,6 +175,25 @@ impl RedisBackend {
         keys: &[&str],
         args: &[&str],
     ) -> Result<T> {
+        let (value, _) = self
+            .eval_then_wait(key, script, keys, args, |_| false)
+            .await?;
+        Ok(value)
+    }
+
+    /// [`Self::eval`], then, with [`RedisConfig::wait_replicas`](super::RedisConfig) set and
+    /// when `wrote` says the reply is of a write to confirm, `WAIT` on the same connection
+    /// (which is what makes it cover that write), within its own timeout plus the command
+    /// timeout. The script's reply is returned whatever `WAIT` says: the caller may have to undo
+    /// what it did.
+    pub(super) async fn eval_then_wait<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+        wrote: impl Fn(&T) -> bool,
+    ) -> Result<(T, Replicated)> {
         let backend_error = |source: Box<dyn std::error::Error + Send + Sync>| LockError::Backend {
             key: key.into(),
             source,
@@ -187,17 +213,22 @@ impl RedisBackend {
                     .await
                     .map_err(|err| backend_error(err.into()))?;
                 match invocation.invoke_async::<T>(&mut conn).await {
-                    Ok(value) => return Ok(value),
+                    Ok(value) => return Ok((value, conn)),
                     // A master demoted by a failover answers the first write of a script with
                     // READONLY, before anything was written: drop the connection for good, and
                     // send it once more, to the master a fresh connection finds.
                     Err(err) if err.kind() == ErrorKind::ReadOnly && !demoted => {
                         demoted = true;
                         self.discard_connection(key).await;
+                        // The other slots' connections go to the same demoted server.
+                        self.inner.connector.master_may_be_gone();
                     }
                     Err(err) => {
                         if is_connection_failure(&err) || err.kind() == ErrorKind::ReadOnly {
                             self.discard_connection(key).await;
+                        }
+                        if !err.is_timeout() && is_connection_failure(&err) {
+                            self.inner.connector.master_may_be_gone();
                         }
                         return Err(backend_error(err.into()));
                     }
@@ -215,12 +246,76 @@ impl RedisBackend {
             let _runtime = self.inner.runtime.handle().enter();
             tokio::time::timeout(timeout, attempt)
         };
-        match attempt.await {
-            Ok(result) => result,
+        let (value, mut conn) = match attempt.await {
+            Ok(result) => result?,
             Err(_) => {
                 self.discard_connection(key).await;
-                Err(backend_error(TimeoutError(timeout).into()))
+                return Err(backend_error(TimeoutError(timeout).into()));
             }
+        };
+        let Some(wait) = self.inner.config.wait_replicas.filter(|_| wrote(&value)) else {
+            return Ok((value, Replicated::NotAsked));
+        };
+        let waiting = async {
+            redis::cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.millis())
+                .query_async::<i64>(&mut conn)
+                .await
+        };
+        let limit = wait.timeout + timeout;
+        let waiting = {
+            let _runtime = self.inner.runtime.handle().enter();
+            tokio::time::timeout(limit, waiting)
+        };
+        let replicated = match waiting.await {
+            Ok(Ok(acknowledged)) => {
+                Replicated::Acknowledged(usize::try_from(acknowledged).unwrap_or(0))
+            }
+            Ok(Err(err)) => {
+                if is_connection_failure(&err) {
+                    self.discard_connection(key).await;
+                    if !err.is_timeout() {
+                        self.inner.connector.master_may_be_gone();
+                    }
+                }
+                Replicated::Failed(backend_error(err.into()))
+            }
+            Err(_) => {
+                self.discard_connection(key).await;
+                Replicated::Failed(backend_error(TimeoutError(limit).into()))
+            }
+        };
+        Ok((value, replicated))
+    }
+
+    /// `Ok` when the write `replicated` tells of needs no confirmation or was confirmed; else
+    /// the error to report ([`LockError::NotReplicated`], or what `WAIT` failed with).
+    pub(super) fn confirmed(&self, key: &str, replicated: Replicated) -> Result<()> {
+        let wanted = self
+            .inner
+            .config
+            .wait_replicas
+            .map_or(0, |wait| wait.replicas);
+        match replicated {
+            Replicated::NotAsked => Ok(()),
+            Replicated::Acknowledged(acknowledged) if acknowledged >= wanted => Ok(()),
+            Replicated::Acknowledged(acknowledged) => Err(LockError::NotReplicated {
+                key: key.into(),
+                acknowledged,
+                wanted,
+            }),
+            Replicated::Failed(err) => Err(err),
         }
     }
+}
+
+/// What `WAIT` said of a write ([`RedisBackend::eval_then_wait`]).
+pub(super) enum Replicated {
+    /// No confirmation asked: `wait_replicas` unset, or the reply was of no write to confirm.
+    NotAsked,
+    /// This many replicas acknowledged it in time.
+    Acknowledged(usize),
+    /// `WAIT` itself failed (the connection broke, or it did not answer in time).
+    Failed(LockError),
 }

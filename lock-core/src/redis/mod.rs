@@ -3,8 +3,10 @@
 //! One concern per file: `config` (settings, password redaction), `connection` (connections,
 //! start-up checks, `eval`), `scripts` (the Lua scripts), `known_holds` (what tells a re-entry
 //! from a ghost), `subscriber` (wake-ups), `operations` (in-flight releases, operations finished
-//! or undone when their caller drops them), `runtime` (where the I/O runs). This file has the
-//! backend itself: its state, key naming, set-up, and the `Backend` methods.
+//! or undone when their caller drops them), `runtime` (where the I/O runs), `topology` (where the
+//! servers are: one, a Cluster, or the master that Sentinels name, found and followed in
+//! `sentinel`). This file has the backend itself: its state, key naming, set-up, and the
+//! `Backend` methods.
 
 mod config;
 mod connection;
@@ -12,6 +14,7 @@ mod known_holds;
 mod operations;
 mod runtime;
 mod scripts;
+mod sentinel;
 mod subscriber;
 mod topology;
 
@@ -121,6 +124,7 @@ impl RedisBackend {
         backend.warn_if_lock_keys_can_be_evicted().await;
         backend.watch_runtime();
         backend.start_subscriber();
+        backend.start_switch_watch();
         Ok(backend)
     }
 
@@ -304,6 +308,28 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// Gives back a hold whose acquire the replicas did not confirm, with its owner and fence
+    /// (one hold: a re-entry only loses the count it added), as an acquire cancelled mid-way
+    /// gives back what it got. Awaited, so the caller's error comes with the key given back;
+    /// should that fail (the master gone), the hold ends with its lease.
+    async fn undo_unconfirmed(&self, key: &Arc<str>, owner: Owner, fence: Fence) {
+        let undone = self
+            .clone()
+            .release_now(Arc::clone(key), owner, Some(fence), ReleaseScope::One)
+            .await;
+        if let Err(err) = undone {
+            tracing::warn!(
+                %key,
+                url = %self.inner.config.redacted_url(),
+                error = %err,
+                "lockwright: an acquire the replicas did not confirm could not be undone; the \
+                 hold stays until its lease ends (never without one) or force_unlock"
+            );
+        }
+    }
+}
+
 /// Milliseconds for Redis: rounded up, at least 1; `0` means no expiry.
 fn lease_millis(lease: LeaseTime) -> String {
     match lease {
@@ -342,8 +368,8 @@ impl Backend for RedisBackend {
                 }
                 backend.sharded_subscription_ready(&key).await;
                 sent.store(true, Ordering::Release);
-                let reply: Result<Vec<i64>> = backend
-                    .eval(
+                let reply = backend
+                    .eval_then_wait(
                         &key,
                         &scripts::ACQUIRE,
                         &[&backend.lock_key(&key), &backend.fence_key(&key)],
@@ -353,15 +379,26 @@ impl Backend for RedisBackend {
                             &lease_millis(Some(backend.inner.config.fence_counter_ttl)),
                             &backend.inner.known_holds.ended_fence_arg(&key, owner),
                         ],
+                        |reply: &Vec<i64>| reply.first() == Some(&1),
                     )
                     .await;
-                Some(reply.and_then(|reply| match reply.as_slice() {
+                let (reply, replicated) = match reply {
+                    Ok(reply) => reply,
+                    Err(err) => return Some(Err(err)),
+                };
+                Some(match reply.as_slice() {
                     [1, fence, count] => {
                         let (fence, hold_count) = (
                             Fence(*fence as u64),
                             u32::try_from(*count).unwrap_or(u32::MAX),
                         );
-                        Ok(TryAcquire::Acquired { fence, hold_count })
+                        match backend.confirmed(&key, replicated) {
+                            Ok(()) => Ok(TryAcquire::Acquired { fence, hold_count }),
+                            Err(err) => {
+                                backend.undo_unconfirmed(&key, owner, fence).await;
+                                Err(err)
+                            }
+                        }
                     }
                     [0, pttl, _] => Ok(TryAcquire::Held {
                         remaining: remaining_from_pttl(*pttl),
@@ -370,7 +407,7 @@ impl Backend for RedisBackend {
                         key: Arc::clone(&key),
                         source: format!("unexpected acquire reply {other:?}").into(),
                     }),
-                }))
+                })
             }
         };
         Box::pin(Acquiring {
@@ -468,8 +505,8 @@ impl Backend for RedisBackend {
         let backend = self.clone();
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
-            let extended: i64 = backend
-                .eval(
+            let (extended, replicated) = backend
+                .eval_then_wait(
                     &key_owned,
                     &scripts::EXTEND,
                     &[&backend.lock_key(&key_owned)],
@@ -478,8 +515,10 @@ impl Backend for RedisBackend {
                         &fence.0.to_string(),
                         &lease_millis(lease),
                     ],
+                    |extended: &i64| *extended == 1,
                 )
                 .await?;
+            backend.confirmed(&key_owned, replicated)?;
             Ok(extended == 1)
         })
     }
@@ -523,9 +562,18 @@ impl Backend for RedisBackend {
                         args.push(holds[i].fence.0.to_string());
                     }
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    let live: Vec<i64> = backend
-                        .eval(&holds[batch[0]].key, &scripts::EXTEND_MANY, &keys, &args)
+                    let key = &holds[batch[0]].key;
+                    // Unconfirmed by the replicas, the whole renewal counts as failed.
+                    let (live, replicated) = backend
+                        .eval_then_wait(
+                            key,
+                            &scripts::EXTEND_MANY,
+                            &keys,
+                            &args,
+                            |live: &Vec<i64>| live.contains(&1),
+                        )
                         .await?;
+                    backend.confirmed(key, replicated)?;
                     for (&i, live) in batch.iter().zip(live) {
                         renewed[i] = live == 1;
                     }

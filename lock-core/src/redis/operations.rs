@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use deadpool_redis::redis;
 use event_listener::Event;
 
 use super::{scripts, RedisBackend};
@@ -363,7 +362,7 @@ impl RedisBackend {
         key: &str,
         owner: Owner,
         fence: Fence,
-    ) -> redis::RedisResult<i64> {
+    ) -> std::result::Result<i64, Box<dyn std::error::Error + Send + Sync>> {
         let mut conn = self.inner.connector.blocking(&self.inner.config)?;
         let mut invocation = scripts::RELEASE.prepare_invoke();
         invocation
@@ -373,6 +372,6 @@ impl RedisBackend {
             .arg("one")
             .arg(self.channel(key))
             .arg(self.publish_command());
-        conn.invoke(&invocation)
+        Ok(conn.invoke(&invocation)?)
     }
 }

@@ -1,7 +1,8 @@
 //! The wake-up subscriber, kept alive by PINGs, wakes the waiters of a key when a release
 //! publishes on its channel: on one server (or Sentinel's master) one pattern subscription per
-//! backend; on a cluster, sharded subscriptions (`SSUBSCRIBE`) to the channels of the keys being
-//! waited on, each on the node serving its slot.
+//! backend, which with Sentinel moves to the new master when the switch watch
+//! (`Connector::watch_switches`) hears of one; on a cluster, sharded subscriptions (`SSUBSCRIBE`)
+//! to the channels of the keys being waited on, each on the node serving its slot.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -187,11 +188,13 @@ impl RedisBackend {
         let closing = self.inner.closing.listen();
         let subscriber = async move {
             while !wakeups.closed.load(Ordering::Relaxed) {
+                // Read before the lookup, as a connection does (see `Generation`).
+                let generation = connector.generation.current();
                 let subscribed = async {
                     // Asked anew on every reconnect: after a failover, the new master.
                     let mut pubsub = connector.master().await?.get_async_pubsub().await?;
                     pubsub.psubscribe(&pattern).await?;
-                    Ok::<_, RedisError>(pubsub)
+                    Ok::<_, Box<dyn std::error::Error + Send + Sync>>(pubsub)
                 };
                 match tokio::time::timeout(connect_timeout, subscribed).await {
                     Ok(Ok(pubsub)) => {
@@ -218,6 +221,10 @@ impl RedisBackend {
                         };
                         // Either way the connection is dropped (closed) below, and a new one made.
                         tokio::select! {
+                            () = connector.generation.past(generation) => tracing::info!(
+                                %url,
+                                "lockwright: Redis subscriber moving to the new master"
+                            ),
                             () = listening => tracing::warn!(
                                 %url,
                                 "lockwright: Redis subscriber disconnected; reconnecting"
@@ -245,6 +252,21 @@ impl RedisBackend {
             tokio::select! {
                 () = closing => {}
                 () = subscriber => {}
+            }
+        });
+    }
+
+    /// With Sentinel, the watch that moves connections off a replaced master (see
+    /// `Connector::watch_switches`); it ends with the backend, like the subscriber.
+    pub(super) fn start_switch_watch(&self) {
+        let connector = Arc::clone(&self.inner.connector);
+        let url = self.inner.config.redacted_url();
+        let command_timeout = self.inner.config.command_timeout;
+        let closing = self.inner.closing.listen();
+        self.inner.runtime.handle().spawn(async move {
+            tokio::select! {
+                () = closing => {}
+                () = connector.watch_switches(&url, command_timeout) => {}
             }
         });
     }

@@ -5,21 +5,25 @@
 
 use std::error::Error;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use event_listener::Event;
 
 use deadpool_redis::redis::{
     self,
     aio::{ConnectionLike, MultiplexedConnection},
     cluster::{ClusterClient, ClusterClientBuilder},
     cluster_async::ClusterConnection,
-    sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType},
-    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, RedisResult,
-    TlsCertificates, Value,
+    Cmd, ConnectionAddr, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisConnectionInfo,
+    RedisFuture, RedisResult, TlsCertificates, Value,
 };
 
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
-
 use super::config::{RedisConfig, TlsSettings, Topology, UrlRejected};
+use super::sentinel::{MasterSettings, Sentinels};
 use crate::error::LockError;
+
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -62,23 +66,34 @@ impl ConnectionLike for Connection {
 
 /// A connection held by one of the backend's slots. One from the pool goes back to it when
 /// the slot lets it go in good order; one found broken or demoted is taken out of the pool.
-pub(super) enum Held {
+pub(super) struct Held {
+    conn: HeldConn,
+    /// The connector's [`Generation`] when the master it goes to was looked up.
+    generation: u64,
+}
+
+enum HeldConn {
     Pooled(deadpool_redis::Connection),
     Own(Connection),
 }
 
 impl Held {
     pub(super) fn connection(&self) -> Connection {
-        match self {
-            Held::Pooled(conn) => Connection::Server(MultiplexedConnection::clone(conn)),
-            Held::Own(conn) => conn.clone(),
+        match &self.conn {
+            HeldConn::Pooled(conn) => Connection::Server(MultiplexedConnection::clone(conn)),
+            HeldConn::Own(conn) => conn.clone(),
         }
+    }
+
+    /// Whether it still goes to the master the Sentinels name (always, for other topologies).
+    pub(super) fn is_current(&self, connector: &Connector) -> bool {
+        self.generation == connector.generation.current()
     }
 
     /// Lets the connection go for good: a pooled one is removed from its pool (deadpool would
     /// otherwise hand it out again after a PING, which a demoted master still answers).
     pub(super) fn discard(self) {
-        if let Held::Pooled(conn) = self {
+        if let HeldConn::Pooled(conn) = self.conn {
             drop(deadpool_redis::Connection::take(conn));
         }
     }
@@ -99,19 +114,54 @@ pub(super) fn cluster_slot(name: &str) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag) % 16384
 }
 
+/// Which master connections are made for: moved on each time the Sentinels replace the master
+/// (`+switch-master`, see `sentinel.rs`) and each time a connection to it breaks
+/// ([`Connector::master_may_be_gone`]). A connection made for an earlier generation is dropped
+/// before its next use, so nothing more is sent to a master that was replaced, even while it still takes writes
+/// (a replaced master stays one until the Sentinels turn it into a replica, a failover timeout or
+/// so later, and what it takes meanwhile is lost). Never moves for other topologies.
+#[derive(Default)]
+pub(super) struct Generation {
+    current: AtomicU64,
+    changed: Event,
+}
+
+impl Generation {
+    pub(super) fn current(&self) -> u64 {
+        self.current.load(Ordering::Acquire)
+    }
+
+    pub(super) fn advance(&self) {
+        self.current.fetch_add(1, Ordering::AcqRel);
+        self.changed.notify(usize::MAX);
+    }
+
+    /// Resolves once the generation is no longer `seen`.
+    pub(super) async fn past(&self, seen: u64) {
+        loop {
+            let listener = self.changed.listen();
+            if self.current() != seen {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
+
 /// Makes the connections of one deployment.
-pub(super) enum Connector {
+pub(super) struct Connector {
+    deployment: Deployment,
+    pub(super) generation: Generation,
+}
+
+enum Deployment {
     /// One server, through a deadpool-redis pool.
     Server {
         client: redis::Client,
         pool: deadpool_redis::Pool,
     },
     /// The master the Sentinels name, looked up on every connect.
-    Sentinel {
-        sentinel: tokio::sync::Mutex<SentinelClient>,
-        /// The master found by the last connect, for the synchronous last-resort release.
-        last_master: std::sync::Mutex<Option<redis::Client>>,
-    },
+    Sentinel(Sentinels),
     /// A Cluster; its connection follows the cluster's topology by itself.
     Cluster {
         client: ClusterClient,
@@ -139,7 +189,6 @@ impl Connector {
                  (or `rediss+cluster://`, `rediss+sentinel://`)",
             ));
         }
-        let tls = read_certificates(&config.tls).map_err(connection)?;
         if config.tls.accept_invalid_certificates {
             tracing::warn!(
                 url = %config.redacted_url(),
@@ -148,9 +197,10 @@ impl Connector {
                  read and change lock traffic"
             );
         }
+        let tls = read_certificates(&config.tls).map_err(connection)?;
         let insecure = config.tls.accept_invalid_certificates;
         let rejected = |err: redis::RedisError| connection(UrlRejected::new(&err).into());
-        Ok(match nodes.form {
+        let deployment = match nodes.form {
             Form::Server(url) => {
                 let info = connection_info(&url, insecure).map_err(rejected)?;
                 let client = match tls {
@@ -169,7 +219,7 @@ impl Connector {
                     .runtime(deadpool_redis::Runtime::Tokio1)
                     .build()
                     .map_err(|err| connection(err.into()))?;
-                Connector::Server { client, pool }
+                Deployment::Server { client, pool }
             }
             Form::Cluster(urls) => {
                 let infos = urls
@@ -178,7 +228,7 @@ impl Connector {
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
                 let builder = cluster_builder(&infos, &tls, insecure, config.connect_timeout);
-                Connector::Cluster {
+                Deployment::Cluster {
                     client: builder.build().map_err(rejected)?,
                     nodes: infos,
                     certs: tls,
@@ -192,47 +242,50 @@ impl Connector {
                 credentials,
                 db,
             } => {
-                let addrs = sentinels
+                let infos = sentinels
                     .iter()
-                    .map(|url| connection_info(url, insecure).map(|info| info.addr))
+                    .map(|url| connection_info(url, insecure))
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
-                let mode = if insecure {
-                    redis::TlsMode::Insecure
-                } else {
-                    redis::TlsMode::Secure
+                let clients = infos
+                    .into_iter()
+                    .map(|mut info| {
+                        if let Some((user, password)) = &config.sentinel_credentials {
+                            info.redis.username.clone_from(user);
+                            info.redis.password = Some(password.clone());
+                        }
+                        match &tls {
+                            Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
+                            None => redis::Client::open(info),
+                        }
+                    })
+                    .collect::<RedisResult<Vec<_>>>()
+                    .map_err(rejected)?;
+                let (username, password) = match credentials {
+                    Some((user, password)) => (user, Some(password)),
+                    None => (None, None),
                 };
-                let mut builder =
-                    SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
-                        .map_err(rejected)?
-                        .set_client_to_redis_db(db);
-                if nodes.tls {
-                    builder = builder
-                        .set_client_to_redis_tls_mode(mode)
-                        .set_client_to_sentinel_tls_mode(mode);
-                    if let Some(certs) = tls {
-                        builder = builder
-                            .set_client_to_redis_certificates(certs.clone())
-                            .set_client_to_sentinel_certificates(certs);
-                    }
-                }
-                if let Some((user, password)) = credentials {
-                    if let Some(user) = user {
-                        builder = builder.set_client_to_redis_username(user);
-                    }
-                    builder = builder.set_client_to_redis_password(password);
-                }
-                if let Some((user, password)) = &config.sentinel_credentials {
-                    if let Some(user) = user {
-                        builder = builder.set_client_to_sentinel_username(user.clone());
-                    }
-                    builder = builder.set_client_to_sentinel_password(password.clone());
-                }
-                Connector::Sentinel {
-                    sentinel: tokio::sync::Mutex::new(builder.build().map_err(rejected)?),
-                    last_master: std::sync::Mutex::new(None),
-                }
+                let master_settings = MasterSettings {
+                    redis: RedisConnectionInfo {
+                        db,
+                        username,
+                        password,
+                        ..RedisConnectionInfo::default()
+                    },
+                    tls: nodes.tls.then_some(insecure),
+                    certificates: tls,
+                };
+                Deployment::Sentinel(Sentinels::new(
+                    master,
+                    clients,
+                    master_settings,
+                    config.connect_timeout,
+                ))
             }
+        };
+        Ok(Connector {
+            deployment,
+            generation: Generation::default(),
         })
     }
 
@@ -242,13 +295,13 @@ impl Connector {
         &self,
         push: impl redis::aio::AsyncPushSender,
     ) -> Option<ClusterClient> {
-        let Connector::Cluster {
+        let Deployment::Cluster {
             nodes,
             certs,
             insecure,
             connect_timeout,
             ..
-        } = self
+        } = &self.deployment
         else {
             return None;
         };
@@ -260,70 +313,72 @@ impl Connector {
     }
 
     pub(super) fn is_cluster(&self) -> bool {
-        matches!(self, Connector::Cluster { .. })
+        matches!(self.deployment, Deployment::Cluster { .. })
     }
 
     /// A new connection (for a cluster, one that reaches every node).
     pub(super) async fn connect(&self) -> Result<Held, BoxError> {
-        match self {
-            Connector::Server { pool, .. } => Ok(Held::Pooled(pool.get().await?)),
-            Connector::Sentinel { .. } => {
-                let master = self.master().await?;
-                let conn = master.get_multiplexed_async_connection().await?;
-                Ok(Held::Own(Connection::Server(conn)))
+        // Read before the lookup: should the master be replaced while it runs, the connection
+        // counts as one to the replaced master.
+        let generation = self.generation.current();
+        let conn = match &self.deployment {
+            Deployment::Server { pool, .. } => HeldConn::Pooled(pool.get().await?),
+            Deployment::Sentinel(sentinels) => {
+                HeldConn::Own(Connection::Server(sentinels.connect_master().await?.1))
             }
-            Connector::Cluster { client, .. } => Ok(Held::Own(Connection::Cluster(
-                client.get_async_connection().await?,
-            ))),
-        }
+            Deployment::Cluster { client, .. } => {
+                HeldConn::Own(Connection::Cluster(client.get_async_connection().await?))
+            }
+        };
+        Ok(Held { conn, generation })
     }
 
     /// The client of the one server, or of the current master (asking the Sentinels). Not for a
     /// cluster, whose clients are per node.
-    pub(super) async fn master(&self) -> RedisResult<redis::Client> {
-        match self {
-            Connector::Server { client, .. } => Ok(client.clone()),
-            Connector::Sentinel {
-                sentinel,
-                last_master,
-            } => {
-                let master = sentinel.lock().await.async_get_client().await?;
-                *last_master.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
-                Ok(master)
-            }
-            Connector::Cluster { .. } => Err(redis::RedisError::from((
-                redis::ErrorKind::ClientError,
-                "a cluster has no one master",
-            ))),
+    pub(super) async fn master(&self) -> Result<redis::Client, BoxError> {
+        match &self.deployment {
+            Deployment::Server { client, .. } => Ok(client.clone()),
+            Deployment::Sentinel(sentinels) => Ok(sentinels.connect_master().await?.0),
+            Deployment::Cluster { .. } => Err("a cluster has no one master".into()),
+        }
+    }
+
+    /// A connection to the master broke (or answered as a replica): with Sentinel, the master
+    /// may be gone or replaced, so every slot looks it up again before its next command instead
+    /// of finding out from its own failure. (A timeout is not taken as a sign: a slow server
+    /// would make every slot reconnect.) Nothing for other topologies: their connections are
+    /// to the one server, or follow the cluster themselves.
+    pub(super) fn master_may_be_gone(&self) {
+        if let Deployment::Sentinel(_) = self.deployment {
+            self.generation.advance();
+        }
+    }
+
+    /// For Sentinel, until dropped: the watch of the Sentinels' switches (see
+    /// [`Sentinels::watch_switches`]). For other topologies it returns at once.
+    pub(super) async fn watch_switches(&self, url: &str, command_timeout: Duration) {
+        if let Deployment::Sentinel(sentinels) = &self.deployment {
+            sentinels
+                .watch_switches(&self.generation, url, command_timeout)
+                .await;
         }
     }
 
     /// A synchronous connection for the key's server, for the release of last resort (no
     /// runtime left to run an async one).
-    pub(super) fn blocking(&self, config: &RedisConfig) -> RedisResult<BlockingConnection> {
+    pub(super) fn blocking(&self, config: &RedisConfig) -> Result<BlockingConnection, BoxError> {
         let timeout = Some(config.command_timeout);
-        let server = |client: &redis::Client| {
-            let conn = client.get_connection_with_timeout(config.connect_timeout)?;
-            conn.set_read_timeout(timeout)?;
-            conn.set_write_timeout(timeout)?;
-            Ok(BlockingConnection::Server(conn))
-        };
-        match self {
-            Connector::Server { client, .. } => server(client),
-            Connector::Sentinel { last_master, .. } => {
-                let master = last_master
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .clone();
-                match master {
-                    Some(client) => server(&client),
-                    None => Err(redis::RedisError::from((
-                        redis::ErrorKind::ClientError,
-                        "no master found yet",
-                    ))),
-                }
+        match &self.deployment {
+            Deployment::Server { client, .. } => {
+                let conn = client.get_connection_with_timeout(config.connect_timeout)?;
+                conn.set_read_timeout(timeout)?;
+                conn.set_write_timeout(timeout)?;
+                Ok(BlockingConnection::Server(conn))
             }
-            Connector::Cluster { client, .. } => Ok(BlockingConnection::Cluster(Box::new(
+            Deployment::Sentinel(sentinels) => Ok(BlockingConnection::Server(
+                sentinels.blocking_master(config.command_timeout)?,
+            )),
+            Deployment::Cluster { client, .. } => Ok(BlockingConnection::Cluster(Box::new(
                 client.get_connection()?,
             ))),
         }

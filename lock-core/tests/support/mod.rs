@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod fenced;
 pub mod logs;
 pub mod processes;
+pub mod sentinel;
 pub mod tls;
 
 use std::io::{Read, Write};
@@ -148,12 +149,17 @@ impl Drop for RedisServer {
     }
 }
 
-fn spawn(port: u16, tls: bool, dir: &Path, extra_args: &[String]) -> Child {
+/// Fails loudly, with the install hint, when `redis-server` cannot be run.
+pub fn require_redis_server() {
     match Command::new("redis-server").arg("--version").output() {
         Ok(_) => {}
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => panic!("{INSTALL_HINT}"),
         Err(err) => panic!("cannot run redis-server: {err}. {INSTALL_HINT}"),
     }
+}
+
+fn spawn(port: u16, tls: bool, dir: &Path, extra_args: &[String]) -> Child {
+    require_redis_server();
     // A TLS server listens on its TLS port alone (`--tls-port` is only given to TLS servers: a
     // redis-server built without TLS would refuse it).
     let listen = if tls {
@@ -195,8 +201,13 @@ fn spawn(port: u16, tls: bool, dir: &Path, extra_args: &[String]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|err| panic!("cannot start redis-server: {err}. {INSTALL_HINT}"));
-    // A watchdog kills the server if the test process dies first (a shared server lives in a
-    // static, which is never dropped). It exits by itself once the server is gone.
+    kill_with_the_test_process(server.id());
+    server
+}
+
+/// A watchdog kills the process `pid` if the test process dies first (a shared server lives in
+/// a static, which is never dropped). It exits by itself once that process is gone.
+pub fn kill_with_the_test_process(pid: u32) {
     let _ = Command::new("sh")
         .arg("-c")
         .arg(
@@ -206,15 +217,15 @@ fn spawn(port: u16, tls: bool, dir: &Path, extra_args: &[String]) -> Child {
 done"#,
         )
         .arg("sh")
-        .arg(server.id().to_string())
+        .arg(pid.to_string())
         .arg(std::process::id().to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn();
-    server
 }
 
+/// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
@@ -259,8 +270,8 @@ pub fn redis_on_given_runtime() -> &'static (tokio::runtime::Runtime, RedisBacke
 /// half-open TCP connection or a frozen NAT entry does. The client's writes still succeed (they
 /// fill the kernel buffers); nothing reaches the server and no reply or close comes back.
 ///
-/// Connections are told apart by what their client sent: one whose client sent `PSUBSCRIBE`
-/// (sniffed in the client-to-server bytes) is a subscriber. [`freeze_subscribers`] freezes the
+/// Connections are told apart by what their client sent: one whose client sent `SUBSCRIBE` or
+/// `PSUBSCRIBE` (sniffed in the client-to-server bytes) is a subscriber. [`freeze_subscribers`] freezes the
 /// subscriber connections open at that moment; connections opened later are forwarded normally,
 /// so a client that reconnects gets through.
 ///
@@ -342,7 +353,7 @@ impl FreezingProxy {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// How many connections have sent `PSUBSCRIBE` and are not frozen.
+    /// How many connections have sent `SUBSCRIBE` or `PSUBSCRIBE` and are not frozen.
     pub fn live_subscribers(&self) -> usize {
         use std::sync::atomic::Ordering;
         let connections = self.state.connections.lock().unwrap();
@@ -425,11 +436,13 @@ fn pump(
             }
             Err(_) => break,
         };
-        if sniff
-            && buffer[..n]
-                .windows(b"PSUBSCRIBE".len())
-                .any(|w| w.eq_ignore_ascii_case(b"PSUBSCRIBE"))
-        {
+        // The command's own bulk string, so a key that merely contains the word is no match.
+        let sent = |command: &[u8]| {
+            buffer[..n]
+                .windows(command.len())
+                .any(|w| w.eq_ignore_ascii_case(command))
+        };
+        if sniff && (sent(b"$9\r\nSUBSCRIBE\r\n") || sent(b"$10\r\nPSUBSCRIBE\r\n")) {
             connection.subscriber.store(true, Ordering::Relaxed);
         }
         while frozen() && !stopped() {
