@@ -30,7 +30,7 @@
 //! ~100 us); py-cachify polls every 100 ms.
 //!
 //! Environment: `PEERS_SECONDS` (per contender per round, default 2), `PEERS_ROUNDS` (default 3),
-//! `PEERS_CLUSTER=0` (skip the cluster row, which starts a 6-node cluster: `peers_cluster.rs`),
+//! `PEERS_CLUSTER=0` (skip the cluster row, which starts a 6-node cluster: `peers/cluster.rs`),
 //! `PEERS_HANDOFFS` (samples per hand-off case, default 200), `PEERS_PY_HANDOFFS` (py-cachify's,
 //! default 40: each costs ~100 ms), `PEERS_PYTHON=0` (skip py-cachify), `PYCACHIFY_VENV` (reuse a
 //! venv), `REDIS_URL`. Run without `--bench` (e.g. `cargo test --benches`) it only smoke-tests
@@ -39,7 +39,7 @@
 #[path = "../lock-core/tests/support/mod.rs"]
 mod support;
 
-#[path = "peers_cluster.rs"]
+#[path = "peers/cluster.rs"]
 mod cluster;
 
 use std::collections::HashMap;

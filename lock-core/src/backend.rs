@@ -203,20 +203,24 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence);
 
     /// Renews many holds at once (the lease watchdog's batch), by the rule of
-    /// [`Backend::extend`]: returns, per hold, whether it was still live. The default calls [`Backend::extend`] for each; a network backend should
-    /// do it in one round trip.
+    /// [`Backend::extend`]: returns, per hold, `Some(true)` when it was still live (and is
+    /// renewed), `Some(false)` when it is gone, and `None` when it is not known (the part of the
+    /// batch that carried it failed: the watchdog tries it again, while its lease runs). An
+    /// error means no hold's answer is known. The default calls [`Backend::extend`] for each; a
+    /// network backend should do it in as few round trips as it can, and let a failing part
+    /// (one server of several) cost only its own holds.
     fn extend_many<'a>(
         &'a self,
         holds: &'a [RenewHold],
         lease: Duration,
-    ) -> BoxFuture<'a, Result<Vec<bool>>> {
+    ) -> BoxFuture<'a, Result<Vec<Option<bool>>>> {
         Box::pin(async move {
             let mut live = Vec::with_capacity(holds.len());
             for hold in holds {
-                live.push(
+                live.push(Some(
                     self.extend(&hold.key, hold.owner, hold.fence, Some(lease))
                         .await?,
-                );
+                ));
             }
             Ok(live)
         })

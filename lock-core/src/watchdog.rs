@@ -449,8 +449,9 @@ impl Watchdog {
         registry.get_mut(id).filter(|watched| watched.hold == *hold)
     }
 
-    fn settle(&self, batch: &Batch, live: &[bool], sent_at: Instant) {
+    fn settle(&self, batch: &Batch, live: &[Option<bool>], sent_at: Instant) {
         let mut registry = self.registry();
+        let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
         for ((id, hold), live) in batch.ids.iter().zip(&batch.holds).zip(live) {
             let Some(watched) = Self::same_hold(&mut registry, *id, hold) else {
                 continue;
@@ -459,11 +460,15 @@ impl Watchdog {
             if watched.lost {
                 continue; // declared lost while this renewal was on its way: it stays lost
             }
-            if *live {
-                watched.renew_at = sent_at + batch.lease / 3;
-                watched.valid_until = watched.valid_until.max(valid_until(sent_at, batch.lease));
-            } else {
-                watched.mark_lost();
+            match live {
+                Some(true) => {
+                    watched.renew_at = sent_at + batch.lease / 3;
+                    watched.valid_until =
+                        watched.valid_until.max(valid_until(sent_at, batch.lease));
+                }
+                Some(false) => watched.mark_lost(),
+                // Its part of the batch failed: try again soon; the lease still runs.
+                None => watched.renew_at = retry_at,
             }
         }
     }

@@ -386,7 +386,7 @@ fn check(
                     fence,
                 };
                 let got = block_on(backend.extend_many(&[hold], lease(kind).unwrap())).unwrap();
-                prop_assert_eq!(got, vec![expected], "{:?}", op);
+                prop_assert_eq!(got, vec![Some(expected)], "{:?}", op);
             }
             Op::Advance(units) => {
                 model.now += 2 * units;

@@ -6,6 +6,12 @@ mod support;
 
 conformance_suite!(support::cluster::shared_cluster_backend());
 
+/// The suite again with every hold confirmed by a replica (`WAIT`, which redis-rs sends to every
+/// primary of the cluster, taking the lowest count: stricter than the lock's own shard needs).
+mod replicated {
+    crate::conformance_suite!(crate::support::cluster::shared_cluster_replicated_backend());
+}
+
 mod cluster_only {
     use std::collections::HashMap;
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -133,6 +139,229 @@ mod cluster_only {
                 std::thread::sleep(Duration::from_millis(5));
             }
         }
+    }
+
+    #[test]
+    fn a_tls_cluster_serves_locks_on_every_master_and_wakes_waiters() {
+        let cluster = RedisCluster::start_tls();
+        let (url, ca) = cluster.tls_url();
+        // The nodes' certificates come from the test CA: without it, connecting is refused.
+        let untrusted = RedisBackend::connect_blocking(RedisConfig::new(url.as_str())).unwrap_err();
+        assert!(
+            matches!(untrusted, LockError::Connection { .. }),
+            "{untrusted:?}"
+        );
+        assert!(untrusted.to_string().contains("certificate"), "{untrusted}");
+        let backend =
+            RedisBackend::connect_blocking(RedisConfig::new(url.as_str()).tls_ca_file(ca))
+                .unwrap()
+                .shared();
+        let keys: Vec<String> = (0..30).map(|i| key(&format!("tls-cluster-{i}"))).collect();
+        let guards: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                Lock::with_backend(k.clone(), &backend)
+                    .exp(60)
+                    .acquire_blocking()
+                    .unwrap()
+            })
+            .collect();
+        let holders: std::collections::BTreeSet<usize> = keys
+            .iter()
+            .map(|k| cluster.master_of_slot(slot_of(&lock_name(k))))
+            .collect();
+        assert_eq!(holders.len(), 3);
+        for k in &keys {
+            assert!(
+                exists(&cluster, &lock_name(k)),
+                "{k} not on its slot's node"
+            );
+        }
+        // A waiter on another thread is woken by the release (sharded pub/sub over TLS), not by
+        // the 60 s lease.
+        let waiter = {
+            let lock = Lock::with_backend(keys[0].clone(), &backend)
+                .nowait(false)
+                .timeout(30);
+            std::thread::spawn(move || lock.acquire_blocking().map(|_| Instant::now()))
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let released = Instant::now();
+        drop(guards);
+        let acquired = waiter.join().unwrap().unwrap();
+        assert!(acquired.saturating_duration_since(released) < LIVENESS);
+    }
+
+    /// A key whose lock's slot is served by `master` and passes `slot_test`.
+    fn key_on(
+        cluster: &RedisCluster,
+        master: usize,
+        name: &str,
+        slot_test: impl Fn(u16) -> bool,
+    ) -> String {
+        loop {
+            let k = key(name);
+            let slot = slot_of(&lock_name(&k));
+            if cluster.master_of_slot(slot) == master && slot_test(slot) {
+                return k;
+            }
+        }
+    }
+
+    #[test]
+    fn a_paused_master_costs_the_watchdog_only_its_own_holds() {
+        // One renewal batch spans the masters; the paused one's part must not take the healthy
+        // ones' answers with it (the batches are sent at once, each answered on its own).
+        let cluster = fault_cluster();
+        let masters = cluster.masters();
+        let (paused, healthy) = (masters[0], masters[1]);
+        let backend = RedisBackend::connect_blocking(
+            RedisConfig::new(cluster.url())
+                .default_lease(3)
+                .unwrap()
+                .command_timeout(1)
+                .unwrap(),
+        )
+        .unwrap()
+        .shared();
+        // The paused master's slot first: sent one after the other, its batch would go first.
+        let a = key_on(&cluster, paused, "paused-master", |slot| slot < 8000);
+        let a_slot = slot_of(&lock_name(&a));
+        let b = key_on(&cluster, healthy, "healthy-master", |slot| slot > a_slot);
+        let on_paused = Lock::with_backend(a.clone(), &backend)
+            .acquire_blocking()
+            .unwrap();
+        let on_healthy = Lock::with_backend(b.clone(), &backend)
+            .acquire_blocking()
+            .unwrap();
+        cluster.nodes[paused].command(&["CLIENT", "PAUSE", "5000", "ALL"]);
+        std::thread::sleep(Duration::from_millis(4500));
+        let still_there = cluster.nodes[healthy].command(&["EXISTS", &lock_name(&b)]);
+        assert!(
+            !on_healthy.is_lease_lost(),
+            "the hold on the healthy master was given up"
+        );
+        assert_eq!(still_there, "1", "the hold on the healthy master expired");
+        std::thread::sleep(Duration::from_millis(1000)); // the pause ends
+        drop((on_paused, on_healthy));
+    }
+
+    #[test]
+    fn the_synchronous_release_on_a_cluster_is_bounded_by_the_timeouts() {
+        let cluster = fault_cluster();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(
+            RedisConfig::new(cluster.url())
+                .connect_timeout(1)
+                .unwrap()
+                .command_timeout(1)
+                .unwrap()
+                .runtime(runtime.handle().clone()),
+        )
+        .unwrap()
+        .shared();
+        let k = key("bounded-blocking-release");
+        let guard = Lock::with_backend(k.clone(), &backend)
+            .exp(60)
+            .acquire_blocking()
+            .unwrap();
+        drop(runtime);
+        std::thread::sleep(Duration::from_millis(200));
+        let master = cluster.master_of_slot(slot_of(&lock_name(&k)));
+        cluster.nodes[master].command(&["CLIENT", "PAUSE", "10000", "ALL"]);
+        let start = Instant::now();
+        drop(guard);
+        let took = start.elapsed();
+        std::thread::sleep(Duration::from_millis(
+            10000u64.saturating_sub(took.as_millis() as u64),
+        ));
+        // Slot discovery, the attempt and one retry, each within its timeout: well under the pause.
+        assert!(
+            took < Duration::from_secs(6),
+            "took {took:?} (connect 1 s, command 1 s) while the key's master was paused for 10 s"
+        );
+    }
+
+    #[test]
+    fn a_waiter_on_a_cluster_backend_whose_runtime_is_gone_gets_a_typed_error() {
+        let (cluster, _) = shared_cluster();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(
+            RedisConfig::new(cluster.url()).runtime(runtime.handle().clone()),
+        )
+        .unwrap()
+        .shared();
+        drop(runtime);
+        let outcome = Lock::with_backend(key("runtime-gone"), &backend)
+            .nowait(false)
+            .timeout(2)
+            .acquire_blocking()
+            .map(drop);
+        assert!(
+            matches!(outcome, Err(LockError::Backend { .. })),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn an_acquire_dropped_while_its_subscription_is_confirmed_takes_nothing_later() {
+        // A user that may not SSUBSCRIBE: the waiter's subscription is never confirmed, and its
+        // attempt waits out the command timeout. Dropped meanwhile, it must never be sent.
+        let cluster = fault_cluster();
+        for node in &cluster.nodes {
+            node.command(&[
+                "ACL",
+                "SETUSER",
+                "nosub",
+                "on",
+                ">pw",
+                "~*",
+                "&*",
+                "+@all",
+                "-ssubscribe",
+            ]);
+        }
+        let hosts: Vec<String> = cluster
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let url = format!("redis+cluster://nosub:pw@{}", hosts.join(","));
+        let backend =
+            RedisBackend::connect_blocking(RedisConfig::new(url).command_timeout(2).unwrap())
+                .unwrap()
+                .shared();
+        let k = key("dropped-before-sent");
+        let fence_key = format!("{}:fence", lock_name(&k));
+        let master = cluster.master_of_slot(slot_of(&fence_key));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let lock = Lock::with_backend(k.clone(), &backend)
+            .nowait(false)
+            .timeout(10);
+        let cut = runtime.block_on(async {
+            tokio::time::timeout(Duration::from_millis(200), lock.acquire())
+                .await
+                .is_err()
+        });
+        assert!(cut, "the acquire finished within 200 ms");
+        std::thread::sleep(Duration::from_secs(3)); // past the command timeout
+        assert_eq!(
+            cluster.nodes[master].command(&["EXISTS", &fence_key]),
+            "0",
+            "the dropped acquire, never sent when dropped, took the lock later"
+        );
     }
 
     /// A cluster of its own for the tests that move slots and kill masters, one at a time.

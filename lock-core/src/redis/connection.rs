@@ -130,16 +130,34 @@ impl RedisBackend {
         // Connect on the backend's runtime: the connection's driver task lives where it was
         // created, and must outlive the caller's runtime (or work when the caller has none).
         let connector = std::sync::Arc::clone(&self.inner.connector);
+        let connect_timeout = self.inner.config.connect_timeout;
         let connecting = self.inner.runtime.handle().spawn(async move {
-            let held = connector.connect().await.map_err(PoolError)?;
+            let connected = tokio::time::timeout(connect_timeout, connector.connect())
+                .await
+                .map_err(|_| PoolError(TimeoutError(connect_timeout).into()))?;
+            let held = connected.map_err(PoolError)?;
             let mut conn = held.connection();
             // Load the scripts now (a new connection may mean a restarted server): a NOSCRIPT
             // retry later would let the next command on this connection overtake the retried
-            // one. On a cluster `SCRIPT LOAD` goes to every master.
+            // one. On a cluster `SCRIPT LOAD` goes to every node, replicas included, and one
+            // slow or down node must not keep the healthy masters' keys from a connection: there
+            // the loads are bounded and a failure is left to the NOSCRIPT retry.
+            let cluster = connector.is_cluster();
             for script in scripts::all() {
-                if let Err(err) = script.load_async(&mut conn).await {
-                    held.discard();
-                    return Err(PoolError(err.into()));
+                let loaded = tokio::time::timeout(connect_timeout, script.load_async(&mut conn))
+                    .await
+                    .map_err(|_| PoolError(TimeoutError(connect_timeout).into()))
+                    .and_then(|loaded| loaded.map_err(|err| PoolError(err.into())));
+                match loaded {
+                    Ok(_) => {}
+                    Err(err) if cluster => {
+                        tracing::debug!(error = %err, "lockwright: scripts not loaded on every cluster node");
+                        break;
+                    }
+                    Err(err) => {
+                        held.discard();
+                        return Err(err);
+                    }
                 }
             }
             Ok(held)
@@ -224,7 +242,11 @@ impl RedisBackend {
                         self.inner.connector.master_may_be_gone();
                     }
                     Err(err) => {
-                        if is_connection_failure(&err) || err.kind() == ErrorKind::ReadOnly {
+                        let slow_cluster_node =
+                            err.is_timeout() && self.inner.connector.is_cluster();
+                        if (is_connection_failure(&err) && !slow_cluster_node)
+                            || err.kind() == ErrorKind::ReadOnly
+                        {
                             self.discard_connection(key).await;
                         }
                         if !err.is_timeout() && is_connection_failure(&err) {
@@ -249,7 +271,11 @@ impl RedisBackend {
         let (value, mut conn) = match attempt.await {
             Ok(result) => result?,
             Err(_) => {
-                self.discard_connection(key).await;
+                // A cluster connection reaches every node: one slow node is no reason to drop
+                // it (a new one would wait for that node too); it follows failovers itself.
+                if !self.inner.connector.is_cluster() {
+                    self.discard_connection(key).await;
+                }
                 return Err(backend_error(TimeoutError(timeout).into()));
             }
         };

@@ -367,6 +367,9 @@ impl Backend for RedisBackend {
                     return None; // the caller left before anything was sent: take nothing
                 }
                 backend.sharded_subscription_ready(&key).await;
+                if gave_up() {
+                    return None; // left while the subscription was being confirmed: nothing sent
+                }
                 sent.store(true, Ordering::Release);
                 let reply = backend
                     .eval_then_wait(
@@ -527,7 +530,7 @@ impl Backend for RedisBackend {
         &'a self,
         holds: &'a [RenewHold],
         lease: Duration,
-    ) -> BoxFuture<'a, Result<Vec<bool>>> {
+    ) -> BoxFuture<'a, Result<Vec<Option<bool>>>> {
         let backend = self.clone();
         let holds = holds.to_vec();
         let Some(first) = holds.first() else {
@@ -552,18 +555,25 @@ impl Backend for RedisBackend {
             } else {
                 groups.push((0..holds.len()).collect());
             }
-            let mut renewed = vec![false; holds.len()];
-            for group in groups {
-                for batch in group.chunks(RENEW_BATCH) {
+            let batches: Vec<&[usize]> = groups
+                .iter()
+                .flat_map(|group| group.chunks(RENEW_BATCH))
+                .collect();
+            // At once, each on its own: a slow or failing master (a cluster's slots live on
+            // several) leaves the other batches' answers standing; only its own holds are
+            // unknown, and tried again.
+            let sent = batches.iter().map(|batch| {
+                let (backend, names, holds, lease) = (&backend, &names, &holds, &lease);
+                async move {
                     let keys: Vec<&str> = batch.iter().map(|&i| names[i].as_str()).collect();
                     let mut args = vec![lease.clone()];
-                    for &i in batch {
+                    for &i in batch.iter() {
                         args.push(holds[i].owner.to_string());
                         args.push(holds[i].fence.0.to_string());
                     }
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     let key = &holds[batch[0]].key;
-                    // Unconfirmed by the replicas, the whole renewal counts as failed.
+                    // Unconfirmed by the replicas, the whole batch counts as failed.
                     let (live, replicated) = backend
                         .eval_then_wait(
                             key,
@@ -574,12 +584,35 @@ impl Backend for RedisBackend {
                         )
                         .await?;
                     backend.confirmed(key, replicated)?;
-                    for (&i, live) in batch.iter().zip(live) {
-                        renewed[i] = live == 1;
+                    Ok::<_, LockError>(live)
+                }
+            });
+            let answers = futures_util::future::join_all(sent).await;
+            let mut renewed = vec![None; holds.len()];
+            let mut first_error = None;
+            let mut answered = false;
+            for (batch, answer) in batches.iter().zip(answers) {
+                match answer {
+                    Ok(live) => {
+                        answered = true;
+                        for (&i, live) in batch.iter().zip(live) {
+                            renewed[i] = Some(live == 1);
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            error = %err,
+                            holds = batch.len(),
+                            "lockwright: part of a lease renewal failed; its holds are tried again"
+                        );
+                        first_error.get_or_insert(err);
                     }
                 }
             }
-            Ok(renewed)
+            match first_error {
+                Some(err) if !answered => Err(err),
+                _ => Ok(renewed),
+            }
         })
     }
 

@@ -54,6 +54,9 @@ pub(super) struct Sharded {
 struct Channel {
     confirmed: bool,
     wanted_at: Instant,
+    /// Bumped whenever the subscription is found gone: a confirmation of an `SSUBSCRIBE` sent
+    /// before that does not count (the server may have dropped it since).
+    generation: u64,
 }
 
 impl Sharded {
@@ -73,6 +76,7 @@ impl Sharded {
                     Channel {
                         confirmed: false,
                         wanted_at: now,
+                        generation: 0,
                     },
                 );
                 drop(channels);
@@ -105,18 +109,23 @@ impl Sharded {
             .is_some_and(|known| !known.confirmed)
     }
 
-    fn unconfirmed(&self) -> Vec<Arc<str>> {
+    /// The channels to subscribe, each with its generation.
+    fn unconfirmed(&self) -> Vec<(Arc<str>, u64)> {
         let channels = self.channels();
         channels
             .iter()
             .filter(|(_, known)| !known.confirmed)
-            .map(|(channel, _)| Arc::clone(channel))
+            .map(|(channel, known)| (Arc::clone(channel), known.generation))
             .collect()
     }
 
-    fn confirm(&self, channel: &str) {
+    /// The `SSUBSCRIBE` sent at `generation` was answered; it counts unless the subscription
+    /// was found gone meanwhile.
+    fn confirm(&self, channel: &str, generation: u64) {
         if let Some(known) = self.channels().get_mut(channel) {
-            known.confirmed = true;
+            if known.generation == generation {
+                known.confirmed = true;
+            }
         }
     }
 
@@ -126,11 +135,13 @@ impl Sharded {
             Some(channel) => {
                 if let Some(known) = channels.get_mut(channel) {
                     known.confirmed = false;
+                    known.generation += 1;
                 }
             }
-            None => channels
-                .values_mut()
-                .for_each(|known| known.confirmed = false),
+            None => channels.values_mut().for_each(|known| {
+                known.confirmed = false;
+                known.generation += 1;
+            }),
         }
         drop(channels);
         self.wanted.notify(usize::MAX);
@@ -306,8 +317,7 @@ impl RedisBackend {
                     Ok(Ok(mut conn)) => {
                         wakeups.sharded.unconfirm(None);
                         wakeups.wake_everyone();
-                        let failure =
-                            serve_sharded(&mut conn, &wakeups.sharded, command_timeout).await;
+                        let failure = serve_sharded(&mut conn, &wakeups, command_timeout).await;
                         tracing::warn!(
                             %url,
                             error = %failure,
@@ -337,7 +347,8 @@ impl RedisBackend {
     /// subscription is confirmed (at most the command timeout): so no release after the attempt
     /// goes unheard.
     pub(super) async fn sharded_subscription_ready(&self, key: &str) {
-        if !self.inner.connector.is_cluster() {
+        // A given runtime that has shut down can make no timer: `eval` then says so, typed.
+        if !self.inner.connector.is_cluster() || self.inner.runtime.is_gone() {
             return;
         }
         let channel = self.channel(key);
@@ -380,14 +391,20 @@ fn on_push(wakeups: &Wakeups, info: PushInfo) {
 /// Keeps the subscriptions in line with the wanted channels, and PINGs; returns why it stopped.
 async fn serve_sharded(
     conn: &mut redis::cluster_async::ClusterConnection,
-    sharded: &Sharded,
+    wakeups: &Wakeups,
     command_timeout: Duration,
 ) -> Box<dyn std::error::Error + Send + Sync> {
+    let sharded = &wakeups.sharded;
     loop {
         let wanted = sharded.wanted.listen();
-        for channel in sharded.unconfirmed() {
+        for (channel, generation) in sharded.unconfirmed() {
             match tokio::time::timeout(command_timeout, conn.ssubscribe(&*channel)).await {
-                Ok(Ok(())) => sharded.confirm(&channel),
+                Ok(Ok(())) => {
+                    sharded.confirm(&channel, generation);
+                    // A waiter that stopped waiting for this confirmation (its patience ran
+                    // out) tried unsubscribed: a release since then went unheard. Re-check.
+                    wakeups.stripe(&channel).notify(usize::MAX);
+                }
                 Ok(Err(err)) => return err.into(),
                 Err(_) => return TimeoutError(command_timeout).into(),
             }

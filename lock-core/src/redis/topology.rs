@@ -154,6 +154,8 @@ pub(super) struct Connector {
     pub(super) generation: Generation,
 }
 
+// One per backend, made once: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 enum Deployment {
     /// One server, through a deadpool-redis pool.
     Server {
@@ -165,6 +167,9 @@ enum Deployment {
     /// A Cluster; its connection follows the cluster's topology by itself.
     Cluster {
         client: ClusterClient,
+        /// For the synchronous release of last resort: its reads are bounded by the command
+        /// timeout (the async client's cannot be: see `cluster_builder`).
+        blocking: ClusterClient,
         /// What builds it, for the subscriber's RESP3 client.
         nodes: Vec<ConnectionInfo>,
         certs: Option<TlsCertificates>,
@@ -228,8 +233,16 @@ impl Connector {
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
                 let builder = cluster_builder(&infos, &tls, insecure, config.connect_timeout);
+                let blocking = cluster_builder(&infos, &tls, insecure, config.connect_timeout)
+                    .response_timeout(config.command_timeout)
+                    // One retry, for a redirection (MOVED/ASK): redis-rs would otherwise retry
+                    // a timed-out node for as long as it stays slow.
+                    .retries(1)
+                    .build()
+                    .map_err(rejected)?;
                 Deployment::Cluster {
                     client: builder.build().map_err(rejected)?,
+                    blocking,
                     nodes: infos,
                     certs: tls,
                     insecure,
@@ -378,9 +391,13 @@ impl Connector {
             Deployment::Sentinel(sentinels) => Ok(BlockingConnection::Server(
                 sentinels.blocking_master(config.command_timeout)?,
             )),
-            Deployment::Cluster { client, .. } => Ok(BlockingConnection::Cluster(Box::new(
-                client.get_connection()?,
-            ))),
+            Deployment::Cluster { blocking, .. } => {
+                // Bounded like the one server's: this runs while threads dropping guards wait.
+                let conn = blocking.get_connection()?;
+                conn.set_read_timeout(timeout)?;
+                conn.set_write_timeout(timeout)?;
+                Ok(BlockingConnection::Cluster(Box::new(conn)))
+            }
         }
     }
 }
@@ -492,6 +509,12 @@ impl Nodes {
             Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
             None => (None, rest),
         };
+        // The query (`?protocol=3`, `?password=...`) and any fragment go with each data node's
+        // URL, never into a host, the master's name or an error message.
+        let (after, query) = match after.find(['?', '#']) {
+            Some(at) => (&after[..at], &after[at..]),
+            None => (after, ""),
+        };
         let (hosts, path) = after.split_once('/').unwrap_or((after, ""));
         let hosts: Vec<&str> = hosts.split(',').filter(|host| !host.is_empty()).collect();
         if hosts.is_empty() {
@@ -504,9 +527,9 @@ impl Nodes {
         let tls = scheme == "rediss";
         if kind == "cluster" {
             let tail = if path.is_empty() {
-                String::new()
+                query.to_owned()
             } else {
-                format!("/{path}")
+                format!("/{path}{query}")
             };
             return Ok(Nodes {
                 tls,
@@ -524,16 +547,20 @@ impl Nodes {
         }
         let db = match parts.next().filter(|db| !db.is_empty()) {
             None => 0,
-            Some(db) => db
-                .parse()
-                .map_err(|_| BadSetting(format!("{db:?} is not a database number")))?,
+            Some(db) => db.parse().map_err(|_| {
+                BadSetting(
+                    "the database after the master's name in the redis+sentinel:// URL is \
+                         not a number"
+                        .into(),
+                )
+            })?,
         };
         // The user info is the master's: the Sentinels take theirs from
         // `RedisConfig::sentinel_credentials`. It is read the way redis-rs reads a URL's.
-        let credentials = match userinfo {
-            None => None,
-            Some(_) => {
-                let info = node(hosts[0], true, "")
+        let credentials = match (userinfo, query) {
+            (None, "") => None,
+            _ => {
+                let info = node(hosts[0], true, query)
                     .into_connection_info()
                     .map_err(|err| UrlRejected::new(&err))?;
                 info.redis

@@ -151,7 +151,7 @@ impl lock_core::Backend for CountingBackend {
         &'a self,
         holds: &'a [lock_core::RenewHold],
         lease: Duration,
-    ) -> lock_core::BoxFuture<'a, lock_core::Result<Vec<bool>>> {
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<Vec<Option<bool>>>> {
         (self.before_renewal)();
         for hold in holds {
             count(&self.renewals, &hold.key);
@@ -159,7 +159,9 @@ impl lock_core::Backend for CountingBackend {
         let sent = Instant::now();
         Box::pin(async move {
             let renewed = self.inner.extend_many(holds, lease).await;
-            let ok = renewed.as_ref().is_ok_and(|live| live.iter().all(|l| *l));
+            let ok = renewed
+                .as_ref()
+                .is_ok_and(|live| live.iter().all(|l| *l == Some(true)));
             self.renewal_log.lock().unwrap().push((sent, ok));
             renewed
         })

@@ -14,6 +14,9 @@ use super::{RedisServer, INSTALL_HINT};
 /// (which one is master changes with failovers: ask [`RedisCluster::masters`]).
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
+    /// With [`RedisCluster::start_tls`]: each node's TLS port (beside its plain one, which the
+    /// harness administers it through), and the CA that signed the nodes' certificates.
+    pub tls: Option<(Vec<u16>, std::path::PathBuf)>,
 }
 
 /// The cluster options of every node: a short node timeout so failovers in the tests take
@@ -34,8 +37,71 @@ const NODE_ARGS: [&str; 10] = [
 
 impl RedisCluster {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A cluster whose nodes also listen for TLS (certificates for `localhost` and `127.0.0.1`
+    /// from the test CA, `support::tls`) and speak TLS on the cluster bus and for replication.
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
+        let pki = super::tls::pki();
+        let mut tls_ports = Vec::new();
+        let mut ca_file = None;
         let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| RedisServer::start_cluster_node(&NODE_ARGS))
+            .map(|_| {
+                let mut args: Vec<String> = NODE_ARGS.iter().map(|a| a.to_string()).collect();
+                if tls {
+                    let dir = std::env::temp_dir().join(format!(
+                        "lockwright-cluster-tls-{}-{}",
+                        std::process::id(),
+                        tls_ports.len()
+                    ));
+                    std::fs::create_dir_all(&dir).unwrap();
+                    let write = |name: &str, contents: &str| {
+                        let path = dir.join(name);
+                        std::fs::write(&path, contents).unwrap();
+                        path.display().to_string()
+                    };
+                    let port = super::free_port();
+                    tls_ports.push(port);
+                    args.extend([
+                        "--tls-port".to_owned(),
+                        port.to_string(),
+                        "--tls-cert-file".to_owned(),
+                        write("server.pem", &pki.server.certificate),
+                        "--tls-key-file".to_owned(),
+                        write("server-key.pem", &pki.server.key),
+                        "--tls-ca-cert-file".to_owned(),
+                        write("ca.pem", &pki.ca),
+                        // A node dialing another's bus (or its master) is a TLS client: it
+                        // shows the client certificate (the server one is for server auth).
+                        "--tls-client-cert-file".to_owned(),
+                        write("client.pem", &pki.client.certificate),
+                        "--tls-client-key-file".to_owned(),
+                        write("client-key.pem", &pki.client.key),
+                        "--tls-auth-clients".to_owned(),
+                        "no".to_owned(),
+                        "--tls-cluster".to_owned(),
+                        "yes".to_owned(),
+                        "--tls-replication".to_owned(),
+                        "yes".to_owned(),
+                    ]);
+                    ca_file = Some(dir.join("ca.pem"));
+                }
+                if !tls {
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    return RedisServer::start_cluster_node(&args);
+                }
+                // With TLS the bus would listen at the TLS port + 10000, while `redis-cli
+                // --cluster create` meets nodes at their plain port + 10000: say which.
+                let port = cluster_port();
+                args.extend(["--cluster-port".to_owned(), (port + 10_000).to_string()]);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                RedisServer::start_on(port, &args)
+            })
             .collect();
         let addrs: Vec<String> = nodes
             .iter()
@@ -54,7 +120,10 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout),
             String::from_utf8_lossy(&created.stderr)
         );
-        let cluster = RedisCluster { nodes };
+        let cluster = RedisCluster {
+            nodes,
+            tls: ca_file.map(|ca| (tls_ports, ca)),
+        };
         cluster.wait_healthy();
         cluster
     }
@@ -67,6 +136,17 @@ impl RedisCluster {
             .map(|node| format!("127.0.0.1:{}", node.port))
             .collect();
         format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// `rediss+cluster://` URL of every node's TLS port (for a [`RedisCluster::start_tls`]
+    /// cluster), and the CA file to trust.
+    pub fn tls_url(&self) -> (String, std::path::PathBuf) {
+        let (ports, ca) = self.tls.as_ref().expect("a TLS cluster");
+        let hosts: Vec<String> = ports
+            .iter()
+            .map(|port| format!("localhost:{port}"))
+            .collect();
+        (format!("rediss+cluster://{}", hosts.join(",")), ca.clone())
     }
 
     pub fn node_urls(&self) -> Vec<String> {
@@ -177,15 +257,20 @@ pub fn shared_cluster_backend() -> SharedBackend {
     shared_cluster().1.shared()
 }
 
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn cluster_port() -> u16 {
+    loop {
+        let port = super::free_port();
+        if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 impl RedisServer {
     /// A node with the cluster options: its port and its cluster bus port (port + 10000) free.
     pub fn start_cluster_node(extra_args: &[&str]) -> Self {
-        loop {
-            let port = super::free_port();
-            if port < 55_000 && std::net::TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-                return Self::start_on(port, extra_args);
-            }
-        }
+        Self::start_on(cluster_port(), extra_args)
     }
 
     /// Whether it accepts connections.
@@ -224,4 +309,17 @@ impl RedisServer {
         }
         text(&value)
     }
+}
+
+/// A second backend on the shared cluster whose holds are confirmed by one replica.
+pub fn shared_cluster_replicated_backend() -> SharedBackend {
+    static SHARED: OnceLock<RedisBackend> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let config = RedisConfig::new(shared_cluster().0.url())
+                .wait_replicas(1, 1)
+                .expect("a valid wait");
+            RedisBackend::connect_blocking(config).expect("connect to the test cluster")
+        })
+        .shared()
 }
