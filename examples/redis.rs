@@ -131,8 +131,36 @@ async fn main() -> Result<(), LockError> {
         println!("cleaned up {deleted} key(s)");
         return Ok(());
     }
-    if url.contains("+sentinel://") {
-        println!("left the fence counter to expire by itself (fence_counter_ttl)");
+    if let Some(rest) = url.strip_prefix("redis+sentinel://") {
+        // Sentinel: ask the first Sentinel where the master is, and delete the example's two
+        // names there (the user info, if any, is the master's).
+        let (userinfo, rest) = match rest.rfind('@') {
+            Some(at) => (format!("{}@", &rest[..at]), &rest[at + 1..]),
+            None => (String::new(), rest),
+        };
+        let (hosts, master_name) = rest.split_once('/').unwrap_or((rest, ""));
+        let master_name = master_name.split(['/', '?']).next().unwrap_or_default();
+        let sentinel = hosts.split(',').next().unwrap_or_default();
+        let names = [
+            format!("{prefix}{{job-7}}"),
+            format!("{prefix}{{job-7}}:fence"),
+        ];
+        let deleted = (|| -> redis::RedisResult<u64> {
+            let mut sentinel =
+                redis::Client::open(format!("redis://{sentinel}"))?.get_connection()?;
+            let (host, port): (String, u16) = redis::cmd("SENTINEL")
+                .arg("get-master-addr-by-name")
+                .arg(master_name)
+                .query(&mut sentinel)?;
+            let mut master = redis::Client::open(format!("redis://{userinfo}{host}:{port}"))?
+                .get_connection()?;
+            redis::cmd("DEL").arg(&names).query(&mut master)
+        })()
+        .map_err(|err| LockError::Connection {
+            target: redis.config().redacted_url(),
+            source: err.into(),
+        })?;
+        println!("cleaned up {deleted} key(s)");
         return Ok(());
     }
     let raw = || -> Result<redis::Connection, Box<dyn std::error::Error + Send + Sync>> {

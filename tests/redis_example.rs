@@ -71,3 +71,13 @@ fn redis_example_runs_against_a_cluster_and_cleans_up() {
         assert_eq!(left, "0", "the example left keys behind on a master");
     }
 }
+
+#[test]
+fn redis_example_runs_behind_sentinel_and_cleans_up() {
+    let set = support::sentinel::SentinelSet::start();
+    run_example(&[("REDIS_URL", set.url())]);
+    let left: u64 = redis::cmd("DBSIZE")
+        .query(&mut set.server_conn(set.master_port()))
+        .unwrap();
+    assert_eq!(left, 0, "the example left keys behind on the master");
+}

@@ -70,6 +70,24 @@ mod redis_only {
     }
 
     #[test]
+    fn a_password_in_the_query_of_a_list_url_never_shows() {
+        // The query goes with each data node's URL: never into a host, the master's name, or
+        // an error message (it did, before: `"0?password=…" is not a database number`).
+        for url in [
+            "redis+sentinel://127.0.0.1:1/mymaster/0?password=hunter2",
+            "redis+sentinel://127.0.0.1:1/mymaster?password=hunter2",
+            "redis+sentinel://127.0.0.1:1/mymaster/x?password=hunter2",
+            "redis+cluster://127.0.0.1:1,127.0.0.1:2?password=hunter2",
+            "redis+sentinel://127.0.0.1:1/my?password=hunter2/0",
+        ] {
+            let config = RedisConfig::new(url).connect_timeout(1).unwrap();
+            let err = RedisBackend::connect_blocking(config).unwrap_err();
+            let shown = format!("{err} | {err:?}");
+            assert!(!shown.contains("hunter2"), "{url}: {shown}");
+        }
+    }
+
+    #[test]
     fn pool_sizes_out_of_range_are_invalid_arguments() {
         let (server, _) = shared_redis();
         for size in [0, RedisConfig::MAX_POOL_SIZE + 1, usize::MAX] {
