@@ -725,7 +725,18 @@ mod wait_replicas {
                 .arg("replication")
                 .query(&mut admin)
                 .unwrap();
-            if info.contains("connected_slaves:1") && info.contains("state=online") {
+            // Online, and answering WAIT: the replica acknowledges what it has received.
+            let acknowledged: i64 =
+                if info.contains("connected_slaves:1") && info.contains("state=online") {
+                    redis::cmd("WAIT")
+                        .arg(1)
+                        .arg(1000)
+                        .query(&mut admin)
+                        .unwrap()
+                } else {
+                    0
+                };
+            if acknowledged == 1 {
                 break;
             }
             assert!(
@@ -743,7 +754,8 @@ mod wait_replicas {
     #[test]
     fn with_the_replica_gone_an_acquire_fails_typed_and_leaves_nothing_held() {
         let (master, mut replica) = master_and_replica();
-        let wait = Duration::from_millis(300);
+        // Generous: a loaded 2-core machine must still confirm the holds taken before the kill.
+        let wait = Duration::from_millis(1000);
         let config = RedisConfig::new(master.url())
             .wait_replicas(1, wait)
             .unwrap();
