@@ -58,7 +58,10 @@ mod redis_only {
         let closed = format!("rediss://127.0.0.1:{}", closed_loopback_port());
         let err = RedisBackend::connect_blocking(RedisConfig::new(closed.as_str())).unwrap_err();
         assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
-        assert!(everything_shown(&err).contains("refused"), "{err}");
+        assert!(
+            crate::support::everything_shown(&err).contains("refused"),
+            "{err}"
+        );
         // A plain server does not answer the handshake (it waits for the end of an inline
         // command): no answer within the connect timeout.
         let plain = format!("rediss://127.0.0.1:{}", shared_redis().0.port);
@@ -277,38 +280,12 @@ mod redis_only {
         // only when its release, spawned there, is dropped at once (both are taken in 20 rounds).
         let observer = shared_redis().1.shared();
         for shutdown in ["drop", "shutdown_background"].repeat(10) {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            let config = RedisConfig::new(shared_redis().0.url()).runtime(runtime.handle().clone());
-            let backend = RedisBackend::connect_blocking(config).unwrap().shared();
-            let name = key("given-runtime-shutdown-guard");
-            let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
-            let (acquired, is_acquired) = std::sync::mpsc::channel();
-            runtime.spawn(async move {
-                let _guard = lock.acquire().await.unwrap();
-                acquired.send(()).unwrap();
-                std::future::pending::<()>().await;
-            });
-            is_acquired
-                .recv_timeout(crate::conformance::LIVENESS)
-                .unwrap();
-            let probe = Lock::with_backend(name.as_str(), &observer);
-            assert!(probe.is_locked_blocking().unwrap());
-            match shutdown {
-                "drop" => drop(runtime),
-                _ => runtime.shutdown_background(),
-            }
-            let start = Instant::now();
-            while probe.is_locked_blocking().unwrap() {
-                assert!(
-                    start.elapsed() < crate::conformance::LIVENESS,
-                    "{shutdown}: still held (it never expires)"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            crate::support::assert_the_given_runtimes_shutdown_releases(
+                RedisConfig::new(shared_redis().0.url()),
+                &observer,
+                shutdown,
+                &key("given-runtime-shutdown-guard"),
+            );
         }
     }
 
@@ -338,15 +315,6 @@ mod redis_only {
     }
 
     /// Display, Debug and every `source()` of `err`, one per line.
-    fn everything_shown(err: &LockError) -> String {
-        let mut shown = format!("{err}\n{err:?}");
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            shown.push_str(&format!("\n{cause}\n{cause:?}"));
-            source = cause.source();
-        }
-        shown
-    }
 
     /// What a config and a failed connect with `url` show: `redacted_url()`, `Debug` of the config
     /// and, when connecting cannot reach anything but `closed_port` on the loopback interface or a
@@ -380,7 +348,7 @@ mod redis_only {
                         matches!(err, LockError::Connection { .. }),
                         "{url}: {err:?}"
                     );
-                    shown.push(("the connect error", everything_shown(&err)));
+                    shown.push(("the connect error", crate::support::everything_shown(&err)));
                 }
                 Ok(backend) => panic!("{url}: connected to {backend:?}"),
             }

@@ -23,6 +23,18 @@ mod cluster_only {
     use crate::conformance::{key, LIVENESS};
     use crate::support::cluster::{shared_cluster, slot_of, RedisCluster};
 
+    /// A 60 s hold of each key.
+    fn hold_all(keys: &[String], backend: &lock_core::SharedBackend) -> Vec<lock_core::LockGuard> {
+        keys.iter()
+            .map(|k| {
+                Lock::with_backend(k.clone(), backend)
+                    .exp(60)
+                    .acquire_blocking()
+                    .unwrap()
+            })
+            .collect()
+    }
+
     /// The Redis name of a lock's key under the default prefix.
     fn lock_name(key: &str) -> String {
         format!("lockwright:{{{key}}}")
@@ -38,15 +50,7 @@ mod cluster_only {
         let (cluster, backend) = shared_cluster();
         let shared = backend.shared();
         let keys: Vec<String> = (0..60).map(|i| key(&format!("spread-{i}"))).collect();
-        let guards: Vec<_> = keys
-            .iter()
-            .map(|k| {
-                Lock::with_backend(k.clone(), &shared)
-                    .exp(60)
-                    .acquire_blocking()
-                    .unwrap()
-            })
-            .collect();
+        let guards = hold_all(&keys, &shared);
         let mut holders = std::collections::BTreeSet::new();
         for k in &keys {
             let name = lock_name(k);
@@ -108,36 +112,12 @@ mod cluster_only {
         let (cluster, observer) = shared_cluster();
         let observer = observer.shared();
         for shutdown in ["drop", "shutdown_background"].repeat(2) {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            let config = RedisConfig::new(cluster.url()).runtime(runtime.handle().clone());
-            let backend = RedisBackend::connect_blocking(config).unwrap().shared();
-            let name = key("cluster-given-runtime-shutdown");
-            let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
-            let (acquired, is_acquired) = std::sync::mpsc::channel();
-            runtime.spawn(async move {
-                let _guard = lock.acquire().await.unwrap();
-                acquired.send(()).unwrap();
-                std::future::pending::<()>().await;
-            });
-            is_acquired.recv_timeout(LIVENESS).unwrap();
-            let probe = Lock::with_backend(name.as_str(), &observer);
-            assert!(probe.is_locked_blocking().unwrap());
-            match shutdown {
-                "drop" => drop(runtime),
-                _ => runtime.shutdown_background(),
-            }
-            let start = Instant::now();
-            while probe.is_locked_blocking().unwrap() {
-                assert!(
-                    start.elapsed() < LIVENESS,
-                    "{shutdown}: still held (it never expires)"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            crate::support::assert_the_given_runtimes_shutdown_releases(
+                RedisConfig::new(cluster.url()),
+                &observer,
+                shutdown,
+                &key("cluster-given-runtime-shutdown"),
+            );
         }
     }
 
@@ -157,15 +137,7 @@ mod cluster_only {
                 .unwrap()
                 .shared();
         let keys: Vec<String> = (0..30).map(|i| key(&format!("tls-cluster-{i}"))).collect();
-        let guards: Vec<_> = keys
-            .iter()
-            .map(|k| {
-                Lock::with_backend(k.clone(), &backend)
-                    .exp(60)
-                    .acquire_blocking()
-                    .unwrap()
-            })
-            .collect();
+        let guards = hold_all(&keys, &backend);
         let holders: std::collections::BTreeSet<usize> = keys
             .iter()
             .map(|k| cluster.master_of_slot(slot_of(&lock_name(k))))

@@ -497,15 +497,6 @@ mod sentinel_only {
     }
 
     /// Display, Debug and every `source()` of `err`.
-    fn everything_shown(err: &LockError) -> String {
-        let mut shown = format!("{err}\n{err:?}");
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            shown.push_str(&format!("\n{cause}\n{cause:?}"));
-            source = cause.source();
-        }
-        shown
-    }
 
     fn assert_hidden(shown: &str, secrets: &[&str]) {
         for secret in secrets {
@@ -544,7 +535,7 @@ mod sentinel_only {
         let err = RedisBackend::connect_blocking(config).unwrap_err();
         assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
         assert_hidden(
-            &everything_shown(&err),
+            &crate::support::everything_shown(&err),
             &["Wrong-Server-Pw", "Sentinel-Pw-17"],
         );
         // And with the password given apart from the URL.
@@ -580,7 +571,7 @@ mod sentinel_only {
             let err = RedisBackend::connect_blocking(config).unwrap_err();
             assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
             assert_hidden(
-                &everything_shown(&err),
+                &crate::support::everything_shown(&err),
                 &["Server-Pw-42", "Sentinel-Pw-17", "Wrong-Sentinel-Pw"],
             );
         }
@@ -615,36 +606,12 @@ mod sentinel_only {
         let set = shared_sentinel();
         let observer = crate::support::sentinel::shared_sentinel_backend();
         for shutdown in ["drop", "shutdown_background"].repeat(3) {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            let config = set.config().runtime(runtime.handle().clone());
-            let backend = RedisBackend::connect_blocking(config).unwrap().shared();
-            let name = key("given-runtime-shutdown-guard");
-            let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
-            let (acquired, is_acquired) = std::sync::mpsc::channel();
-            runtime.spawn(async move {
-                let _guard = lock.acquire().await.unwrap();
-                acquired.send(()).unwrap();
-                std::future::pending::<()>().await;
-            });
-            is_acquired.recv_timeout(LIVENESS).unwrap();
-            let probe = Lock::with_backend(name.as_str(), &observer);
-            assert!(probe.is_locked_blocking().unwrap());
-            match shutdown {
-                "drop" => drop(runtime),
-                _ => runtime.shutdown_background(),
-            }
-            let start = Instant::now();
-            while probe.is_locked_blocking().unwrap() {
-                assert!(
-                    start.elapsed() < LIVENESS,
-                    "{shutdown}: still held (it never expires)"
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            crate::support::assert_the_given_runtimes_shutdown_releases(
+                set.config(),
+                &observer,
+                shutdown,
+                &key("given-runtime-shutdown-guard"),
+            );
         }
     }
 }

@@ -21,15 +21,6 @@ mod tls_only {
     };
 
     /// Display, Debug and every `source()` of `err`, one per line.
-    fn everything_shown(err: &LockError) -> String {
-        let mut shown = format!("{err}\n{err:?}");
-        let mut source = std::error::Error::source(err);
-        while let Some(cause) = source {
-            shown.push_str(&format!("\n{cause}\n{cause:?}"));
-            source = cause.source();
-        }
-        shown
-    }
 
     /// Connecting with `config` fails with a [`LockError::Connection`]; what it shows.
     fn connection_error(config: RedisConfig) -> (LockError, String) {
@@ -38,7 +29,7 @@ mod tls_only {
         let err = RedisBackend::connect_blocking(config).expect_err("connecting must fail");
         assert!(start.elapsed() < LIVENESS, "{:?}", start.elapsed());
         assert!(matches!(err, LockError::Connection { .. }), "{err:?}");
-        let shown = everything_shown(&err);
+        let shown = crate::support::everything_shown(&err);
         (err, shown)
     }
 
@@ -356,37 +347,13 @@ mod tls_only {
             .unwrap()
             .shared();
         for shutdown in ["drop", "shutdown_background"].repeat(3) {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .unwrap();
-            let config = tls_config().runtime(runtime.handle().clone());
-            let backend = RedisBackend::connect_blocking(config).unwrap().shared();
             let name = key("tls-given-runtime-shutdown-guard");
-            let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
-            let (acquired, is_acquired) = std::sync::mpsc::channel();
-            runtime.spawn(async move {
-                let _guard = lock.acquire().await.unwrap();
-                acquired.send(()).unwrap();
-                std::future::pending::<()>().await;
-            });
-            is_acquired.recv_timeout(LIVENESS).unwrap();
-            let probe = Lock::with_backend(name.as_str(), &observer);
-            assert!(probe.is_locked_blocking().unwrap());
-            match shutdown {
-                "drop" => drop(runtime),
-                _ => runtime.shutdown_background(),
-            }
-            let start = Instant::now();
-            while probe.is_locked_blocking().unwrap() {
-                assert!(
-                    start.elapsed() < LIVENESS,
-                    "{shutdown}: still held (it never expires); {:?}",
-                    logs::error_naming(&name, Duration::ZERO)
-                );
-                std::thread::sleep(Duration::from_millis(5));
-            }
+            crate::support::assert_the_given_runtimes_shutdown_releases(
+                tls_config(),
+                &observer,
+                shutdown,
+                &name,
+            );
             // Released by the synchronous path, not by anything else.
             logs::event_containing_all("WARN", &[&name, "releasing synchronously"], Duration::ZERO)
                 .expect("the synchronous release is logged");

@@ -455,3 +455,56 @@ fn pump(
     let _ = from.shutdown(std::net::Shutdown::Both);
     let _ = to.shutdown(std::net::Shutdown::Both);
 }
+
+/// One round of the given runtime's shutdown: a task on the runtime given to a backend made from
+/// `config` holds the never-expiring lock `name`; the runtime then shuts down (`"drop"` or
+/// `"shutdown_background"`), and `observer` must see the key free within 5 s: the guard's drop
+/// release, with no runtime left to run it, went out synchronously.
+pub fn assert_the_given_runtimes_shutdown_releases(
+    config: RedisConfig,
+    observer: &SharedBackend,
+    shutdown: &str,
+    name: &str,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = config.runtime(runtime.handle().clone());
+    let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+    let lock = lock_core::Lock::with_backend(name, &backend).never_expires();
+    let (acquired, is_acquired) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let _guard = lock.acquire().await.unwrap();
+        acquired.send(()).unwrap();
+        std::future::pending::<()>().await;
+    });
+    is_acquired.recv_timeout(Duration::from_secs(5)).unwrap();
+    let probe = lock_core::Lock::with_backend(name, observer);
+    assert!(probe.is_locked_blocking().unwrap());
+    match shutdown {
+        "drop" => drop(runtime),
+        _ => runtime.shutdown_background(),
+    }
+    let start = Instant::now();
+    while probe.is_locked_blocking().unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{shutdown}: {name} still held (it never expires)"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Everything an error shows: its `Display` and `Debug`, and those of each source, for checks
+/// that a secret appears nowhere.
+pub fn everything_shown(err: &lock_core::LockError) -> String {
+    let mut shown = format!("{err}\n{err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        shown.push_str(&format!("\n{cause}\n{cause:?}"));
+        source = cause.source();
+    }
+    shown
+}
