@@ -314,8 +314,6 @@ mod redis_only {
             .port()
     }
 
-    /// Display, Debug and every `source()` of `err`, one per line.
-
     /// What a config and a failed connect with `url` show: `redacted_url()`, `Debug` of the config
     /// and, when connecting cannot reach anything but `closed_port` on the loopback interface or a
     /// Unix socket, the connect error's Display, Debug and source chain.

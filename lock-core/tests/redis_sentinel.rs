@@ -496,8 +496,6 @@ mod sentinel_only {
         })
     }
 
-    /// Display, Debug and every `source()` of `err`.
-
     fn assert_hidden(shown: &str, secrets: &[&str]) {
         for secret in secrets {
             assert!(!shown.contains(secret), "{secret:?} shown: {shown}");

@@ -20,8 +20,6 @@ mod tls_only {
         pki, shared_tls_redis, ServerName, TlsOptions, TlsRedisServer, WRONG_NAME,
     };
 
-    /// Display, Debug and every `source()` of `err`, one per line.
-
     /// Connecting with `config` fails with a [`LockError::Connection`]; what it shows.
     fn connection_error(config: RedisConfig) -> (LockError, String) {
         let config = config.connect_timeout(3).unwrap();
