@@ -1,4 +1,5 @@
-//! The Redis backend: locks shared by every process that talks to one Redis server.
+//! The Redis backend: locks shared by every process that talks to the same Redis deployment
+//! (one server, a Cluster, or the master that Sentinels name; `topology` reads which).
 //!
 //! One concern per file: `config` (settings, password redaction), `connection` (connections,
 //! start-up checks, `eval`), `scripts` (the Lua scripts), `known_holds` (what tells a re-entry
@@ -41,11 +42,14 @@ use crate::owner::Owner;
 /// Most holds renewed by one watchdog script call.
 const RENEW_BATCH: usize = 256;
 
-/// Locks kept in Redis, shared by every process using the same server and prefix.
+/// Locks kept in Redis, shared by every process using the same deployment and prefix: one
+/// server (plain, TLS or a unix socket), a Cluster, or Sentinel's master (see
+/// [`RedisConfig::new`] for the URL forms).
 ///
 /// Each lock operation is one round trip: a cached Lua script (`EVALSHA`; the scripts are loaded
-/// on every new connection, and reloaded on `NOSCRIPT` after a `SCRIPT FLUSH`). Waiters are woken
-/// through one pattern subscription per backend. The connections' I/O (their driver tasks and
+/// on every new connection, and reloaded on `NOSCRIPT` after a `SCRIPT FLUSH`, or on a cluster
+/// node that joined or restarted). Waiters are woken through one pattern subscription per
+/// backend, or on a cluster through sharded subscriptions to the channels of the keys waited on. The connections' I/O (their driver tasks and
 /// the command timeouts' timer) runs on a small runtime the backend owns, so the blocking API
 /// works in programs without tokio and inside any runtime, and the backend survives the runtimes
 /// of its callers; each operation is otherwise polled by its caller, on any executor, and one
