@@ -103,37 +103,42 @@ async fn main() -> Result<(), LockError> {
 
     // Clean up: the fence counter outlives the lock (for `fence_counter_ttl`, 10 min by
     // default, so fences keep growing); this example removes its own keys at once.
+    let deleted =
+        clean_up(&url, &prefix, ca_file.as_deref()).map_err(|source| LockError::Connection {
+            target: redis.config().redacted_url(),
+            source,
+        })?;
+    println!("cleaned up {deleted} key(s)");
+    Ok(())
+}
+
+/// Deletes this example's keys, on whatever topology `url` names: every key under `prefix` on
+/// one server; on a cluster or behind Sentinel, the example's two names (the lock's and its
+/// fence counter's).
+fn clean_up(
+    url: &str,
+    prefix: &str,
+    ca_file: Option<&std::ffi::OsStr>,
+) -> Result<u64, Box<dyn std::error::Error + Send + Sync>> {
+    let names = [
+        format!("{prefix}{{job-7}}"),
+        format!("{prefix}{{job-7}}:fence"),
+    ];
     if let Some(hosts) = url.strip_prefix("redis+cluster://") {
-        // A cluster: the example's two names (the lock's and its fence counter's), deleted
-        // through a cluster connection to the seed nodes.
         let nodes: Vec<String> = hosts
             .split(',')
             .map(|host| format!("redis://{host}"))
             .collect();
-        let names = [
-            format!("{prefix}{{job-7}}"),
-            format!("{prefix}{{job-7}}:fence"),
-        ];
-        let deleted: u64 = redis::cluster::ClusterClient::new(nodes)
-            .and_then(|client| client.get_connection())
-            .and_then(|mut conn| {
-                names.iter().try_fold(0, |sum, name| {
-                    redis::cmd("DEL")
-                        .arg(name)
-                        .query::<u64>(&mut conn)
-                        .map(|n| sum + n)
-                })
-            })
-            .map_err(|err| LockError::Connection {
-                target: redis.config().redacted_url(),
-                source: err.into(),
-            })?;
-        println!("cleaned up {deleted} key(s)");
-        return Ok(());
+        let mut conn = redis::cluster::ClusterClient::new(nodes)?.get_connection()?;
+        // One DEL per name: a cluster DEL takes keys of one slot (these two share one anyway).
+        let mut deleted = 0;
+        for name in &names {
+            deleted += redis::cmd("DEL").arg(name).query::<u64>(&mut conn)?;
+        }
+        return Ok(deleted);
     }
     if let Some(rest) = url.strip_prefix("redis+sentinel://") {
-        // Sentinel: ask the first Sentinel where the master is, and delete the example's two
-        // names there (the user info, if any, is the master's).
+        // Ask the first Sentinel where the master is (the user info, if any, is the master's).
         let (userinfo, rest) = match rest.rfind('@') {
             Some(at) => (format!("{}@", &rest[..at]), &rest[at + 1..]),
             None => (String::new(), rest),
@@ -141,45 +146,26 @@ async fn main() -> Result<(), LockError> {
         let (hosts, master_name) = rest.split_once('/').unwrap_or((rest, ""));
         let master_name = master_name.split(['/', '?']).next().unwrap_or_default();
         let sentinel = hosts.split(',').next().unwrap_or_default();
-        let names = [
-            format!("{prefix}{{job-7}}"),
-            format!("{prefix}{{job-7}}:fence"),
-        ];
-        let deleted = (|| -> redis::RedisResult<u64> {
-            let mut sentinel =
-                redis::Client::open(format!("redis://{sentinel}"))?.get_connection()?;
-            let (host, port): (String, u16) = redis::cmd("SENTINEL")
-                .arg("get-master-addr-by-name")
-                .arg(master_name)
-                .query(&mut sentinel)?;
-            let mut master = redis::Client::open(format!("redis://{userinfo}{host}:{port}"))?
-                .get_connection()?;
-            redis::cmd("DEL").arg(&names).query(&mut master)
-        })()
-        .map_err(|err| LockError::Connection {
-            target: redis.config().redacted_url(),
-            source: err.into(),
-        })?;
-        println!("cleaned up {deleted} key(s)");
-        return Ok(());
+        let mut sentinel = redis::Client::open(format!("redis://{sentinel}"))?.get_connection()?;
+        let (host, port): (String, u16) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(master_name)
+            .query(&mut sentinel)?;
+        let mut master =
+            redis::Client::open(format!("redis://{userinfo}{host}:{port}"))?.get_connection()?;
+        return Ok(redis::cmd("DEL").arg(&names).query(&mut master)?);
     }
-    let raw = || -> Result<redis::Connection, Box<dyn std::error::Error + Send + Sync>> {
-        let client = match &ca_file {
-            Some(ca_file) => redis::Client::build_with_tls(
-                url.as_str(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(std::fs::read(ca_file)?),
-                },
-            )?,
-            None => redis::Client::open(url.as_str())?,
-        };
-        Ok(client.get_connection()?)
+    let client = match ca_file {
+        Some(ca_file) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(ca_file)?),
+            },
+        )?,
+        None => redis::Client::open(url)?,
     };
-    let mut raw = raw().map_err(|source| LockError::Connection {
-        target: redis.config().redacted_url(),
-        source,
-    })?;
+    let mut raw = client.get_connection()?;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{prefix}*"))
         .query(&mut raw)
@@ -187,8 +173,7 @@ async fn main() -> Result<(), LockError> {
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(&keys).query(&mut raw);
     }
-    println!("cleaned up {} key(s)", keys.len());
-    Ok(())
+    Ok(keys.len() as u64)
 }
 
 fn round(elapsed: Duration) -> Duration {
