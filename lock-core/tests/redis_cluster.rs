@@ -23,6 +23,17 @@ mod cluster_only {
     use crate::conformance::{key, LIVENESS};
     use crate::support::cluster::{shared_cluster, slot_of, RedisCluster};
 
+    /// A backend for the fault tests: a 3 s watchdog lease and a 1 s command timeout, so faults
+    /// show within seconds.
+    fn short_lease_backend(cluster: &RedisCluster) -> lock_core::SharedBackend {
+        let config = RedisConfig::new(cluster.url())
+            .default_lease(3)
+            .unwrap()
+            .command_timeout(1)
+            .unwrap();
+        RedisBackend::connect_blocking(config).unwrap().shared()
+    }
+
     /// A 60 s hold of each key.
     fn hold_all(keys: &[String], backend: &lock_core::SharedBackend) -> Vec<lock_core::LockGuard> {
         keys.iter()
@@ -187,15 +198,7 @@ mod cluster_only {
         let cluster = fault_cluster();
         let masters = cluster.masters();
         let (paused, healthy) = (masters[0], masters[1]);
-        let backend = RedisBackend::connect_blocking(
-            RedisConfig::new(cluster.url())
-                .default_lease(3)
-                .unwrap()
-                .command_timeout(1)
-                .unwrap(),
-        )
-        .unwrap()
-        .shared();
+        let backend = short_lease_backend(&cluster);
         // The paused master's slot first: sent one after the other, its batch would go first.
         let a = key_on(&cluster, paused, "paused-master", |slot| slot < 8000);
         let a_slot = slot_of(&lock_name(&a));
@@ -416,15 +419,7 @@ mod cluster_only {
     #[test]
     fn a_master_killed_under_load_fails_over_and_fences_never_go_back() {
         let mut cluster = fault_cluster();
-        let backend = RedisBackend::connect_blocking(
-            RedisConfig::new(cluster.url())
-                .command_timeout(1)
-                .unwrap()
-                .default_lease(3)
-                .unwrap(),
-        )
-        .unwrap()
-        .shared();
+        let backend = short_lease_backend(&cluster);
         let keys: Arc<Vec<String>> =
             Arc::new((0..12).map(|i| key(&format!("failover-{i}"))).collect());
         let stop = Arc::new(AtomicBool::new(false));

@@ -256,9 +256,17 @@ impl RedisBackend {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        // The subscriber ends with the backend, even while it awaits messages (which may be
-        // forever): dropping it closes its connection. On a given runtime that keeps running it
-        // would otherwise stay there for good.
+        self.spawn_until_closed(closing, subscriber);
+    }
+
+    /// Runs a subscriber on the backend's runtime until the backend is dropped, even while it
+    /// awaits messages (which may be forever): dropping it closes its connection. On a given
+    /// runtime that keeps running it would otherwise stay there for good.
+    fn spawn_until_closed(
+        &self,
+        closing: event_listener::EventListener,
+        subscriber: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
         self.inner.runtime.handle().spawn(async move {
             tokio::select! {
                 () = closing => {}
@@ -335,12 +343,7 @@ impl RedisBackend {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
-        self.inner.runtime.handle().spawn(async move {
-            tokio::select! {
-                () = closing => {}
-                () = subscriber => {}
-            }
-        });
+        self.spawn_until_closed(closing, subscriber);
     }
 
     /// On a cluster, lets an acquire attempt of a waiter go only once its channel's
