@@ -4,7 +4,7 @@
 //! the lock and acquires it into a guard, then the original block runs; `return`, `?`, panics
 //! and a dropped future all leave through the guard's `Drop` (tracing's `#[instrument]` shape).
 //!
-//! The companion `__lockwright_locked_<name>` has the function's own parameters (receiver,
+//! The companion `__lockwright_locked_<name>_<suffix>` (see `companion_ident`) has the function's own parameters (receiver,
 //! patterns, types and generics) and builds the lock a call would take, without running
 //! anything. `is_locked!` and `release!` rewrite a call into the same call of the companion:
 //! `process(&name)` → `__lockwright_locked_process(&name)`, `worker.process(42)` →
@@ -24,9 +24,39 @@ use syn::{FnArg, Ident, ItemFn, LitStr, Member, ReturnType};
 use crate::key::Template;
 use crate::valid::{Binding, Lease, Options};
 
-/// The name of the companion of the function `name`.
+/// The name of the companion of the function `name`: `__lockwright_locked_<name>_<suffix>`
+/// (see [`companion_ident`]).
 pub fn companion_name(name: &Ident) -> Ident {
-    format_ident!("__lockwright_locked_{}", name.unraw(), span = name.span())
+    companion_ident(
+        &format!("__lockwright_locked_{}", name.unraw()),
+        name.span(),
+    )
+}
+
+/// The companion called `base`, pointing at `span`, made so that rustc never offers another
+/// function's companion as the fix when a lookup fails (`is_locked!(plain(1))` on a function
+/// without `#[locked]` beside a `#[locked] fn plains`). rustc offers any name within a third of
+/// the missing name's length in edits, and users' names are often that close. So the name ends
+/// in a suffix derived from `base` alone (the same in every crate and every version of this
+/// macro, since companions are called across crates), long enough that two different names
+/// differ by more than that third. The span is the macro's own (mixed-site, under which item
+/// names still resolve as the user's would), which keeps method lookups from suggesting too.
+fn companion_ident(base: &str, span: Span) -> Ident {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    // FNV-1a over the name, then a splitmix64 stream from it; never change either.
+    let mut state = base.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut name = format!("{base}_");
+    for _ in 0..24 + base.len() {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut mixed = state;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^= mixed >> 31;
+        name.push(char::from(ALPHABET[(mixed % 62) as usize]));
+    }
+    Ident::new(&name, Span::mixed_site().located_at(span))
 }
 
 /// The name of the companion of a trait-impl method under its trait, for calls that name the
@@ -84,7 +114,7 @@ pub fn qualified_companion_name(name: &Ident, trait_path: &[&syn::PathSegment]) 
     for segment in trait_path {
         words(segment.to_token_stream(), &mut qualified);
     }
-    Ident::new(&qualified, name.span())
+    companion_ident(&qualified, name.span())
 }
 
 /// The generated code's own variables: `mixed_site`, so the user's code can neither see nor
