@@ -16,7 +16,7 @@
 //! form takes it by reference (`Type::finish(&worker)`, whatever `finish` takes).
 
 use proc_macro2::{Group, Span, TokenStream, TokenTree};
-use quote::{format_ident, quote, quote_spanned, ToTokens};
+use quote::{quote, quote_spanned, ToTokens};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Member, ReturnType};
