@@ -12,7 +12,7 @@
 //!   `#[locked]` async function, the blocking API in threads, and the async handle without `exp`
 //!   (lease renewed by the watchdog);
 //! - **rslock** 0.10 (Redlock on one server);
-//! - a **diagnostic** row: lockwright's own acquire and release Lua scripts sent over the floor's
+//! - a **diagnostic** row: lockwright's own script (an acquire, then a release) sent over the floor's
 //!   connection with nothing around them: the best any client of these scripts could do, which
 //!   splits lockwright's gap to the floor into the scripts' server-side cost and its client's;
 //! - **py-cachify** 3.1, run by `benches/pycachify_bench.sh` in a throwaway venv when `python3` is
@@ -60,10 +60,10 @@ const LEASE: Duration = Duration::from_secs(30);
 const FENCE_COUNTER_TTL_MS: &str = "600000";
 /// The high concurrency.
 const MANY: usize = 50;
-/// lockwright's own acquire and release scripts: the diagnostic contender sends them without the
-/// backend around them, to split the gap to the floor into server-side and client-side cost.
-const LOCKWRIGHT_ACQUIRE: &str = include_str!("../lock-core/src/redis/acquire.lua");
-const LOCKWRIGHT_RELEASE: &str = include_str!("../lock-core/src/redis/release.lua");
+/// lockwright's own script (a batch of lock operations): the diagnostic contender sends an
+/// acquire and a release, each a batch of one, without the backend around them, to split the
+/// gap to the floor into server-side and client-side cost.
+const LOCKWRIGHT_BATCH: &str = include_str!("../lock-core/src/redis/batch.lua");
 /// The floor's compare-and-delete (Redis' distlock page).
 const FLOOR_RELEASE: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -173,7 +173,7 @@ impl Contender {
             Contender::Watchdog => "lockwright async handle, no `exp` (watchdog-renewed lease)",
             Contender::Rslock => "rslock 0.10 (`lock` + `unlock`)",
             Contender::Scripts => {
-                "diagnostic: lockwright's acquire + release scripts sent raw over the floor's connection"
+                "diagnostic: lockwright's script (an acquire, then a release) sent raw over the floor's connection"
             }
         }
     }
@@ -195,8 +195,7 @@ impl Contender {
 struct Peers {
     floor: MultiplexedConnection,
     floor_release: redis::Script,
-    lockwright_acquire: redis::Script,
-    lockwright_release: redis::Script,
+    lockwright_batch: redis::Script,
     backend: SharedBackend,
     /// The same server through a backend whose I/O runs on the bench's runtime.
     backend_on_callers_runtime: SharedBackend,
@@ -290,33 +289,37 @@ async fn async_worker(peers: Arc<Peers>, which: Contender, i: usize, deadline: I
         Contender::Scripts => {
             let mut conn = peers.floor.clone();
             let key = format!("peers-scripts:{{{i}}}");
-            let (fence_key, channel) = (format!("{key}:fence"), format!("{key}:free"));
+            let fence_key = format!("{key}:fence");
             let owner = format!("{:016x}-task-{i}", peers.nonce);
             let lease = LEASE.as_millis().to_string();
             pairs_until!(deadline, {
-                let acquired: Vec<i64> = peers
-                    .lockwright_acquire
+                let acquired: Vec<Vec<i64>> = peers
+                    .lockwright_batch
                     .key(&key)
                     .key(&fence_key)
+                    .arg("PUBLISH")
+                    .arg(FENCE_COUNTER_TTL_MS)
+                    .arg("a")
                     .arg(&owner)
                     .arg(&lease)
-                    .arg(FENCE_COUNTER_TTL_MS)
                     .arg("0") // no hold of this owner ended: nothing is a ghost
                     .invoke_async(&mut conn)
                     .await
                     .expect("acquire script");
-                assert_eq!(acquired[0], 1, "{key} was taken");
-                let freed: i64 = peers
-                    .lockwright_release
+                assert_eq!(acquired[0][0], 1, "{key} was taken");
+                let freed: Vec<Vec<i64>> = peers
+                    .lockwright_batch
                     .key(&key)
+                    .arg("PUBLISH")
+                    .arg(FENCE_COUNTER_TTL_MS)
+                    .arg("r")
                     .arg(&owner)
-                    .arg(acquired[1].to_string())
+                    .arg(acquired[0][1].to_string())
                     .arg("one")
-                    .arg(&channel)
                     .invoke_async(&mut conn)
                     .await
                     .expect("release script");
-                assert_eq!(freed, 0, "release of {key}");
+                assert_eq!(freed[0][0], 0, "release of {key}");
             })
         }
         Contender::Blocking => unreachable!("threads, not tasks"),
@@ -891,8 +894,7 @@ fn main() {
     let peers = Arc::new(Peers {
         floor,
         floor_release: redis::Script::new(FLOOR_RELEASE),
-        lockwright_acquire: redis::Script::new(LOCKWRIGHT_ACQUIRE),
-        lockwright_release: redis::Script::new(LOCKWRIGHT_RELEASE),
+        lockwright_batch: redis::Script::new(LOCKWRIGHT_BATCH),
         backend,
         backend_on_callers_runtime,
         rslock: rslock::LockManager::new(vec![url.as_str()]),

@@ -1,5 +1,5 @@
 //! The connections to Redis: the pooled multiplexed connection of each key's slot, the start-up
-//! checks, and `eval`, which runs one script within the command timeout.
+//! checks, and `eval_then_wait`, which runs one script within the command timeout.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -185,22 +185,8 @@ impl RedisBackend {
         }
     }
 
-    /// Runs one script on `key`'s connection, within the command timeout.
-    pub(super) async fn eval<T: redis::FromRedisValue>(
-        &self,
-        key: &str,
-        script: &Script,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<T> {
-        let (value, _) = self
-            .eval_then_wait(key, script, keys, args, |_| false)
-            .await?;
-        Ok(value)
-    }
-
-    /// [`Self::eval`], then, with [`RedisConfig::wait_replicas`](super::RedisConfig) set and
-    /// when `wrote` says the reply is of a write to confirm, `WAIT` on the same connection
+    /// Runs one script on `key`'s connection, within the command timeout; then, with
+    /// [`RedisConfig::wait_replicas`](super::RedisConfig) set and when `wrote` says the reply is of a write to confirm, `WAIT` on the same connection
     /// (which is what makes it cover that write), within its own timeout plus the command
     /// timeout. The script's reply is returned whatever `WAIT` says: the caller may have to undo
     /// what it did.
@@ -305,11 +291,11 @@ impl RedisBackend {
                         self.inner.connector.master_may_be_gone();
                     }
                 }
-                Replicated::Failed(backend_error(err.into()))
+                Replicated::Failed(SharedError(std::sync::Arc::new(err)))
             }
             Err(_) => {
                 self.discard_connection(key).await;
-                Replicated::Failed(backend_error(TimeoutError(limit).into()))
+                Replicated::Failed(SharedError(std::sync::Arc::new(TimeoutError(limit))))
             }
         };
         Ok((value, replicated))
@@ -331,17 +317,55 @@ impl RedisBackend {
                 acknowledged,
                 wanted,
             }),
-            Replicated::Failed(err) => Err(err),
+            Replicated::Failed(err) => Err(err.for_key(key.into())),
         }
     }
 }
 
+/// An error shared by every operation of a batch: each gets it under its own key.
+#[derive(Clone, Debug)]
+pub(super) struct SharedError(std::sync::Arc<dyn std::error::Error + Send + Sync>);
+
+impl SharedError {
+    pub(super) fn new(message: String) -> Self {
+        SharedError(std::sync::Arc::new(std::io::Error::other(message)))
+    }
+
+    /// The source of a backend error (the key it names is the batch's first), else the error.
+    pub(super) fn from_lock_error(err: LockError) -> Self {
+        match err {
+            LockError::Backend { source, .. } => SharedError(source.into()),
+            other => SharedError(std::sync::Arc::new(other)),
+        }
+    }
+
+    pub(super) fn for_key(&self, key: std::sync::Arc<str>) -> LockError {
+        LockError::Backend {
+            key,
+            source: Box::new(self.clone()),
+        }
+    }
+}
+
+impl fmt::Display for SharedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 /// What `WAIT` said of a write ([`RedisBackend::eval_then_wait`]).
+#[derive(Clone)]
 pub(super) enum Replicated {
     /// No confirmation asked: `wait_replicas` unset, or the reply was of no write to confirm.
     NotAsked,
     /// This many replicas acknowledged it in time.
     Acknowledged(usize),
     /// `WAIT` itself failed (the connection broke, or it did not answer in time).
-    Failed(LockError),
+    Failed(SharedError),
 }

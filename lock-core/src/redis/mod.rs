@@ -2,13 +2,15 @@
 //! (one server, a Cluster, or the master that Sentinels name; `topology` reads which).
 //!
 //! One concern per file: `config` (settings, password redaction), `connection` (connections,
-//! start-up checks, `eval`), `scripts` (the Lua scripts), `known_holds` (what tells a re-entry
+//! start-up checks, `eval`), `batch` (group commit: operations queued while a batch is in
+//! flight go out together), `scripts` (the Lua scripts), `known_holds` (what tells a re-entry
 //! from a ghost), `subscriber` (wake-ups), `operations` (in-flight releases, operations finished
 //! or undone when their caller drops them), `runtime` (where the I/O runs), `topology` (where the
 //! servers are: one, a Cluster, or the master that Sentinels name, found and followed in
 //! `sentinel`). This file has the backend itself: its state, key naming, set-up, and the
 //! `Backend` methods.
 
+mod batch;
 mod config;
 mod connection;
 mod known_holds;
@@ -90,6 +92,8 @@ struct Inner {
     /// Makes connections, whatever the topology.
     connector: Arc<topology::Connector>,
     slots: Box<[AsyncMutex<Option<topology::Held>>]>,
+    /// One queue of operations per slot (see `batch`).
+    queues: Box<[batch::Queue]>,
     wakeups: Arc<Wakeups>,
     hasher: foldhash::fast::RandomState,
     runtime: IoRuntime,
@@ -257,6 +261,7 @@ impl RedisBackend {
                 slots: (0..config.pool_size)
                     .map(|_| AsyncMutex::new(None))
                     .collect(),
+                queues: (0..config.pool_size).map(|_| Default::default()).collect(),
                 config,
                 connector,
                 pending_releases: Default::default(),
@@ -282,30 +287,28 @@ impl RedisBackend {
         fence: Option<Fence>,
         scope: ReleaseScope,
     ) -> Result<Release> {
-        let fence_arg = fence.map(|fence| fence.0.to_string()).unwrap_or_default();
-        let scope_arg = match scope {
-            ReleaseScope::One => "one",
-            ReleaseScope::All => "all",
-        };
-        let outcome: i64 = self
-            .eval(
+        let (reply, _) = self
+            .batched(
                 &key,
-                &scripts::RELEASE,
-                &[&self.lock_key(&key)],
-                &[
-                    &owner.to_string(),
-                    &fence_arg,
-                    scope_arg,
-                    &self.channel(&key),
-                    self.publish_command(),
-                ],
+                batch::Op::Release {
+                    owner,
+                    fence,
+                    scope,
+                },
             )
             .await?;
+        let outcome = reply.first().copied().unwrap_or(-3);
         let outcome = match outcome {
             0 => Release::Freed,
             -1 => Release::NotLocked,
             -2 => Release::NotOwner,
-            count => Release::StillHeld(u32::try_from(count).unwrap_or(u32::MAX)),
+            count if count > 0 => Release::StillHeld(u32::try_from(count).unwrap_or(u32::MAX)),
+            _ => {
+                return Err(LockError::Backend {
+                    key,
+                    source: format!("unexpected release reply {reply:?}").into(),
+                })
+            }
         };
         self.inner.known_holds.released(&key, owner, fence, outcome);
         Ok(outcome)
@@ -376,17 +379,13 @@ impl Backend for RedisBackend {
                 }
                 sent.store(true, Ordering::Release);
                 let reply = backend
-                    .eval_then_wait(
+                    .batched(
                         &key,
-                        &scripts::ACQUIRE,
-                        &[&backend.lock_key(&key), &backend.fence_key(&key)],
-                        &[
-                            &owner.to_string(),
-                            &lease_millis(lease),
-                            &lease_millis(Some(backend.inner.config.fence_counter_ttl)),
-                            &backend.inner.known_holds.ended_fence_arg(&key, owner),
-                        ],
-                        |reply: &Vec<i64>| reply.first() == Some(&1),
+                        batch::Op::Acquire {
+                            owner,
+                            lease,
+                            ended: backend.inner.known_holds.ended_fence_arg(&key, owner),
+                        },
                     )
                     .await;
                 let (reply, replicated) = match reply {
@@ -461,15 +460,8 @@ impl Backend for RedisBackend {
         let backend = self.clone();
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
-            let freed: i64 = backend
-                .eval(
-                    &key_owned,
-                    &scripts::FORCE_UNLOCK,
-                    &[&backend.lock_key(&key_owned)],
-                    &[&backend.channel(&key_owned), backend.publish_command()],
-                )
-                .await?;
-            Ok(freed == 1)
+            let (freed, _) = backend.batched(&key_owned, batch::Op::ForceUnlock).await?;
+            Ok(freed.first() == Some(&1))
         })
     }
 
@@ -477,13 +469,8 @@ impl Backend for RedisBackend {
         let backend = self.clone();
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
-            let reply: Vec<i64> = backend
-                .eval(
-                    &key_owned,
-                    &scripts::INSPECT,
-                    &[&backend.lock_key(&key_owned)],
-                    &[&owner.to_string()],
-                )
+            let (reply, _) = backend
+                .batched(&key_owned, batch::Op::Inspect { owner })
                 .await?;
             match reply.as_slice() {
                 [0] => Ok(LockState::FREE),
@@ -513,20 +500,17 @@ impl Backend for RedisBackend {
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
             let (extended, replicated) = backend
-                .eval_then_wait(
+                .batched(
                     &key_owned,
-                    &scripts::EXTEND,
-                    &[&backend.lock_key(&key_owned)],
-                    &[
-                        &owner.to_string(),
-                        &fence.0.to_string(),
-                        &lease_millis(lease),
-                    ],
-                    |extended: &i64| *extended == 1,
+                    batch::Op::Extend {
+                        owner,
+                        fence,
+                        lease,
+                    },
                 )
                 .await?;
             backend.confirmed(&key_owned, replicated)?;
-            Ok(extended == 1)
+            Ok(extended.first() == Some(&1))
         })
     }
 

@@ -364,14 +364,19 @@ impl RedisBackend {
         fence: Fence,
     ) -> std::result::Result<i64, Box<dyn std::error::Error + Send + Sync>> {
         let mut conn = self.inner.connector.blocking(&self.inner.config)?;
-        let mut invocation = scripts::RELEASE.prepare_invoke();
+        let mut invocation = scripts::BATCH.prepare_invoke();
         invocation
+            .arg(self.publish_command())
+            .arg("0")
             .key(self.lock_key(key))
+            .arg("r")
             .arg(owner.to_string())
             .arg(fence.0.to_string())
-            .arg("one")
-            .arg(self.channel(key))
-            .arg(self.publish_command());
-        Ok(conn.invoke(&invocation)?)
+            .arg("one");
+        let replies: Vec<Vec<i64>> = conn.invoke(&invocation)?;
+        replies
+            .first()
+            .and_then(|reply| reply.first().copied())
+            .ok_or_else(|| format!("unexpected release reply {replies:?}").into())
     }
 }
