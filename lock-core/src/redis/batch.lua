@@ -15,8 +15,9 @@
 -- A lock is the string '<owner>:<fence>:<hold count>', with ':w' appended once an acquire found
 -- it held (someone may wait: the release then publishes). Owners contain no ':'.
 local publish, fence_ttl = ARGV[1], ARGV[2]
--- The server clock in microseconds, read once per batch by the first new hold that needs it.
-local now
+-- The server clock in microseconds (and as a string), read once per batch by the first new
+-- hold that needs it.
+local now, now_text
 
 local function parse(held)
   return string.match(held, '^(.-):(%d+):(%d+)(.*)$')
@@ -54,8 +55,9 @@ local function acquire(lock, counter, owner, lease, ended)
   if not now then
     local time = redis.call('TIME')
     now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+    now_text = string.format('%.0f', now)
   end
-  local fence = string.format('%.0f', now)
+  local fence = now_text
   -- One call reads the last fence and writes the new one; only a counter at or above the
   -- clock (a hold of this key earlier in the batch, or a clock that went back) needs a second.
   local last = tonumber(redis.call('SET', counter, fence, 'PX', fence_ttl, 'GET'))
