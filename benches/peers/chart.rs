@@ -5,6 +5,14 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
+/// The lines' colours in order (dark grey, blue, red): distinct on white, unlike plotters'
+/// palette's third colour (yellow).
+const COLORS: [RGBColor; 3] = [
+    RGBColor(70, 70, 70),
+    RGBColor(31, 119, 180),
+    RGBColor(214, 39, 40),
+];
+
 /// One contender's line: its label and `(concurrency, pairs/s)` points.
 pub struct Line {
     pub label: String,
@@ -33,7 +41,7 @@ pub fn draw(path: &Path, title: &str, lines: &[Line]) -> Result<(), Box<dyn std:
         .y_label_formatter(&|y| format!("{:.0}k", y / 1000.0))
         .draw()?;
     for (i, line) in lines.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
+        let color = COLORS[i % COLORS.len()];
         chart
             .draw_series(LineSeries::new(
                 line.points.iter().copied(),
@@ -49,7 +57,8 @@ pub fn draw(path: &Path, title: &str, lines: &[Line]) -> Result<(), Box<dyn std:
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        // Throughput is lowest at c=1, so the upper left is where the lines are not.
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK)
         .draw()?;

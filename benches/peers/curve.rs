@@ -118,6 +118,10 @@ impl Curve {
             .filter(|(c, _)| *c > peak_at)
             .map(|(_, r)| *r)
             .fold(peak, f64::min);
+        if peak <= 0.0 {
+            // Nothing completed at any concurrency (a smoke test's few milliseconds): no fall.
+            return (peak_at, 0.0);
+        }
         (peak_at, (peak - lowest_after) / peak * 100.0)
     }
 
@@ -158,6 +162,25 @@ impl Curve {
              server-cost table. Chart: `{}` ({chart_result}).",
             chart_path.display()
         );
+        let _ = writeln!(
+            out,
+            "\nPer-round figures (c = {}):\n",
+            CONCURRENCIES.map(|c| c.to_string()).join(" / ")
+        );
+        for which in CONTENDERS {
+            let rounds = self.runs[&(which, CONCURRENCIES[0])].len();
+            let per_round = (0..rounds)
+                .map(|round| {
+                    CONCURRENCIES
+                        .iter()
+                        .map(|&c| pairs_text(self.runs[&(which, c)][round].0))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            let _ = writeln!(out, "- {}: {per_round}", short_label(which));
+        }
         let _ = writeln!(
             out,
             "\n#### Context switches per pair (same runs)\n\n\
