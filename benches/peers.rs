@@ -22,7 +22,14 @@
 //! order, and the tables give the median of the rounds, so load that comes and goes on the
 //! machine hits all of them alike.
 //!
-//! Hand-off: one holder and 1, then 10 waiters on one key; the time from just before the holder's
+//! Concurrency curve (`peers/curve.rs`): the floor, lockwright's async handle (default config) and
+//! rslock at c = 1, 10, 50, 200 and 1000 tasks on distinct keys, interleaved over the rounds like
+//! the table, with redis-server CPU and context switches per pair (`peers/probe.rs`); drawn to
+//! `BENCHMARKS-concurrency.svg` at the repository root (`peers/chart.rs`, plotters), which
+//! BENCHMARKS.md embeds. The goals table checks that past its peak lockwright's throughput does
+//! not fall as concurrency rises.
+//!
+//! Hand-off: one holder and 1, 10, then 100 waiters on one key; the time from just before the holder's
 //! release call to the return of the next holder's acquire. lockwright waiters are woken by the
 //! release (pub/sub); the floor's waiters poll `SET NX PX`, either every 1 ms (a tokio sleep of
 //! 1 ms, which tokio's millisecond timer makes 1-2 ms) or in a busy loop (`yield_now` between
@@ -31,6 +38,7 @@
 //!
 //! Environment: `PEERS_SECONDS` (per contender per round, default 2), `PEERS_ROUNDS` (default 3),
 //! `PEERS_CLUSTER=0` (skip the cluster row, which starts a 6-node cluster: `peers/cluster.rs`),
+//! `PEERS_CURVE=0` (skip the concurrency curve: 3 contenders × 5 concurrencies per round),
 //! `PEERS_HANDOFFS` (samples per hand-off case, default 200), `PEERS_PY_HANDOFFS` (py-cachify's,
 //! default 40: each costs ~100 ms), `PEERS_PYTHON=0` (skip py-cachify), `PYCACHIFY_VENV` (reuse a
 //! venv), `REDIS_URL`. Run without `--bench` (e.g. `cargo test --benches`) it only smoke-tests
@@ -41,6 +49,15 @@ mod support;
 
 #[path = "peers/cluster.rs"]
 mod cluster;
+
+#[path = "peers/probe.rs"]
+mod probe;
+
+#[path = "peers/curve.rs"]
+mod curve;
+
+#[path = "peers/chart.rs"]
+mod chart;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -60,6 +77,11 @@ const LEASE: Duration = Duration::from_secs(30);
 const FENCE_COUNTER_TTL_MS: &str = "600000";
 /// The high concurrency.
 const MANY: usize = 50;
+/// The concurrency curve's chart, relative to the repository root (BENCHMARKS.md embeds it).
+const CURVE_CHART: &str = "BENCHMARKS-concurrency.svg";
+/// How far (in % of the peak) lockwright's curve may dip past its peak and still count as not
+/// falling: the spread between rounds of one run on the 2-core machine.
+const CURVE_DROP_TOLERANCE: f64 = 10.0;
 /// lockwright's own script (a batch of lock operations): the diagnostic contender sends an
 /// acquire and a release, each a batch of one, without the backend around them, to split the
 /// gap to the floor into server-side and client-side cost.
@@ -81,6 +103,8 @@ struct Settings {
     handoffs: usize,
     py_handoffs: usize,
     python: bool,
+    /// Run the concurrency curve (`PEERS_CURVE=0` skips it).
+    curve: bool,
     quick: bool,
 }
 
@@ -95,6 +119,7 @@ impl Settings {
                 handoffs: 5,
                 py_handoffs: 0,
                 python: false,
+                curve: true,
                 quick,
             };
         }
@@ -104,6 +129,7 @@ impl Settings {
             handoffs: var("PEERS_HANDOFFS", 200.0) as usize,
             py_handoffs: var("PEERS_PY_HANDOFFS", 40.0) as usize,
             python: std::env::var("PEERS_PYTHON").map_or(true, |v| v != "0"),
+            curve: std::env::var("PEERS_CURVE").map_or(true, |v| v != "0"),
             quick,
         }
     }
@@ -201,6 +227,8 @@ struct Peers {
     backend_on_callers_runtime: SharedBackend,
     rslock: rslock::LockManager,
     nonce: u64,
+    /// The bench's own redis-server (for its context switches); `None` with `REDIS_URL`.
+    redis_pid: Option<u32>,
 }
 
 /// Completed pairs of one worker: `(before the deadline, in all)`.
@@ -368,6 +396,22 @@ fn measure(
     (counted as f64 / duration.as_secs_f64(), completed)
 }
 
+/// [`measure`] between two [`probe::Snapshot`]s: pairs/s, pairs completed, and what each pair
+/// cost redis-server (CPU) and both processes (context switches).
+fn measure_probed(
+    rt: &tokio::runtime::Runtime,
+    peers: &Arc<Peers>,
+    which: Contender,
+    concurrency: usize,
+    duration: Duration,
+) -> (f64, u64, probe::PairCost) {
+    let mut conn = peers.floor.clone();
+    let before = rt.block_on(probe::Snapshot::take(&mut conn, peers.redis_pid));
+    let (rate, pairs) = measure(rt, peers, which, concurrency, duration);
+    let after = rt.block_on(probe::Snapshot::take(&mut conn, peers.redis_pid));
+    (rate, pairs, before.per_pair(&after, pairs))
+}
+
 // ---------------------------------------------------------------------------------------------
 // Hand-off latency
 
@@ -393,6 +437,9 @@ struct Relay {
     target: usize,
     participants: usize,
 }
+
+/// The hand-off cases: waiters on one key besides the holder.
+const HANDOFF_WAITERS: [usize; 3] = [1, 10, 100];
 
 /// How long a holder keeps the lock after everyone else is queued, so they are all waiting
 /// (listening, or between polls) when it releases.
@@ -598,22 +645,6 @@ fn top_level_commands(which: Contender) -> &'static [&'static str] {
     }
 }
 
-async fn server_cpu_seconds(conn: &mut MultiplexedConnection) -> f64 {
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(conn)
-        .await
-        .expect("INFO cpu");
-    info.lines()
-        .filter_map(|line| {
-            let value = line
-                .strip_prefix("used_cpu_sys:")
-                .or_else(|| line.strip_prefix("used_cpu_user:"))?;
-            value.trim().parse::<f64>().ok()
-        })
-        .sum()
-}
-
 async fn command_stats(conn: &mut MultiplexedConnection) -> HashMap<String, (u64, u64)> {
     let info: String = redis::cmd("INFO")
         .arg("commandstats")
@@ -654,9 +685,7 @@ fn server_cost(
             .await
             .expect("CONFIG RESETSTAT");
     });
-    let cpu_before = rt.block_on(server_cpu_seconds(&mut conn));
-    let (_, pairs) = measure(rt, peers, which, MANY, duration);
-    let cpu_after = rt.block_on(server_cpu_seconds(&mut conn));
+    let (_, pairs, cost) = measure_probed(rt, peers, which, MANY, duration);
     let stats = rt.block_on(command_stats(&mut conn));
     let (calls, usec) = top_level_commands(which)
         .iter()
@@ -665,7 +694,7 @@ fn server_cost(
     ServerCost {
         round_trips_per_pair: calls as f64 / pairs as f64,
         usec_per_pair: usec as f64 / pairs as f64,
-        cpu_usec_per_pair: (cpu_after - cpu_before) * 1e6 / pairs as f64,
+        cpu_usec_per_pair: cost.redis_cpu_usec,
     }
 }
 
@@ -902,6 +931,7 @@ fn main() {
             &std::collections::hash_map::RandomState::new(),
             std::process::id(),
         ),
+        redis_pid: server.as_ref().map(support::RedisServer::pid),
     });
     let duration = settings.duration();
 
@@ -970,6 +1000,27 @@ fn main() {
         .map(|&which| (which, server_cost(&rt, &peers, which, cost_duration)))
         .collect();
 
+    // The concurrency curve, and its chart.
+    let curve = settings
+        .curve
+        .then(|| curve::Curve::run(&rt, &peers, duration, warm, settings.rounds));
+    // The smoke test draws too (so the chart code runs in CI), but not over the committed chart.
+    let chart_dir = if settings.quick {
+        env!("CARGO_TARGET_TMPDIR")
+    } else {
+        env!("CARGO_MANIFEST_DIR")
+    };
+    let chart_path = std::path::Path::new(chart_dir).join(CURVE_CHART);
+    let chart_result = curve.as_ref().map(|curve| {
+        curve.draw(
+            &chart_path,
+            &format!(
+                "lock+unlock pairs/s by concurrency, one redis-server {redis_version}, {cores} cores{}",
+                if settings.quick { " (smoke test: figures meaningless)" } else { "" }
+            ),
+        )
+    });
+
     // Hand-off latency.
     let cases = [
         ("lockwright (woken by the release)", Handoff::Lockwright),
@@ -981,7 +1032,7 @@ fn main() {
     ];
     let mut handoffs = Vec::new();
     for (name, how) in cases {
-        for waiters in [1, 10] {
+        for waiters in HANDOFF_WAITERS {
             eprintln!("hand-off: {name}, {waiters} waiter(s)...");
             let samples = handoff(
                 &rt,
@@ -1160,6 +1211,10 @@ fn main() {
         );
     }
 
+    if let (Some(curve), Some(chart_result)) = (&curve, &chart_result) {
+        out.push_str(&curve.section(&chart_path, chart_result));
+    }
+
     let _ = writeln!(
         out,
         "\n### Contended hand-off: release call → next holder's acquire returns\n"
@@ -1254,10 +1309,10 @@ fn main() {
             vs_py,
         )
     };
-    let lw_p50 = handoffs
+    let lw_handoffs = handoffs
         .iter()
         .filter(|(name, _, s)| name.starts_with("lockwright") && !s.is_empty())
-        .map(|(_, w, s)| (*w, percentile(s, 50.0)));
+        .map(|(_, w, s)| (*w, percentile(s, 50.0), percentile(s, 99.0)));
     let mem_vs_py = lowest(memory.iter().filter_map(|(blocking, rate)| {
         let peer = if *blocking {
             "memory_sync"
@@ -1295,17 +1350,29 @@ fn main() {
             None => goal_row(&mut out, &py_goal, &not_measured, None),
         }
     }
-    for (waiters, p50) in lw_p50 {
-        let goal = format!(
-            "hand-off p50 ≤ 1 ms ({waiters} waiter{})",
-            if waiters == 1 { "" } else { "s" }
-        );
-        let measured = format!("{} ms", ms(p50));
+    for (waiters, p50, p99) in lw_handoffs {
+        let plural = if waiters == 1 { "" } else { "s" };
+        for (name, value, bound_ms) in [("p50", p50, 1), ("p99", p99, 5)] {
+            goal_row(
+                &mut out,
+                &format!("hand-off {name} ≤ {bound_ms} ms ({waiters} waiter{plural})"),
+                &format!("{} ms", ms(value)),
+                Some(value <= Duration::from_millis(bound_ms)),
+            );
+        }
+    }
+    if let Some(curve) = &curve {
+        let (peak_at, drop) = curve.drop_after_peak();
         goal_row(
             &mut out,
-            &goal,
-            &measured,
-            Some(p50 <= Duration::from_millis(1)),
+            &format!(
+                "past saturation lockwright's throughput does not fall as concurrency rises \
+                 (largest drop from the peak to any higher c of {:?}; met when ≤ {CURVE_DROP_TOLERANCE}%, \
+                 the noise between rounds)",
+                curve::CONCURRENCIES
+            ),
+            &format!("{drop:.1}% (peak at c={peak_at})"),
+            Some(drop <= CURVE_DROP_TOLERANCE),
         );
     }
     let memory_goal = "memory ≥ 40× py-cachify in-memory (lower of blocking, async)";

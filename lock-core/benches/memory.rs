@@ -4,6 +4,10 @@
 //! Run: `cargo bench -p lock-core --bench memory`. Criterion prints each timing; the last lines
 //! print the same-run ratios (goal: at most 2x the floor). The default lock (no `exp`) includes
 //! registering with the lease watchdog; the `exp = 30 s` line shows the cost without it.
+//!
+//! Then the contended rows (`memory/contended.rs`): 8 threads on 1 key and on 1,000 keys, next to
+//! `std::sync::Mutex<()>` and `tokio::sync::Mutex<()>` floors measured in the same run, printed as
+//! a markdown table of pairs/s with the ratios.
 
 use std::collections::HashMap;
 use std::hint::black_box;
@@ -12,6 +16,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use lock_core::{Lock, MemoryBackend};
+
+#[path = "memory/contended.rs"]
+mod contended;
 
 fn floor(map: &Mutex<HashMap<String, u64>>, key: &str) {
     map.lock().unwrap().insert(key.to_owned(), 1);
@@ -103,5 +110,12 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     if !std::env::args().any(|arg| arg == "--test" || arg == "--list") {
         print_ratios();
+    }
+    // `cargo bench` passes `--bench`; without it (`cargo test --bench memory`) every contended
+    // row runs for a few milliseconds, as a smoke test.
+    if std::env::args().any(|arg| arg == "--bench") {
+        contended::print_table(Duration::from_secs(1), 3);
+    } else if !std::env::args().any(|arg| arg == "--list") {
+        contended::print_table(Duration::from_millis(20), 1);
     }
 }
