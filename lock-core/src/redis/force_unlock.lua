@@ -1,5 +1,5 @@
-if redis.call('DEL', KEYS[1]) == 1 then
-  redis.call(ARGV[2], ARGV[1], 'free')
-  return 1
-end
-return 0
+local held = redis.call('GET', KEYS[1])
+if not held then return false end
+redis.call('DEL', KEYS[1])
+redis.call(ARGV[2], ARGV[1], 'free')
+return held

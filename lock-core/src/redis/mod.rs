@@ -12,6 +12,7 @@
 mod config;
 mod connection;
 mod known_holds;
+pub mod operate;
 mod operations;
 mod runtime;
 mod scripts;
@@ -458,19 +459,8 @@ impl Backend for RedisBackend {
     }
 
     fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        let backend = self.clone();
-        let key_owned: Arc<str> = key.into();
-        self.run(key, async move {
-            let freed: i64 = backend
-                .eval(
-                    &key_owned,
-                    &scripts::FORCE_UNLOCK,
-                    &[&backend.lock_key(&key_owned)],
-                    &[&backend.channel(&key_owned), backend.publish_command()],
-                )
-                .await?;
-            Ok(freed == 1)
-        })
+        let freed = self.force_unlock_value(key);
+        Box::pin(async move { Ok(freed.await?.is_some()) })
     }
 
     fn inspect<'a>(&'a self, key: &'a str, owner: Owner) -> BoxFuture<'a, Result<LockState>> {

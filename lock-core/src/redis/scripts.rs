@@ -35,14 +35,21 @@ pub(super) static ACQUIRE: LazyLock<Script> =
 pub(super) static RELEASE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("release.lua")));
 
-/// KEYS: lock. ARGV: channel, publish command (as for [`RELEASE`]). Returns 1 when something was
-/// held.
+/// KEYS: lock. ARGV: channel, publish command (as for [`RELEASE`]). Returns the value it
+/// deleted (`owner:fence:count[:w]`, so a tool can say what it freed), or nil when nothing was
+/// held. Always publishes the wake-up when it freed something.
 pub(super) static FORCE_UNLOCK: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("force_unlock.lua")));
 
 /// KEYS: lock. ARGV: owner. Returns {0} when free, else {1, mine, count, fence, pttl}.
 pub(super) static INSPECT: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("inspect.lua")));
+
+/// KEYS: lock. Returns nil when free, else {value, pttl, server clock in µs}: one atomic read for operating tools
+/// (`RedisBackend::read_lock`). Not among [`all`]: no lock operation uses it, so it is loaded
+/// on first use instead of on every connection.
+pub(super) static READ_HOLD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("read_hold.lua")));
 
 /// KEYS: lock. ARGV: owner, fence, lease ms (0 = never expires). Returns 1 when extended.
 pub(super) static EXTEND: LazyLock<Script> =
