@@ -23,7 +23,13 @@ pub struct Target {
     /// The deployment, in any form the library takes: redis://[user:password@]host[:port][/db],
     /// rediss://... (TLS), redis+unix:///path/to/socket, redis+cluster://host1:port1,host2:port2,
     /// redis+sentinel://host1:port1,host2:port2/master_name.
-    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "REDIS_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub url: Option<String>,
 
     /// Key prefix of the locks (the library's `RedisConfig::prefix`).

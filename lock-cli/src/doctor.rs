@@ -172,7 +172,9 @@ async fn config(conn: &mut MultiplexedConnection) -> redis::RedisResult<HashMap<
 }
 
 fn version(version: &str, cluster: bool) -> Finding {
-    let mut parts = version.split('.').map(|part| part.parse::<u32>().unwrap_or(0));
+    let mut parts = version
+        .split('.')
+        .map(|part| part.parse::<u32>().unwrap_or(0));
     let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     let check = "version";
     if (major, minor) < (6, 0) {
@@ -186,7 +188,9 @@ fn version(version: &str, cluster: bool) -> Finding {
         finding(
             Severity::Problem,
             check,
-            format!("Redis {version} in a cluster: wake-ups use sharded pub/sub (SPUBLISH), new in 7.0"),
+            format!(
+                "Redis {version} in a cluster: wake-ups use sharded pub/sub (SPUBLISH), new in 7.0"
+            ),
             "upgrade the cluster to Redis 7.0 or newer",
         )
     } else {
@@ -217,7 +221,12 @@ fn eviction(config: &HashMap<String, String>) -> Finding {
     let fix = "CONFIG SET maxmemory-policy noeviction (and in redis.conf): a full server then \
                refuses new holds with an error instead of dropping held ones";
     match (policy.as_str(), limited) {
-        ("noeviction", _) => finding(Severity::Ok, check, "maxmemory-policy noeviction".into(), ""),
+        ("noeviction", _) => finding(
+            Severity::Ok,
+            check,
+            "maxmemory-policy noeviction".into(),
+            "",
+        ),
         (_, true) => finding(
             Severity::Problem,
             check,
@@ -243,7 +252,9 @@ fn eviction(config: &HashMap<String, String>) -> Finding {
 fn persistence(config: &HashMap<String, String>) -> Finding {
     let aof = config.get("appendonly").is_some_and(|on| on == "yes");
     let fsync = config.get("appendfsync").map_or("?", String::as_str);
-    let snapshots = config.get("save").is_some_and(|save| !save.trim().is_empty());
+    let snapshots = config
+        .get("save")
+        .is_some_and(|save| !save.trim().is_empty());
     let check = "persistence";
     let fix = "CONFIG SET appendonly yes, appendfsync everysec (or always), and CONFIG REWRITE";
     match (aof, fsync) {
@@ -311,8 +322,7 @@ fn replication(replicas: usize, wait_replicas: Option<usize>) -> Finding {
         None => finding(
             Severity::Ok,
             check,
-            "none: no failover can lose a hold (the server is the single point of failure)"
-                .into(),
+            "none: no failover can lose a hold (the server is the single point of failure)".into(),
             "",
         ),
     }

@@ -63,12 +63,30 @@ mod tests {
     #[test]
     fn a_password_goes_where_each_url_form_carries_one() {
         let cases = [
-            ("redis://127.0.0.1:6379/0", "redis://:p%40w@127.0.0.1:6379/0"),
-            ("redis://alice@127.0.0.1:6379", "redis://alice:p%40w@127.0.0.1:6379"),
-            ("rediss+cluster://h1:1,h2:2", "rediss+cluster://:p%40w@h1:1,h2:2"),
-            ("redis+sentinel://h1:1,h2:2/mymaster", "redis+sentinel://:p%40w@h1:1,h2:2/mymaster"),
-            ("redis+unix:///tmp/r.sock", "redis+unix:///tmp/r.sock?pass=p%40w"),
-            ("unix:///tmp/r.sock?db=1", "unix:///tmp/r.sock?db=1&pass=p%40w"),
+            (
+                "redis://127.0.0.1:6379/0",
+                "redis://:p%40w@127.0.0.1:6379/0",
+            ),
+            (
+                "redis://alice@127.0.0.1:6379",
+                "redis://alice:p%40w@127.0.0.1:6379",
+            ),
+            (
+                "rediss+cluster://h1:1,h2:2",
+                "rediss+cluster://:p%40w@h1:1,h2:2",
+            ),
+            (
+                "redis+sentinel://h1:1,h2:2/mymaster",
+                "redis+sentinel://:p%40w@h1:1,h2:2/mymaster",
+            ),
+            (
+                "redis+unix:///tmp/r.sock",
+                "redis+unix:///tmp/r.sock?pass=p%40w",
+            ),
+            (
+                "unix:///tmp/r.sock?db=1",
+                "unix:///tmp/r.sock?db=1&pass=p%40w",
+            ),
         ];
         for (url, expected) in cases {
             assert_eq!(into_url(url, "p@w").unwrap(), expected, "{url}");

@@ -52,7 +52,10 @@ impl WatchState {
     /// The state at the start: what is held now is not an event.
     pub fn starting_with(locks: Vec<FoundLock>) -> Self {
         WatchState {
-            held: locks.into_iter().map(|lock| (lock.key.clone(), lock)).collect(),
+            held: locks
+                .into_iter()
+                .map(|lock| (lock.key.clone(), lock))
+                .collect(),
             ..Default::default()
         }
     }
@@ -71,8 +74,10 @@ impl WatchState {
     /// The events from the last snapshot to `locks`, counted. A hold taken and ended between
     /// two snapshots is not seen.
     pub fn advance(&mut self, locks: Vec<FoundLock>) -> Vec<Event> {
-        let now: BTreeMap<String, FoundLock> =
-            locks.into_iter().map(|lock| (lock.key.clone(), lock)).collect();
+        let now: BTreeMap<String, FoundLock> = locks
+            .into_iter()
+            .map(|lock| (lock.key.clone(), lock))
+            .collect();
         let before = std::mem::replace(&mut self.held, now);
         let woken = std::mem::take(&mut self.woken);
         let mut events = Vec::new();
@@ -121,7 +126,10 @@ fn fence(lock: &FoundLock) -> Fence {
 mod tests {
     use super::{Counts, Event, WatchState};
     use crate::scan::FoundLock;
-    use lock_core::{Fence, RemainingLease, __operate::{StoredHold, StoredLock}};
+    use lock_core::{
+        __operate::{StoredHold, StoredLock},
+        Fence, RemainingLease,
+    };
 
     fn lock(key: &str, fence: u64, waited_on: bool) -> FoundLock {
         FoundLock {
@@ -147,8 +155,14 @@ mod tests {
             .map(|event| match event {
                 Event::Take(found) => format!("take {} {}", found.key, found.lock.hold.fence),
                 Event::Contended(found) => format!("contended {}", found.key),
-                Event::Release { last_seen, handed_off } => {
-                    format!("release {} {} {handed_off}", last_seen.key, last_seen.lock.hold.fence)
+                Event::Release {
+                    last_seen,
+                    handed_off,
+                } => {
+                    format!(
+                        "release {} {} {handed_off}",
+                        last_seen.key, last_seen.lock.hold.fence
+                    )
                 }
             })
             .collect()
@@ -158,17 +172,28 @@ mod tests {
     fn takes_contention_hand_offs_and_releases_are_told_and_counted() {
         let mut state = WatchState::starting_with(vec![lock("a", 1, false)]);
         assert!(state.advance(vec![lock("a", 1, false)]).is_empty());
-        assert_eq!(kinds(&state.advance(vec![lock("a", 1, true)])), ["contended a"]);
+        assert_eq!(
+            kinds(&state.advance(vec![lock("a", 1, true)])),
+            ["contended a"]
+        );
         // Handed to a waiter between two snapshots: the old hold ends, a new one begins.
         assert_eq!(
             kinds(&state.advance(vec![lock("a", 2, false), lock("b", 7, false)])),
             ["release a 1 true", "take a 2", "take b 7"]
         );
         state.heard_wakeup("b");
-        assert_eq!(kinds(&state.advance(vec![])), ["release a 2 false", "release b 7 true"]);
+        assert_eq!(
+            kinds(&state.advance(vec![])),
+            ["release a 2 false", "release b 7 true"]
+        );
         assert_eq!(
             state.counts,
-            Counts { takes: 2, releases: 3, contended: 1, handoffs: 2 }
+            Counts {
+                takes: 2,
+                releases: 3,
+                contended: 1,
+                handoffs: 2
+            }
         );
     }
 }

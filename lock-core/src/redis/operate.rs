@@ -359,7 +359,8 @@ fn not_a_hold(key: &str) -> LockError {
 /// `host:port`, or the socket path, of a client's server.
 fn server_address(client: &redis::Client) -> String {
     match &client.get_connection_info().addr {
-        redis::ConnectionAddr::Tcp(host, port) | redis::ConnectionAddr::TcpTls { host, port, .. } => {
+        redis::ConnectionAddr::Tcp(host, port)
+        | redis::ConnectionAddr::TcpTls { host, port, .. } => {
             format!("{host}:{port}")
         }
         redis::ConnectionAddr::Unix(path) => path.display().to_string(),

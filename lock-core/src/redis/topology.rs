@@ -865,3 +865,26 @@ fn rustls_error<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error>
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_masters;
+
+    #[test]
+    fn cluster_masters_are_the_healthy_masters_with_slots_by_announced_name() {
+        let listing = "\
+a1 10.0.0.1:7000@17000,node-1.internal myself,master - 0 0 1 connected 0-5460
+b2 10.0.0.2:7000@17000 master - 0 0 2 connected 5461-10922
+c3 10.0.0.3:7000@17000 master,fail - 0 0 3 connected 10923-16383
+d4 10.0.0.4:7000@17000 slave b2 0 0 2 connected
+e5 10.0.0.5:7000@17000 master - 0 0 0 connected
+";
+        assert_eq!(
+            cluster_masters(listing),
+            [
+                ("node-1.internal".to_owned(), 7000),
+                ("10.0.0.2".to_owned(), 7000)
+            ]
+        );
+    }
+}
