@@ -1,9 +1,10 @@
 //! `lockwright watch`: the locks live. Each master is scanned every `--interval`, and at once
-//! when a release publishes a wake-up (the channels of the watched keys, pattern-subscribed on
+//! (and once more shortly after, to see the woken waiter's hold) when a release publishes a
+//! wake-up (the channels of the watched keys, pattern-subscribed on
 //! each master; on a cluster the wake-ups are sharded per channel and cannot be subscribed by
 //! pattern, so there only the periodic scan runs). Between two snapshots the changes are events
 //! (`watch_state.rs`): on a terminal the screen is redrawn in place with ANSI escapes, otherwise
-//! (or with `--plain`) each event is one line. Ctrl-C ends it, with the counts.
+//! (or with `--plain`) each event is one line. Ctrl-C (or SIGTERM) ends it, with the counts.
 
 use std::collections::VecDeque;
 use std::io::{IsTerminal, Write};
@@ -24,6 +25,9 @@ use crate::watch_state::{Counts, Event, WatchState};
 
 /// How many recent events the redrawn screen shows.
 const RECENT_EVENTS: usize = 10;
+/// After a wake-up, a second scan this much later: the first, at once, sees the hold end; the
+/// woken waiter takes the lock a round trip or so later, which this one shows.
+const FOLLOW_UP: Duration = Duration::from_millis(100);
 /// How long a subscriber waits before subscribing again after its connection broke.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
@@ -70,22 +74,33 @@ pub async fn run(backend: &RedisBackend, args: &WatchArgs) -> Result<u8, Failure
         ),
         error: None,
     };
+    // Before anything is shown: a Ctrl-C right after the first line must end it cleanly too.
+    let stop = stop_signal()
+        .map_err(|err| Failure::connection(format!("cannot listen for Ctrl-C: {err}")))?;
+    tokio::pin!(stop);
     let mut state = WatchState::starting_with(first);
     let mut alive = screen.start(&state);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await; // the first tick is now: the scan above was it
+    let mut follow_up: Option<tokio::time::Instant> = None;
     while alive {
+        let followed_up = async {
+            match follow_up {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            _ = &mut ctrl_c => break,
+            _ = &mut stop => break,
             Some(key) = woken.recv() => {
                 state.heard_wakeup(&key);
                 while let Ok(key) = woken.try_recv() {
                     state.heard_wakeup(&key);
                 }
+                follow_up = Some(tokio::time::Instant::now() + FOLLOW_UP);
             }
+            _ = followed_up => follow_up = None,
             _ = ticker.tick() => {}
         }
         match scan_all(backend, &masters, &mut conns, &args.pattern).await {
@@ -102,6 +117,29 @@ pub async fn run(backend: &RedisBackend, args: &WatchArgs) -> Result<u8, Failure
     }
     screen.stop(state.counts);
     Ok(OK)
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed by this call, not on the
+/// first poll (as `tokio::signal::ctrl_c` does), so no signal between the two kills the process.
+#[cfg(unix)]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut terminate = signal(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn stop_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Scans every master, reconnecting where the last connection failed.
