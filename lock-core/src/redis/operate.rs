@@ -366,3 +366,55 @@ fn server_address(client: &redis::Client) -> String {
         redis::ConnectionAddr::Unix(path) => path.display().to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{RedisBackend, RedisConfig};
+
+    /// Built, not connected: naming needs no server.
+    fn backend(prefix: &str) -> RedisBackend {
+        RedisBackend::build(RedisConfig::new("redis://127.0.0.1:1").prefix(prefix))
+            .expect("a valid configuration")
+            .0
+    }
+
+    #[test]
+    fn lock_names_and_channels_read_back_into_their_keys() {
+        let backend = backend("app:locks:");
+        for key in ["job-42", "a}b", r"a\c", r"\)", "{x}", "*?[", ""] {
+            let name = backend.lock_key(key);
+            assert_eq!(
+                backend.key_of_lock_name(&name).as_deref(),
+                Some(key),
+                "{name}"
+            );
+            let channel = backend.channel(key);
+            assert_eq!(
+                backend.key_of_channel(&channel).as_deref(),
+                Some(key),
+                "{channel}"
+            );
+            assert_eq!(backend.key_of_lock_name(&channel), None, "{channel}");
+            assert_eq!(backend.key_of_lock_name(&backend.fence_key(key)), None);
+        }
+        for foreign in [
+            "other:{job}",
+            "app:locks:job",
+            "app:locks:{a}b}",
+            r"app:locks:{a\x}",
+        ] {
+            assert_eq!(backend.key_of_lock_name(foreign), None, "{foreign}");
+        }
+    }
+
+    #[test]
+    fn key_globs_become_globs_of_the_names_as_they_are_written() {
+        let backend = backend("p*:");
+        assert_eq!(backend.lock_name_glob("*"), r"p\*:{*}");
+        assert_eq!(backend.lock_name_glob("a}*"), r"p\*:{a\\)*}");
+        assert_eq!(backend.lock_name_glob(r"a\\?"), r"p\*:{a\\\\?}");
+        assert_eq!(backend.lock_name_glob(r"\*x"), r"p\*:{\*x}");
+        assert_eq!(backend.lock_name_glob("[ab]}"), r"p\*:{[ab]\\)}");
+        assert_eq!(backend.channel_glob("job-*"), r"p\*:{job-*}:free");
+    }
+}
