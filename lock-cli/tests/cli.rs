@@ -425,6 +425,43 @@ fn a_unix_socket_url_works_with_the_password_from_the_environment() {
     let _ = std::fs::remove_file(&socket);
 }
 
+#[test]
+fn a_tls_url_works_with_the_ca_given_and_fails_typed_without_it() {
+    let server = support::tls::TlsRedisServer::start(Default::default());
+    let prefix = "cli-tls:";
+    let backend = RedisBackend::connect_blocking(
+        RedisConfig::new(server.url())
+            .tls_ca_file(server.ca_file())
+            .prefix(prefix),
+    )
+    .unwrap()
+    .shared();
+    let guard = Lock::with_backend("secure", &backend)
+        .exp(30)
+        .acquire_blocking()
+        .unwrap();
+    let ca = server.ca_file().display().to_string();
+    let output = lockwright()
+        .args(["list", "--json", "--prefix", prefix, "--tls-ca-file", &ca])
+        .args(["--url", &server.url()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr_of(&output));
+    let listed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(listed[0]["fence"], guard.fence().0, "{listed}");
+    // The system's roots do not know the test CA.
+    let output = lockwright()
+        .args(["list", "--prefix", prefix, "--url", &server.url()])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr_of(&output).contains("tls_ca_file"),
+        "{}",
+        stderr_of(&output)
+    );
+}
+
 /// `watch --plain` running, its lines read as they come.
 struct Watch {
     child: Child,

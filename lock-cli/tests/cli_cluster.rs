@@ -156,3 +156,20 @@ fn force_unlock_on_a_cluster_wakes_the_waiter() {
         .expect("the waiter proceeds");
     assert!(fence > holder.fence());
 }
+
+#[test]
+fn doctor_on_a_cluster_checks_every_master() {
+    let output = lockwright()
+        .args(["doctor", "--pings", "3", "--url", &shared_cluster().0.url()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    // One section per master, each with its replica.
+    assert_eq!(report.matches(" version: Redis ").count(), 3, "{report}");
+    assert_eq!(
+        report.matches("WARNING replicas: 1 connected").count(),
+        3,
+        "{report}"
+    );
+}
