@@ -238,8 +238,8 @@ impl Screen {
             text.push_str(&format!("watching: {}\n", self.header));
             write_out(&text)
         } else {
-            // Hide the cursor while redrawing; `stop` shows it again.
-            write_out("\x1b[?25l") && self.show(state, Vec::new())
+            // Hide the cursor while redrawing (`stop` shows it again); clear the screen once.
+            write_out("\x1b[?25l\x1b[2J") && self.show(state, Vec::new())
         }
     }
 
@@ -260,7 +260,9 @@ impl Screen {
         self.recent.truncate(RECENT_EVENTS);
         let held: Vec<FoundLock> = state.held().cloned().collect();
         let counts = state.counts;
-        let mut text = String::from("\x1b[H\x1b[2J");
+        // Home, then each line over the last screen's (its rest cleared), then below cleared:
+        // redrawn in place, without the flicker of clearing the screen first.
+        let mut text = String::from("\x1b[H");
         text.push_str(&self.header);
         text.push_str(&format!(
             "\n{}   up {}   (Ctrl-C to stop)\n",
@@ -283,7 +285,7 @@ impl Screen {
                 text.push_str(line);
             }
         }
-        write_out(&text.replace('\n', "\x1b[K\n"))
+        write_out(&format!("{}\x1b[J", text.replace('\n', "\x1b[K\n")))
     }
 
     /// Ends the view with the counts.

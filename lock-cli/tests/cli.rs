@@ -648,6 +648,95 @@ fn watch_refreshes_at_once_when_a_release_wakes_waiters() {
     assert!(counts.contains("hand-offs 1"), "{counts}");
 }
 
+/// The `script` command (util-linux), which runs a command on a pseudo-terminal.
+fn require_script() {
+    match Process::new("script").arg("--version").output() {
+        Ok(_) => {}
+        Err(err) => panic!(
+            "cannot run `script` ({err}), which gives `watch` a terminal in this test: install \
+             it with `apt-get install bsdutils` (Debian/Ubuntu)"
+        ),
+    }
+}
+
+#[test]
+fn watch_on_a_terminal_redraws_in_place_and_ends_on_ctrl_c() {
+    use std::io::{Read, Write};
+    require_script();
+    let prefix = "cli-watch-tty:";
+    let backend = backend(prefix);
+    let watch = format!(
+        "{} watch --interval 0.1 --prefix {prefix} --url {}",
+        assert_cmd::cargo::cargo_bin("lockwright").display(),
+        url()
+    );
+    let mut child = Process::new("script")
+        .args(["-qfec", &watch, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    support::kill_with_the_test_process(child.id());
+    let mut stdout = child.stdout.take().unwrap();
+    let (send, screens) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut chunk) {
+            if n == 0 || send.send(chunk[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut shown = Vec::new();
+    let mut until = |what: &str, done: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + LIVENESS;
+        loop {
+            let text = String::from_utf8_lossy(&shown).into_owned();
+            // The latest screen: what follows the last cursor-home.
+            let latest = text.rsplit("\x1b[H").next().unwrap_or_default().to_owned();
+            if done(&latest) {
+                return latest;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match screens.recv_timeout(left) {
+                Ok(bytes) => shown.extend(bytes),
+                Err(_) => panic!("{what}: not within {LIVENESS:?}; shown: {text:?}"),
+            }
+        }
+    };
+    until("the first screen", &|screen| {
+        screen.contains("no lock held")
+    });
+    let guard = Lock::with_backend("on-screen", &backend)
+        .exp(30)
+        .acquire_blocking()
+        .unwrap();
+    let fence = guard.fence().to_string();
+    let screen = until("the lock on screen", &|screen| screen.contains(&fence));
+    assert!(screen.contains("takes 1  releases 0"), "{screen:?}");
+    assert!(screen.contains("KEY"), "{screen:?}");
+    drop(guard);
+    let screen = until("the release on screen", &|screen| {
+        screen.contains("releases 1")
+    });
+    assert!(screen.contains("no lock held"), "{screen:?}");
+    assert!(
+        screen.contains("release key=\"on-screen\""),
+        "recent events: {screen:?}"
+    );
+    // Ctrl-C on the terminal.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let end = until("the end", &|screen| screen.contains("stopped:"));
+    assert!(
+        end.contains("\x1b[?25h"),
+        "the cursor is shown again: {end:?}"
+    );
+    assert!(child.wait().unwrap().success());
+}
+
 #[test]
 fn doctor_passes_a_sound_server_and_fails_one_that_may_evict_held_locks() {
     let output = lockwright()
