@@ -51,3 +51,10 @@ pub use memory::{ManualClock, MemoryBackend};
 pub use owner::Owner;
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisConfig};
+
+/// What operating tools (the `lockwright` CLI) need from a [`RedisBackend`]: every master, the
+/// lock names read back, a force-unlock that says what it freed. Not a stable API: it hands out
+/// redis-rs types and may change in any release.
+#[cfg(feature = "redis")]
+#[doc(hidden)]
+pub use redis::operate as __operate;

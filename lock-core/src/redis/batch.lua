@@ -6,7 +6,6 @@
 --       -> {1, fence, hold count} acquired, {0, pttl, 0} held by another owner (now marked 'w')
 --   'r' release       KEYS lock   ARGV owner, fence ('' = any), 'one' | 'all'
 --       -> {0} freed, {n > 0} still held n times, {-1} not locked, {-2} not owner
---   'f' force unlock  KEYS lock   -> {1} something was held, {0} not
 --   'i' inspect       KEYS lock   ARGV owner -> {0} free, {1, mine, count, fence, pttl}
 --   'e' extend        KEYS lock   ARGV owner, fence, lease ms (0 = none) -> {1} extended, {0} gone
 -- An op that fails (a key of another type) is answered {'error', message}; the others stand. A
@@ -86,12 +85,6 @@ local function release(lock, owner, fence, scope)
   return {0}
 end
 
-local function force_unlock(lock)
-  if redis.call('DEL', lock) == 0 then return {0} end
-  redis.call(publish, lock .. ':free', 'free')
-  return {1}
-end
-
 local function inspect(lock, owner)
   local held = redis.call('GET', lock)
   if not held then return {0} end
@@ -126,9 +119,6 @@ while a <= #ARGV do
   elseif code == 'r' then
     ok, reply = pcall(release, KEYS[k], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3])
     k, a = k + 1, a + 4
-  elseif code == 'f' then
-    ok, reply = pcall(force_unlock, KEYS[k])
-    k, a = k + 1, a + 1
   elseif code == 'i' then
     ok, reply = pcall(inspect, KEYS[k], ARGV[a + 1])
     k, a = k + 1, a + 2

@@ -57,7 +57,6 @@ pub(super) enum Op {
         fence: Option<Fence>,
         scope: ReleaseScope,
     },
-    ForceUnlock,
     Inspect {
         owner: Owner,
     },
@@ -117,10 +116,6 @@ impl Op {
                     fence.map(|fence| fence.0.to_string()).unwrap_or_default(),
                     scope.to_owned(),
                 ]);
-            }
-            Op::ForceUnlock => {
-                keys.push(lock);
-                args.push("f".to_owned());
             }
             Op::Inspect { owner } => {
                 keys.push(lock);

@@ -63,6 +63,14 @@ impl RedisConfig {
     /// slot of per-key ordering, and more than this only adds load on the server.
     pub const MAX_POOL_SIZE: usize = 1024;
 
+    /// The key prefix of every Redis name and channel unless [`prefix`](RedisConfig::prefix)
+    /// sets another: `lockwright:`.
+    ///
+    /// ```
+    /// assert_eq!(lock_core::RedisConfig::DEFAULT_PREFIX, "lockwright:");
+    /// ```
+    pub const DEFAULT_PREFIX: &'static str = "lockwright:";
+
     /// Settings for the deployment at `url`, in any form, so one `REDIS_URL`-style setting picks
     /// the topology:
     /// - one server: `redis://[user:password@]host[:port][/db]`, `rediss://...` (TLS, see
@@ -85,7 +93,7 @@ impl RedisConfig {
             tls: TlsSettings::default(),
             sentinel_credentials: None,
             pool_size: 4,
-            prefix: "lockwright:".to_owned(),
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
             default_lease: None,

@@ -1,5 +1,5 @@
 //! The connections to Redis: the pooled multiplexed connection of each key's slot, the start-up
-//! checks, and `eval_then_wait`, which runs one script within the command timeout.
+//! checks, and `eval` / `eval_then_wait`, which run one script within the command timeout.
 
 use std::fmt;
 use std::hash::BuildHasher;
@@ -183,6 +183,20 @@ impl RedisBackend {
         if let Some(held) = self.inner.slots[self.slot_of(key)].lock().await.take() {
             held.discard();
         }
+    }
+
+    /// Runs one script on `key`'s connection, within the command timeout.
+    pub(super) async fn eval<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+    ) -> Result<T> {
+        let (value, _) = self
+            .eval_then_wait(key, script, keys, args, |_| false)
+            .await?;
+        Ok(value)
     }
 
     /// Runs one script on `key`'s connection, within the command timeout; then, with

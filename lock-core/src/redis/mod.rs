@@ -14,6 +14,7 @@ mod batch;
 mod config;
 mod connection;
 mod known_holds;
+pub mod operate;
 mod operations;
 mod runtime;
 mod scripts;
@@ -517,14 +518,8 @@ impl Backend for RedisBackend {
     }
 
     fn force_unlock<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<bool>> {
-        let backend = self.clone();
-        let key_owned: Arc<str> = key.into();
-        self.run(key, async move {
-            let (freed, _) = backend
-                .batched(&key_owned, batch::Op::ForceUnlock, None)
-                .await?;
-            Ok(freed.first() == Some(&1))
-        })
+        let freed = self.force_unlock_value(key);
+        Box::pin(async move { Ok(freed.await?.is_some()) })
     }
 
     fn inspect<'a>(&'a self, key: &'a str, owner: Owner) -> BoxFuture<'a, Result<LockState>> {

@@ -18,13 +18,26 @@ use std::sync::LazyLock;
 
 use deadpool_redis::redis::Script;
 
-/// Every lock operation but the watchdog's renewals: a batch of them, applied in order and
-/// answered each on its own (group commit, see `batch.rs`; the arguments and replies of each
-/// operation are described at the top of `batch.lua`). An acquire found the lock held marks it
-/// `w`, so the release publishes the wake-up (a waiter listens before it tries, so a release
-/// after this script always reaches it); uncontended pairs publish nothing.
+/// Every lock operation but the watchdog's renewals and force-unlock: a batch of them, applied
+/// in order and answered each on its own (group commit, see `batch.rs`; the arguments and
+/// replies of each operation are described at the top of `batch.lua`). An acquire found the
+/// lock held marks it `w`, so the release publishes the wake-up (a waiter listens before it
+/// tries, so a release after this script always reaches it); uncontended pairs publish nothing.
 pub(super) static BATCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("batch.lua")));
+
+/// KEYS: lock. ARGV: channel, publish command (`PUBLISH`, or `SPUBLISH` on a cluster: sharded,
+/// in the lock's slot). Returns the value it deleted (`owner:fence:count[:w]`, so a tool can say
+/// what it freed), or nil when nothing was held. Always publishes the wake-up when it freed
+/// something.
+pub(super) static FORCE_UNLOCK: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("force_unlock.lua")));
+
+/// KEYS: lock. Returns nil when free, else {value, pttl, server clock in µs}: one atomic read
+/// for operating tools (`RedisBackend::read_lock`). Not among [`all`]: no lock operation uses
+/// it, so it is loaded on first use instead of on every connection.
+pub(super) static READ_HOLD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("read_hold.lua")));
 
 /// The watchdog's batch. KEYS: lock keys. ARGV: lease ms, then owner and fence per key.
 /// Returns one 1 (renewed) or 0 (gone) per key.
@@ -32,6 +45,6 @@ pub(super) static EXTEND_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("extend_many.lua")));
 
 /// Every script, for loading them all into a new connection's server at once.
-pub(super) fn all() -> [&'static Script; 2] {
-    [&BATCH, &EXTEND_MANY]
+pub(super) fn all() -> [&'static Script; 3] {
+    [&BATCH, &FORCE_UNLOCK, &EXTEND_MANY]
 }

@@ -356,6 +356,53 @@ impl Connector {
         }
     }
 
+    /// A client of every master: the one server, the master the Sentinels name now, or each
+    /// master of the cluster (from `CLUSTER NODES`, with the seed nodes' credentials and TLS
+    /// settings), for operating tools that must reach every master (`SCAN`, `INFO`). Reads the
+    /// cluster's view once: a failover afterwards is not followed.
+    pub(super) async fn masters(&self) -> Result<Vec<redis::Client>, BoxError> {
+        let Deployment::Cluster {
+            client,
+            nodes,
+            certs,
+            ..
+        } = &self.deployment
+        else {
+            return Ok(vec![self.master().await?]);
+        };
+        let mut conn = client.get_async_connection().await?;
+        let listing: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut conn)
+            .await?;
+        let seed = nodes.first().ok_or("no cluster nodes given")?;
+        let mut masters = Vec::new();
+        for (host, port) in cluster_masters(&listing) {
+            let mut info = seed.clone();
+            info.addr = match &seed.addr {
+                ConnectionAddr::TcpTls {
+                    insecure,
+                    tls_params,
+                    ..
+                } => ConnectionAddr::TcpTls {
+                    host,
+                    port,
+                    insecure: *insecure,
+                    tls_params: tls_params.clone(),
+                },
+                _ => ConnectionAddr::Tcp(host, port),
+            };
+            masters.push(match certs {
+                Some(certs) => redis::Client::build_with_tls(info, certs.clone())?,
+                None => redis::Client::open(info)?,
+            });
+        }
+        if masters.is_empty() {
+            return Err(BadSetting("the cluster lists no master that serves slots".into()).into());
+        }
+        Ok(masters)
+    }
+
     /// A connection to the master broke (or answered as a replica): with Sentinel, the master
     /// may be gone or replaced, so every slot looks it up again before its next command instead
     /// of finding out from its own failure. (A timeout is not taken as a sign: a slow server
@@ -400,6 +447,34 @@ impl Connector {
             }
         }
     }
+}
+
+/// The (host, port) of each healthy master with slots in a `CLUSTER NODES` listing (lines of
+/// `id host:port@bus[,hostname] flags master-id ping pong epoch state slots...`); the announced
+/// host name when there is one (a TLS certificate names it), else the address.
+fn cluster_masters(listing: &str) -> Vec<(String, u16)> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let flags = fields.get(2)?;
+            let healthy_master = flags.split(',').any(|flag| flag == "master")
+                && !flags
+                    .split(',')
+                    .any(|flag| matches!(flag, "fail" | "fail?" | "noaddr" | "handshake"));
+            if !healthy_master || fields.len() < 9 {
+                return None; // a replica, a failed master, or a master without slots
+            }
+            let (address, hostname) = match fields[1].split_once(',') {
+                Some((address, hostname)) => (address, Some(hostname)),
+                None => (fields[1], None),
+            };
+            let address = address.split('@').next()?;
+            let (ip, port) = address.rsplit_once(':')?;
+            let host = hostname.filter(|name| !name.is_empty()).unwrap_or(ip);
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
 }
 
 /// A synchronous connection, whatever the topology.
@@ -789,4 +864,27 @@ fn rustls_error<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error>
         next = err.source();
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cluster_masters;
+
+    #[test]
+    fn cluster_masters_are_the_healthy_masters_with_slots_by_announced_name() {
+        let listing = "\
+a1 10.0.0.1:7000@17000,node-1.internal myself,master - 0 0 1 connected 0-5460
+b2 10.0.0.2:7000@17000 master - 0 0 2 connected 5461-10922
+c3 10.0.0.3:7000@17000 master,fail - 0 0 3 connected 10923-16383
+d4 10.0.0.4:7000@17000 slave b2 0 0 2 connected
+e5 10.0.0.5:7000@17000 master - 0 0 0 connected
+";
+        assert_eq!(
+            cluster_masters(listing),
+            [
+                ("node-1.internal".to_owned(), 7000),
+                ("10.0.0.2".to_owned(), 7000)
+            ]
+        );
+    }
 }

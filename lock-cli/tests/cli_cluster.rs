@@ -1,0 +1,175 @@
+//! The `lockwright` binary on a real 3-master Redis Cluster the harness starts
+//! (`lock-core/tests/support/cluster.rs`): `list` scans every master, and `force-unlock` wakes a
+//! waiter through the cluster's sharded wake-ups.
+
+#[path = "../../lock-core/tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use lock_core::{Lock, RedisBackend, RedisConfig, SharedBackend};
+use serde_json::Value;
+
+use support::cluster::{shared_cluster, slot_of};
+
+const LIVENESS: Duration = Duration::from_secs(30);
+
+fn lockwright() -> Command {
+    let mut command = Command::cargo_bin("lockwright").expect("the lockwright binary");
+    command
+        .env_remove("REDIS_URL")
+        .env_remove("REDISCLI_AUTH")
+        .timeout(Duration::from_secs(60));
+    command
+}
+
+fn backend(prefix: &str) -> SharedBackend {
+    RedisBackend::connect_blocking(RedisConfig::new(shared_cluster().0.url()).prefix(prefix))
+        .expect("connect to the test cluster")
+        .shared()
+}
+
+/// One key per master: keys tried in turn until each master serves one of them.
+fn a_key_on_each_master(prefix: &str) -> Vec<String> {
+    let cluster = &shared_cluster().0;
+    let mut keys = Vec::new();
+    let mut masters = BTreeSet::new();
+    for n in 0.. {
+        let key = format!("k{n}");
+        let master = cluster.master_of_slot(slot_of(&format!("{prefix}{{{key}}}")));
+        if masters.insert(master) {
+            keys.push(key);
+        }
+        if masters.len() == cluster.masters().len() {
+            return keys;
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn list_on_a_cluster_finds_the_locks_on_every_master() {
+    let prefix = "cli-cluster-list:";
+    let backend = backend(prefix);
+    let keys = a_key_on_each_master(prefix);
+    assert_eq!(keys.len(), 3, "one key per master: {keys:?}");
+    let guards: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            Lock::with_backend(key.as_str(), &backend)
+                .exp(30)
+                .acquire_blocking()
+                .unwrap()
+        })
+        .collect();
+    let output = lockwright()
+        .args(["list", "--json", "--prefix", prefix])
+        .args(["--url", &shared_cluster().0.url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    let listed = listed.as_array().unwrap();
+    let found: Vec<(&str, u64)> = listed
+        .iter()
+        .map(|lock| {
+            (
+                lock["key"].as_str().unwrap(),
+                lock["fence"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(&str, u64)> = keys
+        .iter()
+        .zip(&guards)
+        .map(|(key, guard)| (key.as_str(), guard.fence().0))
+        .collect();
+    expected.sort();
+    assert_eq!(found, expected);
+    let servers: BTreeSet<&str> = listed
+        .iter()
+        .map(|lock| lock["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers.len(), 3, "found on three masters: {servers:?}");
+}
+
+#[test]
+fn force_unlock_on_a_cluster_wakes_the_waiter() {
+    let prefix = "cli-cluster-force:";
+    let backend = backend(prefix);
+    let holder = Lock::with_backend("stuck", &backend)
+        .never_expires()
+        .acquire_blocking()
+        .unwrap();
+    let (proceeded, waiter) = mpsc::channel();
+    {
+        let backend = backend.clone();
+        std::thread::spawn(move || {
+            let acquired = Lock::with_backend("stuck", &backend)
+                .nowait(false)
+                .timeout(LIVENESS.as_secs_f64() * 10.0)
+                .exp(30)
+                .acquire_blocking()
+                .map(|guard| guard.fence());
+            let _ = proceeded.send(acquired);
+        });
+    }
+    let inspect = || {
+        let output = lockwright()
+            .args(["inspect", "stuck", "--json", "--prefix", prefix])
+            .args(["--url", &shared_cluster().0.url()])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = std::time::Instant::now() + LIVENESS;
+    while inspect()["waited_on"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never tried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = lockwright()
+        .args(["force-unlock", "stuck", "--yes", "--prefix", prefix])
+        .args(["--url", &shared_cluster().0.url()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!("fence {}", holder.fence())),
+        "{said}"
+    );
+    let fence = waiter
+        .recv_timeout(LIVENESS)
+        .expect("the waiter is woken (SPUBLISH)")
+        .expect("the waiter proceeds");
+    assert!(fence > holder.fence());
+}
+
+#[test]
+fn doctor_on_a_cluster_checks_every_master() {
+    let output = lockwright()
+        .args(["doctor", "--pings", "3", "--url", &shared_cluster().0.url()])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{report}");
+    // One section per master, each with its replica.
+    assert_eq!(report.matches(" version: Redis ").count(), 3, "{report}");
+    assert_eq!(
+        report.matches("WARNING replicas: 1 connected").count(),
+        3,
+        "{report}"
+    );
+}
