@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use super::connection::{Replicated, SharedError};
 use super::operations::Detachable;
-use super::{lease_millis, scripts, topology, RedisBackend};
+use super::{lease_millis, topology, RedisBackend};
 use crate::backend::{Fence, LeaseTime, ReleaseScope};
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
@@ -69,7 +69,24 @@ impl Op {
         )
     }
 
-    fn encode(
+    /// Appends the op's keys and arguments for the backend's batch script (in py-cachify mode,
+    /// a release and a force unlock also carry the channel: the lock's name does not give it).
+    pub(super) fn encode(
+        &self,
+        backend: &RedisBackend,
+        key: &str,
+        keys: &mut Vec<String>,
+        args: &mut Vec<String>,
+    ) {
+        self.encode_common(backend, key, keys, args);
+        if backend.inner.config.py_cachify.is_some()
+            && matches!(self, Op::Release { .. } | Op::ForceUnlock)
+        {
+            args.push(backend.channel(key));
+        }
+    }
+
+    fn encode_common(
         &self,
         backend: &RedisBackend,
         key: &str,
@@ -285,7 +302,7 @@ impl RedisBackend {
         let sent = self
             .eval_then_wait(
                 &first,
-                &scripts::BATCH,
+                self.scripts().0,
                 &keys,
                 &args,
                 |replies: &Vec<OpReply>| {

@@ -31,7 +31,13 @@ pub(super) static BATCH: LazyLock<Script> =
 pub(super) static EXTEND_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("extend_many.lua")));
 
-/// Every script, for loading them all into a new connection's server at once.
-pub(super) fn all() -> [&'static Script; 2] {
-    [&BATCH, &EXTEND_MANY]
+/// Every script (py-cachify mode's too), for loading them all into a new connection's server
+/// at once.
+pub(super) fn all() -> [&'static Script; 4] {
+    [
+        &BATCH,
+        &EXTEND_MANY,
+        &super::py_cachify::BATCH,
+        &super::py_cachify::EXTEND_MANY,
+    ]
 }
