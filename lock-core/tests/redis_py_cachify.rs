@@ -14,6 +14,23 @@ use support::RedisServer;
 /// A generous liveness bound: a waiter gets a freed lock well within it (polling or woken).
 const LIVENESS: Duration = Duration::from_secs(15);
 
+/// How long the waiters in these tests would wait: far beyond [`LIVENESS`], so one that is not
+/// polling or woken misses the bound.
+const PATIENCE: Duration = Duration::from_secs(300);
+
+/// Waits for `waiter` to finish within [`LIVENESS`].
+fn joined<T>(waiter: std::thread::JoinHandle<T>) -> T {
+    let deadline = Instant::now() + LIVENESS;
+    while !waiter.is_finished() {
+        assert!(
+            Instant::now() < deadline,
+            "the waiter did not get the lock in time"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    waiter.join().unwrap()
+}
+
 fn server() -> &'static RedisServer {
     static SERVER: OnceLock<RedisServer> = OnceLock::new();
     SERVER.get_or_init(RedisServer::start)
@@ -87,15 +104,15 @@ async fn a_lock_py_cachify_holds_is_held_for_lockwright_async() {
     assert!(lock.try_acquire().await.unwrap().is_some());
 }
 
-/// py-cachify publishes nothing on release and its lease here outlasts the wait: only polling
-/// lets the waiter in.
+/// py-cachify publishes nothing on release and its lease here is long: only polling lets the
+/// waiter in within the bound.
 #[test]
 fn a_waiting_lockwright_acquire_polls_until_py_cachify_releases_blocking() {
     let mut py = peer();
-    assert_eq!(py.ask("hold poll-sync 120"), "held");
+    assert_eq!(py.ask("hold poll-sync 600"), "held");
     let lock = Lock::with_backend("poll-sync", &py_cachify_backend())
         .nowait(false)
-        .timeout(LIVENESS);
+        .timeout(PATIENCE);
     let waiter = std::thread::spawn(move || lock.acquire_blocking().map(|guard| guard.fence()));
     std::thread::sleep(Duration::from_millis(300));
     assert!(
@@ -103,19 +120,16 @@ fn a_waiting_lockwright_acquire_polls_until_py_cachify_releases_blocking() {
         "the waiter must wait for py-cachify's hold"
     );
     assert_eq!(py.ask("release poll-sync"), "released");
-    waiter
-        .join()
-        .unwrap()
-        .expect("acquired after py-cachify's release");
+    joined(waiter).expect("acquired after py-cachify's release");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_lockwright_acquire_polls_until_py_cachify_releases_async() {
     let mut py = peer();
-    assert_eq!(py.ask("hold poll-async 120"), "held");
+    assert_eq!(py.ask("hold poll-async 600"), "held");
     let lock = Lock::with_backend("poll-async", &py_cachify_backend())
         .nowait(false)
-        .timeout(LIVENESS);
+        .timeout(PATIENCE);
     let waiter = tokio::spawn(async move { lock.acquire().await.map(|guard| guard.fence()) });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
@@ -123,8 +137,9 @@ async fn a_waiting_lockwright_acquire_polls_until_py_cachify_releases_async() {
         "the waiter must wait for py-cachify's hold"
     );
     assert_eq!(py.ask("release poll-async"), "released");
-    waiter
+    tokio::time::timeout(LIVENESS, waiter)
         .await
+        .expect("the waiter did not get the lock in time")
         .unwrap()
         .expect("acquired after py-cachify's release");
 }
@@ -134,18 +149,16 @@ async fn a_waiting_lockwright_acquire_polls_until_py_cachify_releases_async() {
 #[test]
 fn a_waiter_on_a_lockwright_holder_is_woken_by_its_release() {
     let backend = backend(|config| config.py_cachify_poll_interval(60).unwrap());
-    let holder = Lock::with_backend("woken", &backend).exp(120);
+    let holder = Lock::with_backend("woken", &backend).exp(600);
     let guard = holder.acquire_blocking().unwrap();
     let waiting = Lock::with_backend("woken", &backend)
         .nowait(false)
-        .timeout(LIVENESS);
+        .timeout(PATIENCE);
     let waiter = std::thread::spawn(move || waiting.acquire_blocking().map(|guard| guard.fence()));
     std::thread::sleep(Duration::from_millis(300));
     assert!(!waiter.is_finished());
-    let released_at = Instant::now();
     guard.release_blocking().unwrap();
-    waiter.join().unwrap().expect("woken by the release");
-    assert!(released_at.elapsed() < LIVENESS);
+    joined(waiter).expect("woken by the release");
 }
 
 #[test]
