@@ -218,7 +218,10 @@ fn lockwright_never_releases_a_lock_py_cachify_holds() {
         lock.release_blocking(),
         Err(LockError::NotOwner { .. })
     ));
-    assert!(matches!(lock.unlock_blocking(), Err(_)));
+    assert!(matches!(
+        lock.unlock_blocking(),
+        Err(LockError::NotOwner { .. })
+    ));
     assert_eq!(raw_value("PYC-not-mine").as_deref(), Some(PY_CACHIFY_VALUE));
     assert_eq!(py.ask("is_locked not-mine"), "true");
 }
