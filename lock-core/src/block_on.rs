@@ -1,5 +1,6 @@
 //! Runs a future to completion on the current thread: how the blocking API reuses the async one.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ impl Wake for Unparker {
 /// backend running on this runtime. So once the future is pending, the wait happens inside
 /// `block_in_place`, which hands those tasks to another thread first.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    let _polling = PollingHere::start();
     let mut future = pin!(future);
     if let Poll::Ready(output) = poll_once(future.as_mut()) {
         return output;
@@ -38,6 +40,31 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
 }
 
 thread_local!(static WAKER: Waker = Waker::from(Arc::new(Unparker(thread::current()))));
+
+thread_local!(static IN_BLOCK_ON: Cell<bool> = const { Cell::new(false) });
+
+/// Whether the current thread is inside [`block_on`]: then the future being polled is polled
+/// again and again until it is done, by a thread that does nothing else meanwhile. (A task of an
+/// async executor may be left unpolled for a while, or share its thread with code that blocks.)
+pub(crate) fn polled_by_block_on() -> bool {
+    IN_BLOCK_ON.with(Cell::get)
+}
+
+/// Marks the thread as inside [`block_on`] until dropped (restoring what it was: calls nest).
+struct PollingHere(bool);
+
+impl PollingHere {
+    fn start() -> Self {
+        PollingHere(IN_BLOCK_ON.with(|flag| flag.replace(true)))
+    }
+}
+
+impl Drop for PollingHere {
+    fn drop(&mut self) {
+        let before = self.0;
+        IN_BLOCK_ON.with(|flag| flag.set(before));
+    }
+}
 
 fn poll_once<F: Future>(future: Pin<&mut F>) -> Poll<F::Output> {
     WAKER.with(|waker| future.poll(&mut Context::from_waker(waker)))

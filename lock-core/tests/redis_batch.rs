@@ -22,7 +22,7 @@ use lock_core::{
 use support::RedisServer;
 
 /// How long the server stays paused: the operations under test are queued well within it.
-const PAUSE: Duration = Duration::from_millis(600);
+const PAUSE: Duration = Duration::from_millis(1000);
 const LEASE: Option<Duration> = Some(Duration::from_secs(30));
 
 fn raw(url: &str) -> redis::Connection {
@@ -63,6 +63,7 @@ async fn batch_in_flight(
     url: &str,
     key: &str,
 ) -> tokio::task::JoinHandle<lock_core::Result<TryAcquire>> {
+    let owner = other_owner();
     // Pause first, for all commands but this connection's: the acquire sent next is held.
     let mut admin = raw(url);
     let _: () = redis::cmd("CLIENT")
@@ -72,7 +73,7 @@ async fn batch_in_flight(
         .query(&mut admin)
         .unwrap();
     let (backend, key) = (backend.clone(), Arc::<str>::from(key));
-    let first = tokio::spawn(async move { backend.try_acquire(&key, other_owner(), LEASE).await });
+    let first = tokio::spawn(async move { backend.try_acquire(&key, owner, LEASE).await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     first
 }
@@ -110,11 +111,11 @@ async fn operations_issued_while_a_batch_is_in_flight_go_out_together_answered_e
     let server = RedisServer::start();
     let backend = one_connection_backend(&server.url());
     let mut admin = raw(&server.url());
-    let before = script_calls(&mut admin);
-    let first = batch_in_flight(&backend, &server.url(), "first").await;
     // 40 acquires of distinct keys by one owner each, one of a key the first batch takes.
     let keys: Vec<Arc<str>> = (0..40).map(|i| Arc::from(format!("queued-{i}"))).collect();
     let owners: Vec<Owner> = (0..40).map(|_| other_owner()).collect();
+    let before = script_calls(&mut admin);
+    let first = batch_in_flight(&backend, &server.url(), "first").await;
     let first_key: Arc<str> = Arc::from("first");
     let mut futures: Vec<Pin<Box<dyn Future<Output = _> + Send>>> = keys
         .iter()
@@ -149,9 +150,9 @@ async fn fences_grow_within_one_batch_that_takes_a_key_again_after_freeing_it() 
     // above the first's (from the counter), never the same one.
     let server = RedisServer::start();
     let backend = one_connection_backend(&server.url());
-    let first = batch_in_flight(&backend, &server.url(), "clock").await;
     let key: Arc<str> = Arc::from("again");
     let (one, two) = (Owner::current(), other_owner());
+    let first = batch_in_flight(&backend, &server.url(), "clock").await;
     let answers = queued_in_order(vec![
         Box::pin(async { backend.try_acquire(&key, one, LEASE).await.map(Some) }),
         Box::pin(async {
@@ -261,16 +262,19 @@ fn a_queue_keeps_going_when_the_runtime_of_the_caller_sending_its_batch_shuts_do
         std::future::pending::<()>().await;
     });
     std::thread::sleep(Duration::from_millis(50));
-    let others: Vec<_> = (0..10)
-        .map(|i| {
-            let lock = Lock::with_backend(format!("behind-{i}"), &backend.shared()).exp(30);
-            std::thread::spawn(move || lock.acquire_blocking().map(|guard| guard.fence()))
-        })
-        .collect();
+    let (done, finished) = std::sync::mpsc::channel();
+    for i in 0..10 {
+        let lock = Lock::with_backend(format!("behind-{i}"), &backend.shared()).exp(30);
+        let done = done.clone();
+        std::thread::spawn(move || done.send(lock.acquire_blocking().map(|guard| guard.fence())));
+    }
     std::thread::sleep(Duration::from_millis(50));
     drop(doomed);
-    for other in others {
-        other.join().unwrap().unwrap();
+    for _ in 0..10 {
+        finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("an operation queued behind the cut-off batch got no answer")
+            .unwrap();
     }
     let start = Instant::now();
     while first.is_locked_blocking().unwrap() {
@@ -280,4 +284,201 @@ fn a_queue_keeps_going_when_the_runtime_of_the_caller_sending_its_batch_shuts_do
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+fn a_blocking_call_behind_a_batch_of_a_task_on_the_same_current_thread_runtime_does_not_hang() {
+    // A task of a current-thread runtime issues an operation (its batch is then in flight);
+    // another task on that thread makes a blocking call queued behind it, parking the one thread
+    // that polls the first task. The batch must not depend on that task being polled.
+    let server = RedisServer::start();
+    let backend = one_connection_backend(&server.url());
+    let (done, answered) = std::sync::mpsc::channel();
+    let shared = backend.shared();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let leader = {
+                let backend = backend.clone();
+                tokio::spawn(async move { backend.inspect("leader", Owner::current()).await })
+            };
+            tokio::task::yield_now().await; // the leader ran: its batch is in flight
+            let locked = Lock::with_backend("blocking", &shared).is_locked_blocking();
+            done.send(locked.map(|_| ())).unwrap();
+            leader.await.unwrap().unwrap();
+        });
+    });
+    answered
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the blocking call hung behind the batch of a task of its own thread")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_that_stops_polling_after_its_batch_was_sent_holds_up_nobody() {
+    // A future polled once (its operation sent) and then set aside (a `select!` branch, a
+    // stored or leaked future): the other operations of its connection go on.
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(
+        RedisConfig::new(server.url())
+            .pool_size(1)
+            .command_timeout(0.5)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut set_aside = backend.inspect("set-aside", Owner::current());
+    std::future::poll_fn(|cx| {
+        let _ = set_aside.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
+    let other = {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                backend.inspect("other", Owner::current()),
+            )
+            .await
+        })
+    };
+    let answered = other.await.unwrap();
+    drop(set_aside);
+    assert!(
+        matches!(answered, Ok(Ok(_))),
+        "another task's operation waited for a future nobody polled: {answered:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_a_release_in_the_same_batch_as_a_refused_acquire_still_frees_its_key() {
+    // Out of memory, Redis refuses writes that add data (the acquire's) but not DEL: the
+    // refused acquire fails alone, the release beside it in the batch frees its key.
+    let server = RedisServer::start();
+    let backend = one_connection_backend(&server.url());
+    let mut admin = raw(&server.url());
+    let held: Arc<str> = "held".into();
+    let owner = Owner::current();
+    let fence = fence_of(&backend.try_acquire(&held, owner, None).await);
+    let other: Arc<str> = "other".into();
+    let other_one = other_owner();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    let first = batch_in_flight(&backend, &server.url(), "first").await;
+    let answers = queued_in_order(vec![
+        Box::pin(async {
+            backend
+                .try_acquire(&other, other_one, LEASE)
+                .await
+                .map(|_| None)
+        }) as Pin<Box<dyn Future<Output = lock_core::Result<Option<Release>>> + Send>>,
+        Box::pin(async {
+            backend
+                .release(&held, owner, Some(fence), ReleaseScope::One)
+                .await
+                .map(Some)
+        }),
+    ])
+    .await;
+    let _ = first.await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut admin)
+        .unwrap();
+    match &answers[0] {
+        Err(LockError::Backend { source, .. }) => {
+            assert!(source.to_string().contains("OOM"), "{source}")
+        }
+        other => panic!("an acquire out of memory: {other:?}"),
+    }
+    assert!(
+        matches!(answers[1], Ok(Some(Release::Freed))),
+        "the release beside it: {:?}",
+        answers[1]
+    );
+}
+
+#[test]
+fn a_queued_operation_fails_within_its_own_command_timeout_of_a_hung_server() {
+    // Behind a call that the stopped server never answers, a queued operation still fails once
+    // the command timeout has passed since it was issued (not after that call's timeout plus
+    // its own).
+    let timeout = Duration::from_secs(2);
+    let server = RedisServer::start();
+    let config = RedisConfig::new(server.url())
+        .pool_size(1)
+        .command_timeout(timeout)
+        .unwrap();
+    let backend = RedisBackend::connect_blocking(config).unwrap();
+    let lock = Lock::with_backend("hung-a", &backend.shared());
+    assert!(!lock.is_locked_blocking().unwrap());
+    // SAFETY: kill(2) on the pid of a child process the harness started.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGSTOP) }, 0);
+    let ahead = std::thread::spawn(move || lock.is_locked_blocking().map(drop));
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let queued = Lock::with_backend("hung-b", &backend.shared()).is_locked_blocking();
+    let took = start.elapsed();
+    let _ = ahead.join();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGCONT) }, 0);
+    assert!(queued.is_err());
+    assert!(
+        took < timeout + timeout * 3 / 4,
+        "failed after {took:?} with a {timeout:?} command timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_wait_replicas_an_operation_that_wrote_nothing_is_not_failed_by_another_ops_wait() {
+    // An extend of a hold that is gone wrote nothing: it answers false, even when it shares a
+    // batch with an acquire whose WAIT fell short (no replica here).
+    let server = RedisServer::start();
+    let backend = RedisBackend::connect(
+        RedisConfig::new(server.url())
+            .pool_size(1)
+            .wait_replicas(1, 0.1)
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let acquired: Arc<str> = "writes".into();
+    let other_one = other_owner();
+    let first = batch_in_flight(&backend, &server.url(), "first").await;
+    let answers = queued_in_order(vec![
+        Box::pin(async {
+            backend
+                .try_acquire(&acquired, other_one, LEASE)
+                .await
+                .map(|_| None)
+        }) as Pin<Box<dyn Future<Output = lock_core::Result<Option<bool>>> + Send>>,
+        Box::pin(async {
+            backend
+                .extend("not-held", Owner::current(), Fence(1), LEASE)
+                .await
+                .map(Some)
+        }),
+    ])
+    .await;
+    let _ = first.await;
+    assert!(
+        matches!(answers[0], Err(LockError::NotReplicated { .. })),
+        "the acquire no replica confirmed: {:?}",
+        answers[0]
+    );
+    assert!(
+        matches!(answers[1], Ok(Some(false))),
+        "extend of a hold that is gone: {:?}",
+        answers[1]
+    );
 }

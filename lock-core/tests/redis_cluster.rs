@@ -222,6 +222,44 @@ mod cluster_only {
     }
 
     #[test]
+    fn a_paused_master_holds_up_no_operation_on_the_healthy_masters() {
+        // Operations queue per hash slot on a cluster: a batch waiting for a paused master
+        // holds up only its own slot's operations.
+        let cluster = fault_cluster();
+        let masters = cluster.masters();
+        let (paused, healthy) = (masters[0], masters[1]);
+        let backend = RedisBackend::connect_blocking(
+            RedisConfig::new(cluster.url())
+                .pool_size(1)
+                .command_timeout(2)
+                .unwrap(),
+        )
+        .unwrap()
+        .shared();
+        let a = key_on(&cluster, paused, "paused-queue", |_| true);
+        let b = key_on(&cluster, healthy, "healthy-queue", |_| true);
+        let on_healthy = Lock::with_backend(b.clone(), &backend);
+        assert!(!on_healthy.is_locked_blocking().unwrap());
+        cluster.nodes[paused].command(&["CLIENT", "PAUSE", "4000", "ALL"]);
+        let on_paused = Lock::with_backend(a.clone(), &backend);
+        let stuck = std::thread::spawn(move || on_paused.is_locked_blocking().is_err());
+        std::thread::sleep(Duration::from_millis(100));
+        let start = Instant::now();
+        assert!(!on_healthy.is_locked_blocking().unwrap());
+        let took = start.elapsed();
+        assert!(
+            stuck.join().unwrap(),
+            "an operation on the paused master succeeded"
+        );
+        std::thread::sleep(Duration::from_millis(2000)); // the pause ends
+        assert!(
+            took < Duration::from_secs(1),
+            "an operation on a healthy master took {took:?} while another master was paused \
+             (command timeout 2 s)"
+        );
+    }
+
+    #[test]
     fn the_synchronous_release_on_a_cluster_is_bounded_by_the_timeouts() {
         let cluster = fault_cluster();
         let runtime = tokio::runtime::Builder::new_multi_thread()

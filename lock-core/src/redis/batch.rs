@@ -1,39 +1,48 @@
-//! Group commit: the lock operations of one connection go out as batches of one script call.
+//! Group commit: lock operations issued while a call is in flight go out together as one
+//! script call.
 //!
-//! Each pooled connection has a queue. An operation issued while the connection has no batch in
-//! flight goes out at once, alone, in its caller's task (no added latency, no timer). Operations
-//! issued while a batch is in flight queue up, and go out together as the next batch as soon as
-//! it returns: one `EVALSHA` of `batch.lua`, which applies them in order and answers each on its
-//! own. Under concurrency the per-call costs (parsing, script lookup, the socket's reads and
-//! writes, the server clock read) are paid once per batch instead of once per operation.
+//! Each pooled connection has a queue (on a cluster, each hash slot: a slow master holds up only
+//! its own slots). An operation issued while its queue has no call in flight goes out at once,
+//! alone (no added latency, no timer). Operations issued while a call is in flight queue up, and
+//! go out together as soon as it returns: one `EVALSHA` of `batch.lua`, which applies them in
+//! order and answers each on its own. Under concurrency the per-call costs (parsing, script
+//! invocation, the socket's reads and writes, the server clock read) are paid once per call
+//! instead of once per operation. Acquires and the other operations go in separate calls (see
+//! [`calls_of`]: out of memory, Redis aborts a script at its first write).
 //!
-//! Order: a key always maps to one queue and a queue has one batch in flight at a time, so
-//! operations on one key reach Redis in the order they were queued. On a cluster a batch is
-//! split per hash slot (one script call touches one slot); the parts go out at once.
+//! Order: a key always maps to one queue and a queue has one call in flight at a time, so
+//! operations on one key reach Redis in the order they were queued.
 //!
-//! Who sends: the caller whose operation found the queue idle sends that batch, then hands what
-//! queued meanwhile to a task on the backend's runtime that keeps sending until the queue is
-//! empty. A batch carries other
-//! callers' operations, so its sending is never cut off with the future that does it: dropped
-//! half-way, it finishes on the backend's runtime. An operation whose caller left keeps its
-//! place (the caller's future is finished on the backend's runtime, see `operations`); should
-//! its answer find nobody at all waiting for it, an acquire's hold is given back here.
+//! Who sends: a batch may carry other callers' operations, so it is never left to a future that
+//! may stop being polled. It is sent by a task on the backend's runtime, which keeps sending
+//! until the queue is empty; only a blocking caller (whose thread does nothing but poll it)
+//! sends the batch its operation opened itself. Dropped half-way, a send finishes on the
+//! backend's runtime. Each operation answers within the command timeout from when it was issued,
+//! whatever the calls ahead of it take. An operation whose caller left keeps its place (the
+//! caller's future is finished on the backend's runtime, see `operations`), except an acquire
+//! not yet sent, which is left out; should an answer find nobody waiting for it (its caller was
+//! told of a timeout), an acquire's hold is given back here.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_redis::redis::{self, FromRedisValue, Value};
 use tokio::sync::oneshot;
 
-use super::connection::{Replicated, SharedError};
+use super::connection::{Replicated, SharedError, TimeoutError};
 use super::operations::Detachable;
 use super::{lease_millis, topology, RedisBackend};
 use crate::backend::{Fence, LeaseTime, ReleaseScope};
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
 
-/// Most operations in one script call; a longer queue goes out as several calls at once.
+/// Most operations in one script call; a longer queue goes out as several calls in a row.
 const MAX_BATCH: usize = 256;
+
+/// The hash slots of a Redis Cluster: there, each has its own queue.
+const CLUSTER_SLOTS: usize = 16384;
 
 /// One lock operation, as `batch.lua` takes it.
 pub(super) enum Op {
@@ -171,6 +180,8 @@ impl FromRedisValue for OpReply {
 pub(super) struct Queued {
     key: Arc<str>,
     op: Op,
+    /// An acquire's: set when its caller left (then, not yet sent, it is not sent at all).
+    abandoned: Option<Arc<AtomicBool>>,
     answer: oneshot::Sender<Result<(Vec<i64>, Replicated)>>,
 }
 
@@ -196,16 +207,50 @@ impl Queue {
 }
 
 impl RedisBackend {
-    /// Runs `op` on `key` in its connection's next batch; its reply, and what `WAIT` said of the
-    /// batch when `wait_replicas` is set and the reply is of a write to confirm.
-    pub(super) async fn batched(&self, key: &Arc<str>, op: Op) -> Result<(Vec<i64>, Replicated)> {
-        let queue = self.slot_of(key);
+    /// The queue of `key`: its pooled connection's, or on a cluster its hash slot's (so a slow
+    /// master holds up only its own slots' operations).
+    fn queue_of(&self, key: &str) -> usize {
+        if self.inner.connector.is_cluster() {
+            usize::from(topology::cluster_slot(&self.lock_key(key)))
+        } else {
+            self.slot_of(key)
+        }
+    }
+
+    /// How many queues a backend has (see [`Self::queue_of`]).
+    pub(super) fn queue_count(config: &super::RedisConfig, cluster: bool) -> usize {
+        if cluster {
+            CLUSTER_SLOTS
+        } else {
+            config.pool_size
+        }
+    }
+
+    /// Runs `op` on `key` in its queue's next batch; its reply, and what `WAIT` said of the
+    /// batch when `wait_replicas` is set and the reply is of a write to confirm. Answers within
+    /// the command timeout (plus the `WAIT` it may need) from now, however long the batch ahead
+    /// of it takes: an acquire that succeeds after its caller was told of the timeout is given
+    /// back. `abandoned`, once set, keeps a queued acquire from being sent at all.
+    pub(super) async fn batched(
+        &self,
+        key: &Arc<str>,
+        op: Op,
+        abandoned: Option<Arc<AtomicBool>>,
+    ) -> Result<(Vec<i64>, Replicated)> {
+        if self.inner.runtime.is_gone() {
+            return Err(LockError::Backend {
+                key: Arc::clone(key),
+                source: "the runtime given to RedisConfig::runtime has shut down".into(),
+            });
+        }
+        let queue = self.queue_of(key);
         let (answer, answered) = oneshot::channel();
         let lead = {
             let mut state = self.inner.queues[queue].state();
             state.waiting.push(Queued {
                 key: Arc::clone(key),
                 op,
+                abandoned,
                 answer,
             });
             if state.busy {
@@ -216,28 +261,48 @@ impl RedisBackend {
             }
         };
         if let Some(batch) = lead {
-            let mut sender = Sender {
+            let sender = Sender {
                 backend: self.clone(),
                 queue,
                 handed_over: false,
             };
-            // The batch carries other callers' operations: should this caller's future be
-            // dropped (it left, or its runtime shut down), the batch is still sent and answered,
-            // on the backend's runtime.
-            self.detached(async move {
+            // The batch may carry other callers' operations, so it is never left to a future
+            // that may stop being polled (an async task set aside, or one whose thread blocks
+            // in the blocking API): it is sent on the backend's runtime. A blocking caller's
+            // own thread does nothing but poll it, so it sends its batch itself (no hop).
+            let send = self.detached(async move {
+                let mut sender = sender;
                 sender.backend.clone().send_batch(batch).await;
                 sender.hand_over();
-            })
-            .await;
+            });
+            if crate::block_on::polled_by_block_on() {
+                send.await;
+            } else {
+                drop(self.inner.runtime.handle().spawn(send));
+            }
         }
-        answered.await.unwrap_or_else(|_| {
-            Err(LockError::Backend {
+        let config = &self.inner.config;
+        let limit = config.command_timeout
+            + config
+                .wait_replicas
+                .map_or(Duration::ZERO, |wait| wait.timeout + config.command_timeout);
+        let answered = {
+            let _runtime = self.inner.runtime.handle().enter();
+            tokio::time::timeout(limit, answered)
+        };
+        match answered.await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => Err(LockError::Backend {
                 key: Arc::clone(key),
                 source: "the batch this operation was in was cut off (its runtime shut down); \
                          it may or may not have been applied"
                     .into(),
-            })
-        })
+            }),
+            Err(_) => Err(LockError::Backend {
+                key: Arc::clone(key),
+                source: Box::new(TimeoutError(limit)),
+            }),
+        }
     }
 
     /// `op`, run to its end even if dropped: dropped unfinished, the rest runs on the backend's
@@ -253,37 +318,31 @@ impl RedisBackend {
         }
     }
 
-    /// Sends `batch` (split per cluster slot and in calls of at most [`MAX_BATCH`], all at once)
-    /// and answers each operation.
+    /// Sends `batch` (one queue's: on a cluster, one hash slot's) in the calls [`calls_of`]
+    /// makes, one after another so that a retried call is never overtaken, and answers each
+    /// operation. Acquires whose caller left before they were sent are left out.
     async fn send_batch(&self, batch: Vec<Queued>) {
-        let mut groups: Vec<Vec<Queued>> = Vec::new();
-        if self.inner.connector.is_cluster() {
-            let mut by_slot = std::collections::BTreeMap::<u16, Vec<Queued>>::new();
-            for queued in batch {
-                by_slot
-                    .entry(topology::cluster_slot(&self.lock_key(&queued.key)))
-                    .or_default()
-                    .push(queued);
-            }
-            groups.extend(by_slot.into_values());
-        } else {
-            groups.push(batch);
-        }
-        let mut calls: Vec<Vec<Queued>> = Vec::new();
-        for mut group in groups {
-            while group.len() > MAX_BATCH {
-                let rest = group.split_off(MAX_BATCH);
-                calls.push(group);
-                group = rest;
-            }
-            calls.push(group);
-        }
-        if calls.len() == 1 {
-            let call = calls.pop().expect("one call");
+        let batch: Vec<Queued> = batch
+            .into_iter()
+            .filter_map(|queued| {
+                let left = queued
+                    .abandoned
+                    .as_ref()
+                    .is_some_and(|abandoned| abandoned.load(Ordering::Acquire));
+                if !left {
+                    return Some(queued);
+                }
+                let key = Arc::clone(&queued.key);
+                // Nobody will read it: the acquire's caller left, and takes nothing.
+                drop(queued.answer.send(Err(LockError::Backend {
+                    key,
+                    source: "acquire abandoned before it was sent".into(),
+                })));
+                None
+            })
+            .collect();
+        for call in calls_of(batch) {
             self.send_call(call).await;
-        } else {
-            futures_util::future::join_all(calls.into_iter().map(|call| self.send_call(call)))
-                .await;
         }
     }
 
@@ -315,13 +374,20 @@ impl RedisBackend {
         match sent {
             Ok((replies, replicated)) if replies.len() == ops.len() => {
                 for (queued, OpReply(reply)) in ops.into_iter().zip(replies) {
-                    let answer =
-                        reply
-                            .map(|reply| (reply, replicated.clone()))
-                            .map_err(|message| LockError::Backend {
-                                key: Arc::clone(&queued.key),
-                                source: message.into(),
-                            });
+                    let answer = reply
+                        .map(|reply| {
+                            // What `WAIT` said concerns only the operations that wrote.
+                            let replicated = if queued.op.wrote(&reply) {
+                                replicated.clone()
+                            } else {
+                                Replicated::NotAsked
+                            };
+                            (reply, replicated)
+                        })
+                        .map_err(|message| LockError::Backend {
+                            key: Arc::clone(&queued.key),
+                            source: message.into(),
+                        });
                     self.answer(queued, answer);
                 }
             }
@@ -346,14 +412,16 @@ impl RedisBackend {
         }
     }
 
-    /// Gives `queued` its answer. Nobody waiting for it any more (its caller's future is gone
-    /// entirely, not just left: a runtime shut down), a hold it took is given back, as a
-    /// dropped guard's would be.
+    /// Gives `queued` its answer. Nobody waiting for it any more (its caller was told of a
+    /// timeout, or its future is gone entirely), a hold it took is given back, as a dropped
+    /// guard's would be: in the background (this sender is busy with the very queue the release
+    /// goes through), or synchronously when no runtime is left.
     fn answer(&self, queued: Queued, answer: Result<(Vec<i64>, Replicated)>) {
         let Queued {
             key,
             op,
             answer: to,
+            ..
         } = queued;
         let Err(Ok((reply, _))) = to.send(answer) else {
             return;
@@ -361,29 +429,49 @@ impl RedisBackend {
         let (Op::Acquire { owner, .. }, [1, fence, _]) = (&op, reply.as_slice()) else {
             return;
         };
-        // In a task: the release goes through this queue, which this sender is still busy with.
-        // Later operations on the key from this process wait for it, as for a guard's drop.
-        let (owner, fence, in_flight) = (
-            *owner,
-            Fence(*fence as u64),
-            self.pending_until_dropped(&key),
-        );
-        let backend = self.clone();
-        drop(self.inner.runtime.handle().spawn(async move {
-            let _in_flight = in_flight;
-            let released = backend
-                .clone()
-                .release_now(key, owner, Some(fence), ReleaseScope::One)
-                .await;
-            if let Err(err) = released {
-                tracing::warn!(
-                    error = %err,
-                    "lockwright: giving back a hold nobody waited for failed; it stays until its \
-                     lease ends (never without one) or force_unlock"
-                );
-            }
-        }));
+        self.release_in_background(&key, *owner, Fence(*fence as u64));
     }
+}
+
+/// The script calls that send `batch`, in order: at most [`MAX_BATCH`] operations each, and
+/// each holding acquires only or other operations only. Out of memory, Redis aborts a script at
+/// its first write that adds data, and what the script did before is lost with its reply. An
+/// acquire's first write is the first thing it changes, so an aborted call of acquires changed
+/// nothing (each acquire fails, as it would alone), and a release never shares a call with an
+/// acquire that would take it down (a release only adds data when it counts down a re-entered
+/// hold). Operations on one key keep their order: one that follows an acquire of its key in the
+/// batch starts a new pair of calls.
+fn calls_of(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
+    let mut calls = Vec::new();
+    let (mut others, mut acquires) = (Vec::new(), Vec::new());
+    let mut acquired = std::collections::HashSet::new();
+    for queued in batch {
+        if matches!(queued.op, Op::Acquire { .. }) {
+            acquired.insert(Arc::clone(&queued.key));
+            acquires.push(queued);
+            continue;
+        }
+        if acquired.contains(&queued.key) {
+            calls.push(std::mem::take(&mut others));
+            calls.push(std::mem::take(&mut acquires));
+            acquired.clear();
+        }
+        others.push(queued);
+    }
+    calls.push(others);
+    calls.push(acquires);
+    let mut limited = Vec::new();
+    for mut call in calls {
+        while call.len() > MAX_BATCH {
+            let rest = call.split_off(MAX_BATCH);
+            limited.push(call);
+            call = rest;
+        }
+        if !call.is_empty() {
+            limited.push(call);
+        }
+    }
+    limited
 }
 
 /// The sender of one queue's batches, from the caller that found the queue idle to the task

@@ -2,7 +2,7 @@
 //! (one server, a Cluster, or the master that Sentinels name; `topology` reads which).
 //!
 //! One concern per file: `config` (settings, password redaction), `connection` (connections,
-//! start-up checks, `eval`), `batch` (group commit: operations queued while a batch is in
+//! start-up checks, `eval_then_wait`), `batch` (group commit: operations queued while a batch is in
 //! flight go out together), `scripts` (the Lua scripts), `known_holds` (what tells a re-entry
 //! from a ghost), `subscriber` (wake-ups), `operations` (in-flight releases, operations finished
 //! or undone when their caller drops them), `runtime` (where the I/O runs), `topology` (where the
@@ -50,11 +50,14 @@ const RENEW_BATCH: usize = 256;
 /// server (plain, TLS or a unix socket), a Cluster, or Sentinel's master (see
 /// [`RedisConfig::new`] for the URL forms).
 ///
-/// Each lock operation is one round trip: a cached Lua script (`EVALSHA`; the scripts are loaded
-/// on every new connection, and reloaded on `NOSCRIPT` after a `SCRIPT FLUSH`, or on a cluster
-/// node that joined or restarted). Waiters are woken through one pattern subscription per
-/// backend, or on a cluster through sharded subscriptions to the channels of the keys waited on. The connections' I/O (their driver tasks and
-/// the command timeouts' timer) runs on a small runtime the backend owns, so the blocking API
+/// Each lock operation is one round trip, a call of a cached Lua script (`EVALSHA`; the scripts
+/// are loaded on every new connection, and reloaded on `NOSCRIPT` after a `SCRIPT FLUSH`, or on a
+/// cluster node that joined or restarted), shared under load: operations issued while their
+/// connection's call is in flight go out together as the next call (group commit, see the
+/// `batch` module). Waiters are woken through one pattern subscription per backend, or on a
+/// cluster through sharded subscriptions to the channels of the keys waited on. The
+/// connections' I/O (their driver tasks, the batches' sending and the command timeouts' timer)
+/// runs on a small runtime the backend owns, so the blocking API
 /// works in programs without tokio and inside any runtime, and the backend survives the runtimes
 /// of its callers; each operation is otherwise polled by its caller, on any executor, and one
 /// dropped half-way is finished there (an acquire also gives back what it got). Operations on
@@ -295,7 +298,9 @@ impl RedisBackend {
                 slots: (0..config.pool_size)
                     .map(|_| AsyncMutex::new(None))
                     .collect(),
-                queues: (0..config.pool_size).map(|_| Default::default()).collect(),
+                queues: (0..Self::queue_count(&config, connector.is_cluster()))
+                    .map(|_| Default::default())
+                    .collect(),
                 config,
                 connector,
                 pending_releases: Default::default(),
@@ -329,6 +334,7 @@ impl RedisBackend {
                     fence,
                     scope,
                 },
+                None,
             )
             .await?;
         let outcome = reply.first().copied().unwrap_or(-3);
@@ -388,6 +394,59 @@ fn remaining_from_pttl(pttl: i64) -> RemainingLease {
     }
 }
 
+impl RedisBackend {
+    /// The release of a hold given back with no caller waiting for it (a dropped guard's, or an
+    /// acquire's whose caller left), counted as in flight for its key until it ends, so this
+    /// process's later operations on the key see it. Built to run in any case: should no
+    /// runtime be left to run it, it runs synchronously instead (see [`Detachable`]).
+    fn background_release(&self, key: Arc<str>, owner: Owner, fence: Fence) -> Detachable<()> {
+        let in_flight = self.pending_until_dropped(&key);
+        let backend = self.clone();
+        let fallback: Fallback = {
+            let (backend, key) = (self.clone(), Arc::clone(&key));
+            Box::new(move |polled| backend.release_without_runtime(&key, owner, fence, polled))
+        };
+        Detachable {
+            op: Some(Box::pin(async move {
+                let _in_flight = in_flight;
+                if backend.inner.runtime.is_gone() {
+                    backend.release_without_runtime(&key, owner, fence, false);
+                    return;
+                }
+                let released = backend
+                    .release_now(key, owner, Some(fence), ReleaseScope::One)
+                    .await;
+                if let Err(err) = released {
+                    tracing::warn!(error = %err, "lockwright: release on drop failed");
+                }
+            })),
+            // As if started: should the runtime it is spawned on drop it unpolled, it must
+            // still run.
+            started: true,
+            polled: false,
+            runtime: self.inner.runtime.handle().clone(),
+            // Should no runtime be left to run it (the guard's and the backend's runtime, often
+            // the same given one, shutting down), it runs synchronously instead.
+            fallback: Some(fallback),
+            moved: false,
+        }
+    }
+
+    /// [`Self::background_release`], on the backend's runtime, never waited for here.
+    fn release_in_background(&self, key: &str, owner: Owner, fence: Fence) {
+        if self.inner.runtime.is_gone() {
+            self.release_without_runtime(key, owner, fence, false);
+            return;
+        }
+        drop(
+            self.inner
+                .runtime
+                .handle()
+                .spawn(self.background_release(key.into(), owner, fence)),
+        );
+    }
+}
+
 impl Backend for RedisBackend {
     fn try_acquire<'a>(
         &'a self,
@@ -420,6 +479,7 @@ impl Backend for RedisBackend {
                             lease,
                             ended: backend.inner.known_holds.ended_fence_arg(&key, owner),
                         },
+                        Some(Arc::clone(&abandoned)),
                     )
                     .await;
                 let (reply, replicated) = match reply {
@@ -501,7 +561,9 @@ impl Backend for RedisBackend {
         let backend = self.clone();
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
-            let (freed, _) = backend.batched(&key_owned, batch::Op::ForceUnlock).await?;
+            let (freed, _) = backend
+                .batched(&key_owned, batch::Op::ForceUnlock, None)
+                .await?;
             Ok(freed.first() == Some(&1))
         })
     }
@@ -511,7 +573,7 @@ impl Backend for RedisBackend {
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
             let (reply, _) = backend
-                .batched(&key_owned, batch::Op::Inspect { owner })
+                .batched(&key_owned, batch::Op::Inspect { owner }, None)
                 .await?;
             match reply.as_slice() {
                 [0] => Ok(LockState::FREE),
@@ -549,6 +611,7 @@ impl Backend for RedisBackend {
                         fence,
                         lease,
                     },
+                    None,
                 )
                 .await?;
             backend.confirmed(&key_owned, replicated)?;
@@ -664,42 +727,12 @@ impl Backend for RedisBackend {
     }
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
-        let key: Arc<str> = key.into();
         if self.inner.runtime.is_gone() {
             // The backend's given runtime has shut down: no operation can run on it any more.
-            self.release_without_runtime(&key, owner, fence, false);
+            self.release_without_runtime(key, owner, fence, false);
             return;
         }
-        let in_flight = self.pending_until_dropped(&key);
-        let backend = self.clone();
-        let fallback: Fallback = {
-            let (backend, key) = (self.clone(), Arc::clone(&key));
-            Box::new(move |polled| backend.release_without_runtime(&key, owner, fence, polled))
-        };
-        let release = Detachable {
-            op: Some(Box::pin(async move {
-                let _in_flight = in_flight;
-                if backend.inner.runtime.is_gone() {
-                    backend.release_without_runtime(&key, owner, fence, false);
-                    return;
-                }
-                let released = backend
-                    .release_now(key, owner, Some(fence), ReleaseScope::One)
-                    .await;
-                if let Err(err) = released {
-                    tracing::warn!(error = %err, "lockwright: release on drop failed");
-                }
-            })),
-            // As if started: should the runtime it is spawned on drop it unpolled, it must
-            // still run.
-            started: true,
-            polled: false,
-            runtime: self.inner.runtime.handle().clone(),
-            // Should no runtime be left to run it (the guard's and the backend's runtime, often
-            // the same given one, shutting down), it runs synchronously instead.
-            fallback: Some(fallback),
-            moved: false,
-        };
+        let release = self.background_release(key.into(), owner, fence);
         match tokio::runtime::Handle::try_current() {
             // Inside a runtime, blocking could stall the caller's executor: the release runs in
             // the background, still before any later operation on this key from this process.
