@@ -166,6 +166,7 @@ fn py_cachify_sees_a_lockwright_hold_and_waits_for_it() {
     let mut py = peer();
     let lock = Lock::with_backend("lw-held", &py_cachify_backend());
     let guard = lock.acquire_blocking().unwrap();
+    assert_eq!(py.ask("pickle_of lw-held"), "true", "CPython's own pickle");
     assert_eq!(py.ask("is_locked lw-held"), "true");
     assert_eq!(py.ask("ais_locked lw-held"), "true");
     assert_eq!(py.ask("hold lw-held 30"), "refused");
@@ -302,4 +303,18 @@ fn py_cachify_mode_refuses_a_cluster() {
         matches!(refused, Err(LockError::InvalidArgument { .. })),
         "{refused:?}"
     );
+}
+
+/// The watchdog renews lockwright's holds on py-cachify's layout: held for py-cachify well past
+/// the lease.
+#[test]
+fn a_renewed_lockwright_hold_stays_held_for_py_cachify_past_its_lease() {
+    let mut py = peer();
+    let lock = Lock::with_backend("renewed", &py_cachify_backend()).renewed_lease(0.6);
+    let guard = lock.acquire_blocking().unwrap();
+    std::thread::sleep(Duration::from_millis(2000));
+    assert_eq!(py.ask("is_locked renewed"), "true");
+    assert_eq!(py.ask("hold renewed 30"), "refused");
+    assert!(guard.is_renewed() && !guard.is_lease_lost());
+    drop(guard);
 }

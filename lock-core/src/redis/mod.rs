@@ -292,7 +292,12 @@ impl RedisBackend {
             ));
         }
         let handle = runtime.handle().clone();
-        let known_holds = known_holds::KnownHolds::new(&config.redacted_url(), &config.prefix);
+        // py-cachify mode names its locks apart: its holds are known apart too.
+        let namespace = match &config.py_cachify {
+            Some(mode) => format!("{}\npy-cachify {}", config.prefix, mode.prefix),
+            None => config.prefix.clone(),
+        };
+        let known_holds = known_holds::KnownHolds::new(&config.redacted_url(), &namespace);
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 slots: (0..config.pool_size)

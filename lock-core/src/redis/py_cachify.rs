@@ -11,7 +11,7 @@
 //! How lockwright maps onto it (the operations are `py_cachify.lua`, the same ops and replies as
 //! `batch.lua`, sent through the same group commit):
 //! - **Value.** lockwright writes `pickle.dumps("lockwright:<owner>:<fence>:<count>")` (protocol
-//!   4, byte for byte what CPython writes), which py-cachify's `is_locked` loads as a non-empty,
+//!   4, byte for byte what CPython writes; the tests compare), which py-cachify's `is_locked` loads as a non-empty,
 //!   so true, string. Anything else under the name (py-cachify's `pickle.dumps(1)`) is a
 //!   py-cachify holder.
 //! - **Owner-only release.** A release or extend compares the owner and fence in the value

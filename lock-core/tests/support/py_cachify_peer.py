@@ -13,9 +13,12 @@ Commands (KEY is the key as given to py-cachify's lock(), without the prefix):
     call_job FLAG NAME      the @lock(key='job-{flag}-{name}-{extra}') function job(FLAG == 'True',
                             NAME, None), nowait -> done | refused
     job_is_locked FLAG NAME job.is_locked(FLAG == 'True', NAME, None) -> true | false
+    pickle_of KEY           whether the value under KEY (with the prefix) is byte for byte
+                            pickle.dumps of what it loads as, with protocol 4 -> true | false
 """
 
 import asyncio
+import pickle
 import sys
 
 import redis
@@ -24,8 +27,9 @@ from py_cachify import CachifyLockError, init_cachify, lock
 
 
 url, prefix = sys.argv[1], sys.argv[2]
+raw = redis.from_url(url)
 init_cachify(
-    sync_client=redis.from_url(url),
+    sync_client=raw,
     async_client=redis.asyncio.from_url(url),
     prefix=prefix,
 )
@@ -88,5 +92,8 @@ for line in sys.stdin:
             answer('refused')
     elif command == 'job_is_locked':
         answer(str(job.is_locked(args[0] == 'True', args[1], None)).lower())
+    elif command == 'pickle_of':
+        value = raw.get(prefix + args[0])
+        answer(str(value is not None and pickle.dumps(pickle.loads(value), protocol=4) == value).lower())
     else:
         answer('unknown command ' + command)
