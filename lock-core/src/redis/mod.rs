@@ -71,7 +71,9 @@ const RENEW_BATCH: usize = 256;
 /// `lockwright:{job-42}:fence` (the last fence; TTL = [`RedisConfig::fence_counter_ttl`]),
 /// channel `lockwright:{job-42}:free`. In the hash tag, `\` is written `\\` and `}` is written
 /// `\)`, so the tag always ends where the key ends and is never empty: every (prefix, key) pair
-/// names its own keys, and a lock's keys share one Cluster slot.
+/// names its own keys, and a lock's keys share one Cluster slot. In py-cachify mode
+/// ([`RedisConfig::py_cachify`]) the lock is py-cachify's own key, `PYC-job-42`, holding a
+/// pickle; the counter and channel keep lockwright's names, after that key.
 ///
 /// ```no_run
 /// use lock_core::{Lock, RedisBackend, RedisConfig};
