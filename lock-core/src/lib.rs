@@ -30,6 +30,7 @@ mod guard;
 mod lock;
 mod memory;
 mod owner;
+mod python_format;
 #[cfg(feature = "redis")]
 mod redis;
 mod watchdog;

@@ -328,6 +328,16 @@ pub struct KeyPart<'a, T: ?Sized> {
     fmt: fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result,
 }
 
+impl<'a, T: ?Sized> KeyPart<'a, T> {
+    /// `value`, formatted by `fmt`.
+    #[inline]
+    pub fn new(value: &'a T, fmt: fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result) -> Self {
+        KeyPart { value, fmt }
+    }
+}
+
+pub use crate::python_format::{key_python, KeyPython};
+
 /// The value of a `{name}` placeholder (`Display`), with a message about the placeholder.
 #[diagnostic::on_unimplemented(
     message = "a key placeholder's value must implement `Display`, and `{Self}` does not",

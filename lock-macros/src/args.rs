@@ -19,13 +19,14 @@ mod kw {
     syn::custom_keyword!(on_locked);
     syn::custom_keyword!(on_error);
     syn::custom_keyword!(backend);
+    syn::custom_keyword!(py_cachify);
 }
 
 /// Every option, as listed in error messages.
 pub const VALID_OPTIONS: &str =
-    "`key = \"...\"`, `nowait`, `timeout = <seconds>`, `exp = <seconds> | never`, `on_locked = <value>`, `on_error = |err| <value>`, `backend = <path>`, `crate = <path>`";
+    "`key = \"...\"`, `nowait`, `timeout = <seconds>`, `exp = <seconds> | never`, `on_locked = <value>`, `on_error = |err| <value>`, `backend = <path>`, `py_cachify`, `crate = <path>`";
 
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 9] = [
     "key",
     "nowait",
     "timeout",
@@ -33,6 +34,7 @@ const NAMES: [&str; 8] = [
     "on_locked",
     "on_error",
     "backend",
+    "py_cachify",
     "crate",
 ];
 
@@ -76,6 +78,8 @@ pub struct Args {
     /// A closure from `LockError` to the return type, for failures `on_locked` does not cover.
     pub on_error: Opt<Expr>,
     pub backend: Opt<Expr>,
+    /// `py_cachify`: the key is py-cachify's decorator key (Python's rendering, `-lock`).
+    pub py_cachify: Opt<()>,
     pub krate: Opt<Expr>,
     /// Grammar errors (unknown or duplicate options, missing values).
     pub errors: Errors,
@@ -92,6 +96,7 @@ impl Args {
             on_locked: Opt::new("on_locked"),
             on_error: Opt::new("on_error"),
             backend: Opt::new("backend"),
+            py_cachify: Opt::new("py_cachify"),
             krate: Opt::new("crate"),
             errors: Errors::default(),
         }
@@ -155,6 +160,15 @@ impl Args {
             let name = input.parse::<kw::backend>()?.span;
             let value = value(input, name, "backend", "backend = MY_BACKEND")?;
             self.backend.set(&mut self.errors, name, value);
+        } else if lookahead.peek(kw::py_cachify) {
+            let name = input.parse::<kw::py_cachify>()?.span;
+            if input.peek(Token![=]) {
+                return Err(syn::Error::new(
+                    name,
+                    "`py_cachify` takes no value: write `py_cachify` alone",
+                ));
+            }
+            self.py_cachify.set(&mut self.errors, name, ());
         } else if lookahead.peek(Token![crate]) {
             let name = input.parse::<Token![crate]>()?.span;
             let value = value(input, name, "crate", "crate = ::lockwright")?;

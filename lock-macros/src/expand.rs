@@ -375,7 +375,7 @@ fn mentions_impl(tokens: &TokenStream) -> bool {
 /// The expression building the `Lock` of one call: key, backend and options.
 fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
     let krate = &opts.krate;
-    let key = key_expr(&opts.template, func, krate);
+    let key = key_expr(&opts.template, func, krate, opts.py_cachify);
     let mut lock = match &opts.backend {
         None => quote!(#krate::__private::Lock::new(#key)),
         Some(backend) => {
@@ -405,7 +405,8 @@ fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
 /// `__private::key_display(&(*__private::key_root::<T>(&param)).field)` (the check named after
 /// the placeholder's format trait), spanned at the placeholder: a missing field or a value
 /// without the trait is reported there, once, with the parameter's own type (see `key_root`).
-fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path) -> TokenStream {
+/// Under `py_cachify` every value goes through `key_python` instead (Python's rendering).
+fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path, python: bool) -> TokenStream {
     let span = template.lit.span();
     if let Some(text) = template.constant() {
         return LitStr::new(&text, span).into_token_stream();
@@ -415,7 +416,7 @@ fn key_expr(template: &Template, func: &ItemFn, krate: &syn::Path) -> TokenStrea
     let values = template.holes().map(|hole| {
         let span = template.span_of(hole.range.clone());
         let private = respan(quote!(#krate::__private), span);
-        let check = Ident::new(hole.check(), span);
+        let check = Ident::new(if python { "key_python" } else { hole.check() }, span);
         let root = if hole.root == "self" {
             let receiver = func
                 .sig

@@ -110,6 +110,15 @@ impl Template {
         out
     }
 
+    /// The template with `suffix` appended as text.
+    pub fn with_suffix(mut self, suffix: &str) -> Self {
+        match self.pieces.last_mut() {
+            Some(Piece::Text(text)) => text.push_str(suffix),
+            _ => self.pieces.push(Piece::Text(suffix.to_owned())),
+        }
+        self
+    }
+
     /// The key itself when the template has no placeholder.
     pub fn constant(&self) -> Option<String> {
         match self.pieces.as_slice() {

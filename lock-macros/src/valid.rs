@@ -61,6 +61,9 @@ pub struct Options {
     /// Handles every acquire failure `on_locked` does not: `|err: LockError| -> ReturnType`.
     pub on_error: Option<Expr>,
     pub backend: Option<Expr>,
+    /// `py_cachify`: placeholders render as Python's `str.format` would (`KeyPython`), and the
+    /// template ends in py-cachify's decorator suffix `-lock`.
+    pub py_cachify: bool,
     /// The runtime crate: `::lockwright` unless `crate = ...` says otherwise.
     pub krate: Path,
 }
@@ -199,9 +202,11 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         mut on_locked,
         mut on_error,
         mut backend,
+        mut py_cachify,
         mut krate,
         errors: parse_errors,
     } = args;
+    let py_cachify = py_cachify.take().is_some();
     if let Err(err) = parse_errors.finish() {
         errors.push(err);
     }
@@ -229,7 +234,12 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
                 errors.at(template.lit.span(), "`key` must not be empty");
             }
             check_placeholders(&template, &params, &func.sig.ident, errors);
-            Some(template)
+            if py_cachify {
+                check_python_placeholders(&template, errors);
+                Some(template.with_suffix(PY_CACHIFY_SUFFIX))
+            } else {
+                Some(template)
+            }
         }
         Some((_, other)) => {
             errors.at(
@@ -319,8 +329,30 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         on_locked,
         on_error,
         backend,
+        py_cachify,
         krate,
     })
+}
+
+/// What py-cachify's `@lock` decorator appends to its formatted key.
+const PY_CACHIFY_SUFFIX: &str = "-lock";
+
+/// Under `py_cachify` a placeholder renders as Python's `str.format` would: a Rust format spec
+/// (`{id:?}`, `{id:>6}`) has no such rendering.
+fn check_python_placeholders(template: &Template, errors: &mut Errors) {
+    for hole in template.holes() {
+        if !hole.spec.is_empty() {
+            errors.at(
+                template.span_of(hole.range.clone()),
+                format_args!(
+                    "`py_cachify` keys render as Python's `str.format` renders them, and Rust's \
+                     format spec `:{}` has no faithful rendering: write `{}`",
+                    hole.spec,
+                    hole.written()
+                ),
+            );
+        }
+    }
 }
 
 fn check_placeholders(template: &Template, params: &Params, function: &Ident, errors: &mut Errors) {

@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 use super::connection::{Replicated, SharedError, TimeoutError};
 use super::operations::Detachable;
-use super::{lease_millis, scripts, topology, RedisBackend};
+use super::{lease_millis, topology, RedisBackend};
 use crate::backend::{Fence, LeaseTime, ReleaseScope};
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
@@ -77,7 +77,22 @@ impl Op {
         )
     }
 
-    fn encode(
+    /// Appends the op's keys and arguments for the backend's batch script (in py-cachify mode,
+    /// a release also carries the channel: the lock's name does not give it).
+    pub(super) fn encode(
+        &self,
+        backend: &RedisBackend,
+        key: &str,
+        keys: &mut Vec<String>,
+        args: &mut Vec<String>,
+    ) {
+        self.encode_common(backend, key, keys, args);
+        if backend.inner.config.py_cachify.is_some() && matches!(self, Op::Release { .. }) {
+            args.push(backend.channel(key));
+        }
+    }
+
+    fn encode_common(
         &self,
         backend: &RedisBackend,
         key: &str,
@@ -339,7 +354,7 @@ impl RedisBackend {
         let sent = self
             .eval_then_wait(
                 &first,
-                &scripts::BATCH,
+                self.scripts().0,
                 &keys,
                 &args,
                 |replies: &Vec<OpReply>| {

@@ -39,6 +39,8 @@ pub struct RedisConfig {
     pub(super) fence_counter_ttl: Duration,
     pub(super) wait_replicas: Option<WaitReplicas>,
     pub(super) runtime: Option<tokio::runtime::Handle>,
+    /// py-cachify mode (see `py_cachify.rs`), when set.
+    pub(super) py_cachify: Option<super::py_cachify::PyCachify>,
 }
 
 /// [`RedisConfig::wait_replicas`]: how many replicas must acknowledge a hold's write, and how
@@ -98,6 +100,7 @@ impl RedisConfig {
             command_timeout: Duration::from_secs(5),
             default_lease: None,
             fence_counter_ttl: Duration::from_secs(600),
+            py_cachify: None,
             wait_replicas: None,
             runtime: None,
         }
@@ -439,6 +442,7 @@ impl fmt::Debug for RedisConfig {
             .field("fence_counter_ttl", &self.fence_counter_ttl)
             .field("wait_replicas", &self.wait_replicas)
             .field("own_runtime", &self.runtime.is_none())
+            .field("py_cachify", &self.py_cachify)
             .finish()
     }
 }

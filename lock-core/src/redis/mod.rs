@@ -7,7 +7,8 @@
 //! from a ghost), `subscriber` (wake-ups), `operations` (in-flight releases, operations finished
 //! or undone when their caller drops them), `runtime` (where the I/O runs), `topology` (where the
 //! servers are: one, a Cluster, or the master that Sentinels name, found and followed in
-//! `sentinel`). This file has the backend itself: its state, key naming, set-up, and the
+//! `sentinel`), `py_cachify` (locks shared with py-cachify: its layout and operations, chosen
+//! by the config). This file has the backend itself: its state, key naming, set-up, and the
 //! `Backend` methods.
 
 mod batch;
@@ -16,6 +17,7 @@ mod connection;
 mod known_holds;
 pub mod operate;
 mod operations;
+mod py_cachify;
 mod runtime;
 mod scripts;
 mod sentinel;
@@ -70,7 +72,9 @@ const RENEW_BATCH: usize = 256;
 /// `lockwright:{job-42}:fence` (the last fence; TTL = [`RedisConfig::fence_counter_ttl`]),
 /// channel `lockwright:{job-42}:free`. In the hash tag, `\` is written `\\` and `}` is written
 /// `\)`, so the tag always ends where the key ends and is never empty: every (prefix, key) pair
-/// names its own keys, and a lock's keys share one Cluster slot.
+/// names its own keys, and a lock's keys share one Cluster slot. In py-cachify mode
+/// ([`RedisConfig::py_cachify`]) the lock is py-cachify's own key, `PYC-job-42`, holding a
+/// pickle; the counter and channel keep lockwright's names, after that key.
 ///
 /// ```no_run
 /// use lock_core::{Lock, RedisBackend, RedisConfig};
@@ -156,13 +160,35 @@ impl RedisBackend {
         &self.inner.config
     }
 
-    /// The Redis key holding `key`'s lock (see the key layout above).
+    /// The Redis key holding `key`'s lock (see the key layout above; in py-cachify mode,
+    /// py-cachify's prefix and the key, see [`RedisConfig::py_cachify`]).
     pub fn lock_key(&self, key: &str) -> String {
-        self.redis_name(key, "")
+        match &self.inner.config.py_cachify {
+            Some(mode) => mode.lock_name(key),
+            None => self.redis_name(key, ""),
+        }
     }
 
     fn fence_key(&self, key: &str) -> String {
-        self.redis_name(key, ":fence")
+        match &self.inner.config.py_cachify {
+            // lockwright's own counter, named after py-cachify's key so the two modes' names
+            // never meet.
+            Some(mode) => self.redis_name(&mode.lock_name(key), ":pyc-fence"),
+            None => self.redis_name(key, ":fence"),
+        }
+    }
+
+    /// The operations' script and the watchdog's, for this backend's layout.
+    fn scripts(
+        &self,
+    ) -> (
+        &'static deadpool_redis::redis::Script,
+        &'static deadpool_redis::redis::Script,
+    ) {
+        match &self.inner.config.py_cachify {
+            Some(_) => (&py_cachify::BATCH, &py_cachify::EXTEND_MANY),
+            None => (&scripts::BATCH, &scripts::EXTEND_MANY),
+        }
     }
 
     /// How a release publishes its wake-up: sharded on a cluster (`SPUBLISH` reaches only the
@@ -176,7 +202,10 @@ impl RedisBackend {
     }
 
     fn channel(&self, key: &str) -> String {
-        self.redis_name(key, ":free")
+        match &self.inner.config.py_cachify {
+            Some(mode) => self.redis_name(&mode.lock_name(key), ":free"),
+            None => self.redis_name(key, ":free"),
+        }
     }
 
     /// `<prefix>{<escaped key>}<suffix>`: with a brace-free prefix and the escape below, the
@@ -258,8 +287,20 @@ impl RedisBackend {
             let _runtime = runtime.handle().enter();
             Arc::new(topology::Connector::new(&config)?)
         };
+        if config.py_cachify.is_some() && connector.is_cluster() {
+            return Err(LockError::invalid(
+                "py-cachify mode",
+                "py-cachify's keys carry no hash tag, so lockwright's fence counter cannot share \
+                 their Cluster slot: use one server or Sentinel",
+            ));
+        }
         let handle = runtime.handle().clone();
-        let known_holds = known_holds::KnownHolds::new(&config.redacted_url(), &config.prefix);
+        // py-cachify mode names its locks apart: its holds are known apart too.
+        let namespace = match &config.py_cachify {
+            Some(mode) => format!("{}\npy-cachify {}", config.prefix, mode.prefix),
+            None => config.prefix.clone(),
+        };
+        let known_holds = known_holds::KnownHolds::new(&config.redacted_url(), &namespace);
         let backend = RedisBackend {
             inner: Arc::new(Inner {
                 slots: (0..config.pool_size)
@@ -467,9 +508,16 @@ impl Backend for RedisBackend {
                             }
                         }
                     }
-                    [0, pttl, _] => Ok(TryAcquire::Held {
-                        remaining: remaining_from_pttl(*pttl),
-                    }),
+                    [0, pttl, silent] => {
+                        let remaining = remaining_from_pttl(*pttl);
+                        Ok(TryAcquire::Held {
+                            // A py-cachify holder publishes nothing when it releases: poll.
+                            remaining: match (&backend.inner.config.py_cachify, *silent) {
+                                (Some(mode), 1) => mode.poll_bound(remaining),
+                                _ => remaining,
+                            },
+                        })
+                    }
                     other => Err(LockError::Backend {
                         key: Arc::clone(&key),
                         source: format!("unexpected acquire reply {other:?}").into(),
@@ -535,7 +583,8 @@ impl Backend for RedisBackend {
                     locked: true,
                     held_by_owner: *mine == 1,
                     hold_count: u32::try_from(*count).unwrap_or(u32::MAX),
-                    fence: Some(Fence(*fence as u64)),
+                    // 0: a py-cachify holder, which has no fence.
+                    fence: (*fence != 0).then_some(Fence(*fence as u64)),
                     remaining: remaining_from_pttl(*pttl),
                 }),
                 other => Err(LockError::Backend {
@@ -623,7 +672,7 @@ impl Backend for RedisBackend {
                     let (live, replicated) = backend
                         .eval_then_wait(
                             key,
-                            &scripts::EXTEND_MANY,
+                            backend.scripts().1,
                             &keys,
                             &args,
                             |live: &Vec<i64>| live.contains(&1),

@@ -10,7 +10,7 @@ use std::task::{ready, Context, Poll};
 
 use event_listener::Event;
 
-use super::{scripts, RedisBackend};
+use super::{batch, RedisBackend};
 use crate::backend::{Backend, BoxFuture, Fence, TryAcquire};
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
@@ -364,15 +364,21 @@ impl RedisBackend {
         fence: Fence,
     ) -> std::result::Result<i64, Box<dyn std::error::Error + Send + Sync>> {
         let mut conn = self.inner.connector.blocking(&self.inner.config)?;
-        let mut invocation = scripts::BATCH.prepare_invoke();
-        invocation
-            .arg(self.publish_command())
-            .arg("0")
-            .key(self.lock_key(key))
-            .arg("r")
-            .arg(owner.to_string())
-            .arg(fence.0.to_string())
-            .arg("one");
+        let mut invocation = self.scripts().0.prepare_invoke();
+        invocation.arg(self.publish_command()).arg("0");
+        let (mut keys, mut args) = (Vec::new(), Vec::new());
+        let release = batch::Op::Release {
+            owner,
+            fence: Some(fence),
+            scope: crate::backend::ReleaseScope::One,
+        };
+        release.encode(self, key, &mut keys, &mut args);
+        for name in keys {
+            invocation.key(name);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
         let replies: Vec<Vec<i64>> = conn.invoke(&invocation)?;
         replies
             .first()

@@ -44,7 +44,14 @@ pub(super) static READ_HOLD: LazyLock<Script> =
 pub(super) static EXTEND_MANY: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("extend_many.lua")));
 
-/// Every script, for loading them all into a new connection's server at once.
-pub(super) fn all() -> [&'static Script; 3] {
-    [&BATCH, &FORCE_UNLOCK, &EXTEND_MANY]
+/// Every script (py-cachify mode's too), for loading them all into a new connection's server
+/// at once.
+pub(super) fn all() -> [&'static Script; 5] {
+    [
+        &BATCH,
+        &FORCE_UNLOCK,
+        &EXTEND_MANY,
+        &super::py_cachify::BATCH,
+        &super::py_cachify::EXTEND_MANY,
+    ]
 }

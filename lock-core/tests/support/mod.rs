@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod fenced;
 pub mod logs;
 pub mod processes;
+pub mod python;
 pub mod sentinel;
 pub mod tls;
 
