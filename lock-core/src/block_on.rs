@@ -46,6 +46,7 @@ thread_local!(static IN_BLOCK_ON: Cell<bool> = const { Cell::new(false) });
 /// Whether the current thread is inside [`block_on`]: then the future being polled is polled
 /// again and again until it is done, by a thread that does nothing else meanwhile. (A task of an
 /// async executor may be left unpolled for a while, or share its thread with code that blocks.)
+#[cfg_attr(not(feature = "redis"), allow(dead_code))] // only the Redis backend asks
 pub(crate) fn polled_by_block_on() -> bool {
     IN_BLOCK_ON.with(Cell::get)
 }
