@@ -148,6 +148,8 @@ fn lock_and_check(backend: &SharedBackend, kind: &str, prefix: &str) {
     lost.force_unlock_blocking().unwrap();
     guard.lease_lost_blocking();
     drop(guard);
+    // Counted by the watchdog right after it fires the guard's signal.
+    wait_for(LEASE_LOST, kind, &[], 1.0);
 
     let renewed = Lock::with_backend(key("renewed"), backend).renewed_lease(0.3);
     let guard = renewed.acquire_blocking().unwrap();
@@ -239,6 +241,7 @@ fn redis_backend_metrics_count_every_outcome_and_its_failures() {
         );
         thread::sleep(Duration::from_millis(20));
     }
+    wait_for(LEASE_LOST, "redis", &[], 2.0);
     let scrape = recorder().render();
     let count = |name: &str, extra: &[(&str, &str)]| value(&scrape, name, "redis", extra);
     assert_eq!(

@@ -81,7 +81,8 @@ struct Watched {
 }
 
 /// A hold the watchdog has just declared lost, to report (count and log) once the registry is
-/// unlocked: a slow log subscriber must not hold up every acquire's registration.
+/// unlocked: a slow log subscriber must not hold up every acquire's registration. (So the report
+/// follows, by a moment, the guard's signal and `is_lease_lost`.)
 struct NewlyLost {
     kind: &'static str,
     key: Arc<str>,
