@@ -265,9 +265,16 @@ fn keys(kind: &'static str) -> &'static Keys {
     static MEMORY: OnceLock<Keys> = OnceLock::new();
     static REDIS: OnceLock<Keys> = OnceLock::new();
     static OTHERS: Mutex<Vec<&'static Keys>> = Mutex::new(Vec::new());
+    // The usual case: the very string the built-in kind was first seen with (a pointer
+    // comparison, not a string comparison, on every event).
+    for cell in [&MEMORY, &REDIS] {
+        if let Some(keys) = cell.get().filter(|keys| std::ptr::eq(keys.kind, kind)) {
+            return keys;
+        }
+    }
     match kind {
-        "memory" => MEMORY.get_or_init(|| Keys::new("memory")),
-        "redis" => REDIS.get_or_init(|| Keys::new("redis")),
+        "memory" => MEMORY.get_or_init(|| Keys::new(kind)),
+        "redis" => REDIS.get_or_init(|| Keys::new(kind)),
         _ => {
             let mut others = OTHERS
                 .lock()
