@@ -4,10 +4,11 @@
 //! **Metrics** go through the [`metrics`](https://docs.rs/metrics) facade, so any exporter works
 //! (Prometheus, StatsD, OpenTelemetry...): install its recorder at start-up, before locking, and
 //! call [`describe_metrics`] to give it the units and help texts. With no recorder installed,
-//! each event is a call into the facade's no-op recorder: no allocation, no formatting, no clock
-//! read. Labels are static: `backend` is the backend's [`kind`](crate::Backend::kind) (`memory`,
-//! `redis`), and `outcome` or `operation` come from the fixed sets below. A lock's key is never a
-//! label (one series per key would grow without bound).
+//! each event is a call into the facade's no-op recorder: no allocation, no formatting, and no
+//! clock read beyond one for an acquire that had to wait. Labels are static: `backend` is the
+//! backend's [`kind`](crate::Backend::kind) (`memory`, `redis`), and `outcome` or `operation`
+//! come from the fixed sets below. A lock's key is never a label (one series per key would grow
+//! without bound).
 //!
 //! | name | type | labels | what |
 //! |---|---|---|---|
