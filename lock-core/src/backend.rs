@@ -234,6 +234,20 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         self as *const Self as *const () as usize
     }
 
+    /// A short, fixed name of this kind of store (`"memory"`, `"redis"`): the `backend` label of
+    /// lockwright's metrics (see [`telemetry`](crate::telemetry)) and the `backend` field of its
+    /// spans. Return a constant: every distinct value is a label value kept for the life of the
+    /// process. The default is `"other"`.
+    ///
+    /// ```
+    /// use lock_core::{Backend, MemoryBackend};
+    ///
+    /// assert_eq!(MemoryBackend::new().kind(), "memory");
+    /// ```
+    fn kind(&self) -> &'static str {
+        "other"
+    }
+
     /// This backend's lease for holds acquired without `exp`, if it overrides the global
     /// [`default_lease`](crate::default_lease).
     fn default_lease(&self) -> Option<Duration> {

@@ -1,12 +1,16 @@
 //! The RAII guard of one hold.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use crate::backend::{Fence, LeaseTime, Release, ReleaseScope, SharedBackend};
 use crate::block_on::block_on;
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
+use crate::telemetry::{self, FoundBy, Operation, ReleaseObserver, ReleaseOutcome};
 use crate::watchdog::{self, Ticket};
 
 /// What the watchdog needs of a hold it renews: its lease, and when the acquire that took it was
@@ -46,6 +50,9 @@ pub struct LockGuard {
     hold_count: u32,
     armed: bool,
     watch: Option<Ticket>,
+    /// When the hold started, for its hold time: the acquire's send time of a hold the watchdog
+    /// renews (read anyway), else read at acquire only if the hold time is collected.
+    held_since: Option<Instant>,
 }
 
 impl LockGuard {
@@ -57,6 +64,7 @@ impl LockGuard {
         hold_count: u32,
         renewed: Option<Renewed>,
     ) -> Self {
+        let held_since = renewed.map(|renewed| renewed.sent_at);
         let watch = renewed.map(|Renewed { lease, sent_at }| {
             let hold = crate::backend::RenewHold {
                 key: Arc::clone(&key),
@@ -73,7 +81,18 @@ impl LockGuard {
             hold_count,
             armed: true,
             watch,
+            held_since,
         }
+    }
+
+    /// Whether the hold time has a start.
+    pub(crate) fn hold_timed(&self) -> bool {
+        self.held_since.is_some()
+    }
+
+    /// Times the hold from `since`.
+    pub(crate) fn time_hold_from(&mut self, since: Instant) {
+        self.held_since = Some(since);
     }
 
     /// The locked key.
@@ -105,12 +124,23 @@ impl LockGuard {
     pub async fn release(mut self) -> Result<()> {
         self.armed = false;
         // Stop renewing before releasing: no renewal can follow the release.
-        self.watch = None;
+        let found_lost = self.stop_watching();
+        let kind = self.backend.kind();
+        let observer = ReleaseObserver::start(kind, &self.key, Some(self.fence));
         let outcome = self
             .backend
             .release(&self.key, self.owner, Some(self.fence), ReleaseScope::One)
-            .await?;
-        self.check_release(outcome)
+            .instrument(observer.span().clone())
+            .await;
+        let result = telemetry::observe(kind, Operation::Release, &self.key, outcome)
+            .and_then(|outcome| self.check_release(outcome, found_lost));
+        let released = match &result {
+            Ok(()) => ReleaseOutcome::Released,
+            Err(LockError::LeaseLost { .. }) => ReleaseOutcome::LeaseLost,
+            Err(_) => ReleaseOutcome::Error,
+        };
+        observer.finish(released, self.held_since);
+        result
     }
 
     /// Blocking form of [`release`](LockGuard::release).
@@ -186,21 +216,23 @@ impl LockGuard {
     }
 
     async fn extend_to(&mut self, lease: LeaseTime) -> Result<()> {
-        self.watch = None;
-        if self
+        let found_lost = self.stop_watching();
+        let extended = self
             .backend
             .extend(&self.key, self.owner, self.fence, lease)
-            .await?
-        {
+            .await;
+        let kind = self.backend.kind();
+        if telemetry::observe(kind, Operation::Extend, &self.key, extended)? {
             Ok(())
         } else {
-            Err(self.lease_lost_error())
+            Err(self.lease_lost_error(found_lost))
         }
     }
 
     /// Whether this hold is still live (not expired, not force-unlocked).
     pub async fn is_held(&self) -> Result<bool> {
-        let state = self.backend.inspect(&self.key, self.owner).await?;
+        let state = self.backend.inspect(&self.key, self.owner).await;
+        let state = telemetry::observe(self.backend.kind(), Operation::Inspect, &self.key, state)?;
         Ok(state.held_by_owner && state.fence == Some(self.fence))
     }
 
@@ -217,14 +249,24 @@ impl LockGuard {
         self.fence
     }
 
-    fn check_release(&self, outcome: Release) -> Result<()> {
+    /// Stops the watchdog's renewals of this hold; returns whether it had found the hold lost
+    /// (and so counted and logged it already).
+    fn stop_watching(&mut self) -> bool {
+        self.watch.take().is_some_and(Ticket::stop)
+    }
+
+    fn check_release(&self, outcome: Release, found_lost: bool) -> Result<()> {
         match outcome {
             Release::Freed | Release::StillHeld(_) => Ok(()),
-            Release::NotLocked | Release::NotOwner => Err(self.lease_lost_error()),
+            Release::NotLocked | Release::NotOwner => Err(self.lease_lost_error(found_lost)),
         }
     }
 
-    fn lease_lost_error(&self) -> LockError {
+    /// The guard found its hold gone: counted and logged here unless the watchdog did.
+    fn lease_lost_error(&self, found_lost: bool) -> LockError {
+        if !found_lost {
+            telemetry::lease_lost(self.backend.kind(), &self.key, self.fence, FoundBy::Guard);
+        }
         LockError::LeaseLost {
             key: Arc::clone(&self.key),
         }
@@ -235,8 +277,12 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         self.watch = None;
         if self.armed {
-            self.backend
-                .release_on_drop(&self.key, self.owner, self.fence);
+            let observer = ReleaseObserver::start(self.backend.kind(), &self.key, Some(self.fence));
+            observer.span().in_scope(|| {
+                self.backend
+                    .release_on_drop(&self.key, self.owner, self.fence);
+            });
+            observer.finish(ReleaseOutcome::Dropped, self.held_since);
         }
     }
 }

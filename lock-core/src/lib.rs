@@ -5,6 +5,8 @@
 //!   [`lock!`] makes one whose key is formatted from your variables (`lock!("job-{id}")`).
 //! - [`LockGuard`]: one hold, released on drop, carrying a [`Fence`] token.
 //! - [`Backend`]: the seam; [`MemoryBackend`] is the default, used when nothing is set up.
+//! - [`telemetry`]: the metrics (through the `metrics` facade) and `tracing` spans of every
+//!   operation.
 //!
 //! Guarantees (each is tested): only the owner releases a hold (force-unlock aside); a hold whose
 //! lease ran out can no longer release or extend anything; an owner re-enters its own lock; fences
@@ -33,6 +35,7 @@ mod owner;
 mod python_format;
 #[cfg(feature = "redis")]
 mod redis;
+pub mod telemetry;
 mod watchdog;
 
 #[doc(hidden)]

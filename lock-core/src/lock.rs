@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use event_listener::{EventListener, Listener};
+use tracing::Instrument;
 
 use crate::backend::{
     Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease, SharedBackend, TryAcquire,
@@ -14,6 +15,7 @@ use crate::error::{LockError, Result};
 use crate::global::{default_lease, global_backend};
 use crate::guard::{LockGuard, Renewed};
 use crate::owner::Owner;
+use crate::telemetry::{self, AcquireObserver, Operation, ReleaseObserver, ReleaseOutcome};
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 64 * 1024;
@@ -272,45 +274,34 @@ impl Lock {
     /// [`LockError::Locked`] (nowait), [`LockError::TimedOut`], [`LockError::InvalidArgument`],
     /// [`LockError::Backend`].
     pub async fn acquire(&self) -> Result<LockGuard> {
-        let wait = self.options_wait();
-        match self.acquire_at_once(wait) {
-            Some(acquired) => acquired,
-            None => self.acquire_with(wait, Waiter::Task).await,
-        }
+        self.acquire_as_task(self.options_wait()).await
     }
 
     /// Blocking form of [`acquire`](Lock::acquire).
     pub fn acquire_blocking(&self) -> Result<LockGuard> {
-        let wait = self.options_wait();
-        match self.acquire_at_once(wait) {
-            Some(acquired) => acquired,
-            None => block_on(self.acquire_with(wait, Waiter::Thread)),
-        }
+        self.acquire_as_thread(self.options_wait())
     }
 
     /// Acquires without waiting, whatever the options: `None` when another owner holds it.
     pub async fn try_acquire(&self) -> Result<Option<LockGuard>> {
-        contention_as_none(self.acquire_with(Wait::No, Waiter::Task).await)
+        contention_as_none(self.acquire_as_task(Wait::No).await)
     }
 
     /// Blocking form of [`try_acquire`](Lock::try_acquire).
     pub fn try_acquire_blocking(&self) -> Result<Option<LockGuard>> {
-        block_on(self.try_acquire())
+        contention_as_none(self.acquire_as_thread(Wait::No))
     }
 
     /// Hazelcast's `lock()`: waits as long as it takes, then holds (with the handle's lease)
     /// until [`unlock`](Lock::unlock) or expiry. Returns the fencing token. With no guard there
     /// is no watchdog: without `exp` the hold lasts one default lease unless unlocked first.
     pub async fn lock(&self) -> Result<Fence> {
-        Ok(self
-            .acquire_with(Wait::Forever, Waiter::Task)
-            .await?
-            .disarm())
+        Ok(self.acquire_as_task(Wait::Forever).await?.disarm())
     }
 
     /// Blocking form of [`lock`](Lock::lock).
     pub fn lock_blocking(&self) -> Result<Fence> {
-        Ok(block_on(self.acquire_with(Wait::Forever, Waiter::Thread))?.disarm())
+        Ok(self.acquire_as_thread(Wait::Forever)?.disarm())
     }
 
     /// Hazelcast's `try_lock()`: takes the lock (until [`unlock`](Lock::unlock)) if free or
@@ -321,20 +312,23 @@ impl Lock {
 
     /// Blocking form of [`try_lock`](Lock::try_lock).
     pub fn try_lock_blocking(&self) -> Result<bool> {
-        block_on(self.try_lock())
+        Ok(self
+            .try_acquire_blocking()?
+            .map(LockGuard::disarm)
+            .is_some())
     }
 
     /// Hazelcast's `try_lock(timeout)`: waits up to `timeout` for the lock.
     pub async fn try_lock_for(&self, timeout: impl IntoLockDuration) -> Result<bool> {
         let wait = Wait::For(timeout.into_lock_duration("timeout")?);
-        let acquired = contention_as_none(self.acquire_with(wait, Waiter::Task).await)?;
+        let acquired = contention_as_none(self.acquire_as_task(wait).await)?;
         Ok(acquired.map(LockGuard::disarm).is_some())
     }
 
     /// Blocking form of [`try_lock_for`](Lock::try_lock_for).
     pub fn try_lock_for_blocking(&self, timeout: impl IntoLockDuration) -> Result<bool> {
         let wait = Wait::For(timeout.into_lock_duration("timeout")?);
-        let acquired = contention_as_none(block_on(self.acquire_with(wait, Waiter::Thread)))?;
+        let acquired = contention_as_none(self.acquire_as_thread(wait))?;
         Ok(acquired.map(LockGuard::disarm).is_some())
     }
 
@@ -368,24 +362,46 @@ impl Lock {
 
     async fn release_scope(&self, scope: ReleaseScope) -> Result<bool> {
         self.validate()?;
+        let kind = self.backend.kind();
+        let observer = ReleaseObserver::start(kind, &self.key, None);
         let outcome = self
             .backend
             .release(&self.key, Owner::current(), None, scope)
-            .await?;
-        match (outcome, scope) {
-            (Release::Freed | Release::StillHeld(_), _) => Ok(true),
-            (Release::NotLocked, ReleaseScope::All) => Ok(false),
-            (Release::NotLocked | Release::NotOwner, _) => Err(LockError::NotOwner {
-                key: Arc::clone(&self.key),
-            }),
-        }
+            .instrument(observer.span().clone())
+            .await;
+        let (released, result) =
+            match telemetry::observe(kind, Operation::Release, &self.key, outcome) {
+                Err(err) => (ReleaseOutcome::Error, Err(err)),
+                Ok(outcome) => match (outcome, scope) {
+                    (Release::Freed | Release::StillHeld(_), _) => {
+                        (ReleaseOutcome::Released, Ok(true))
+                    }
+                    (Release::NotLocked, ReleaseScope::All) => {
+                        (ReleaseOutcome::NotLocked, Ok(false))
+                    }
+                    (Release::NotLocked | Release::NotOwner, _) => (
+                        ReleaseOutcome::NotOwner,
+                        Err(LockError::NotOwner {
+                            key: Arc::clone(&self.key),
+                        }),
+                    ),
+                },
+            };
+        observer.finish(released, None);
+        result
     }
 
     /// Hazelcast's `force_unlock()`: frees the lock whoever holds it, without waiting. Returns
     /// whether it was held. The holder's guard then reports [`LockError::LeaseLost`].
     pub async fn force_unlock(&self) -> Result<bool> {
         self.validate()?;
-        self.backend.force_unlock(&self.key).await
+        let unlocked = self.backend.force_unlock(&self.key).await;
+        telemetry::observe(
+            self.backend.kind(),
+            Operation::ForceUnlock,
+            &self.key,
+            unlocked,
+        )
     }
 
     /// Blocking form of [`force_unlock`](Lock::force_unlock).
@@ -396,7 +412,8 @@ impl Lock {
     /// Everything about the lock in one backend call.
     pub async fn state(&self) -> Result<LockState> {
         self.validate()?;
-        self.backend.inspect(&self.key, Owner::current()).await
+        let state = self.backend.inspect(&self.key, Owner::current()).await;
+        telemetry::observe(self.backend.kind(), Operation::Inspect, &self.key, state)
     }
 
     /// Blocking form of [`state`](Lock::state).
@@ -446,15 +463,46 @@ impl Lock {
         Ok(self.state_blocking()?.remaining)
     }
 
-    /// The acquire loop shared by every acquiring method: listen, try, then sleep until a
-    /// release wakes us, the holder's lease ends, or our deadline passes.
+    /// Every acquiring method of the async API comes here: the attempt is observed (metrics,
+    /// span) from its start to its outcome, in this one place.
+    async fn acquire_as_task(&self, wait: Wait) -> Result<LockGuard> {
+        self.validate()?;
+        let mut observer = AcquireObserver::start(self.backend.kind(), &self.key);
+        let acquired = match self.acquire_at_once(wait) {
+            Some(acquired) => acquired,
+            None => {
+                observer.count_attempt();
+                let span = observer.span().clone();
+                self.acquire_with(wait, Waiter::Task, &mut observer)
+                    .instrument(span)
+                    .await
+            }
+        };
+        observer.finish(acquired)
+    }
+
+    /// [`acquire_as_task`](Lock::acquire_as_task) for the blocking API.
+    fn acquire_as_thread(&self, wait: Wait) -> Result<LockGuard> {
+        self.validate()?;
+        let mut observer = AcquireObserver::start(self.backend.kind(), &self.key);
+        let acquired = match self.acquire_at_once(wait) {
+            Some(acquired) => acquired,
+            None => {
+                observer.count_attempt();
+                let span = observer.span().clone();
+                block_on(
+                    self.acquire_with(wait, Waiter::Thread, &mut observer)
+                        .instrument(span),
+                )
+            }
+        };
+        observer.finish(acquired)
+    }
+
     /// The first attempt of an acquire, when the backend answers it without I/O (in memory): no
     /// waiting loop, no boxed future. `None` when the backend must be awaited or the caller
     /// must wait for the lock; the waiting loop then listens and tries again.
     fn acquire_at_once(&self, wait: Wait) -> Option<Result<LockGuard>> {
-        if let Err(err) = self.validate() {
-            return Some(Err(err));
-        }
         let owner = Owner::current();
         let (lease, renewed_lease) = self.lease.resolve(&self.backend);
         let renewed = renewed_from_now(renewed_lease);
@@ -493,8 +541,14 @@ impl Lock {
         }
     }
 
-    async fn acquire_with(&self, wait: Wait, waiter: Waiter) -> Result<LockGuard> {
-        self.validate()?;
+    /// The acquire loop shared by every acquiring method: listen, try, then sleep until a
+    /// release wakes us, the holder's lease ends, or our deadline passes.
+    async fn acquire_with(
+        &self,
+        wait: Wait,
+        waiter: Waiter,
+        observer: &mut AcquireObserver,
+    ) -> Result<LockGuard> {
         let owner = Owner::current();
         let (lease, renewed_lease) = self.lease.resolve(&self.backend);
         let deadline = match wait {
@@ -522,6 +576,7 @@ impl Lock {
                 return Err(self.locked());
             };
             let now = Instant::now();
+            observer.found_held(now);
             let lease_end = match remaining {
                 // Another client may have set any TTL on a shared Redis key: an end beyond
                 // what `Instant` can hold is as good as none.

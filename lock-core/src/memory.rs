@@ -426,4 +426,8 @@ impl Backend for MemoryBackend {
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
         self.release_now(key, owner, Some(fence), ReleaseScope::One, None);
     }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
 }

@@ -23,10 +23,14 @@ pub use ::std::format;
 /// calls through this backend (a dropped guard's release runs in the background).
 ///
 /// The body's result stands whatever happens here; a hold found lost (its lease ran out or it
-/// was force-unlocked while the body ran) is logged, as the watchdog logs one it notices.
+/// was force-unlocked while the body ran) is logged by the guard's release, and any other
+/// failure here, which no caller receives.
 pub async fn release_after_body(guard: LockGuard) {
-    if let Err(err) = guard.release().await {
-        tracing::warn!(error = %err, "lockwright: a #[locked] function's release failed");
+    match guard.release().await {
+        Ok(()) | Err(LockError::LeaseLost { .. }) => {}
+        Err(err) => {
+            tracing::warn!(error = %err, "lockwright: a #[locked] function's release failed")
+        }
     }
 }
 

@@ -24,8 +24,9 @@ use std::time::{Duration, Instant};
 
 use event_listener::{Event, Listener};
 
-use crate::backend::{RenewHold, SharedBackend};
+use crate::backend::{Fence, RenewHold, SharedBackend};
 use crate::block_on::block_on;
+use crate::telemetry::{self, FoundBy};
 
 /// The longest the watchdog thread sleeps, so that registering a hold rarely has to wake it.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -79,20 +80,43 @@ struct Watched {
     signal: Option<Arc<LostSignal>>,
 }
 
+/// A hold the watchdog has just declared lost, to report (count and log) once the registry is
+/// unlocked: a slow log subscriber must not hold up every acquire's registration. (So the report
+/// follows, by a moment, the guard's signal and `is_lease_lost`.)
+struct NewlyLost {
+    kind: &'static str,
+    key: Arc<str>,
+    fence: Fence,
+}
+
+impl NewlyLost {
+    fn report_all(lost: Vec<NewlyLost>) {
+        for hold in lost {
+            telemetry::lease_lost(hold.kind, &hold.key, hold.fence, FoundBy::Watchdog);
+        }
+    }
+}
+
 impl Watched {
-    /// Whether the hold is lost at `now`: found gone, or past its validity (marked so here).
-    fn lost_by(&mut self, now: Instant) -> bool {
+    /// Whether the hold is lost at `now`: found gone, or past its validity (marked so here, and
+    /// added to `newly_lost`).
+    fn lost_by(&mut self, now: Instant, newly_lost: &mut Vec<NewlyLost>) -> bool {
         if !self.lost && self.valid_until <= now {
-            self.mark_lost();
+            self.mark_lost(newly_lost);
         }
         self.lost
     }
 
-    fn mark_lost(&mut self) {
+    fn mark_lost(&mut self, newly_lost: &mut Vec<NewlyLost>) {
         self.lost = true;
         if let Some(signal) = &self.signal {
             signal.fire();
         }
+        newly_lost.push(NewlyLost {
+            kind: self.backend.kind(),
+            key: Arc::clone(&self.hold.key),
+            fence: self.hold.fence,
+        });
     }
 
     /// When the scheduler must look at this hold next: its renewal, unless one is on its way
@@ -166,32 +190,56 @@ impl Ticket {
     /// the clock too, so a scheduler thread that runs late (or is missing, in a forked child)
     /// never lets a hold past its validity look fine.
     pub(crate) fn is_lost(&self) -> bool {
+        let mut newly_lost = Vec::new();
         let mut registry = watchdog().registry();
-        registry
+        let lost = registry
             .get_mut(self.id)
-            .is_some_and(|watched| watched.lost_by(Instant::now()))
+            .is_some_and(|watched| watched.lost_by(Instant::now(), &mut newly_lost));
+        drop(registry);
+        NewlyLost::report_all(newly_lost);
+        lost
     }
 
     /// The signal that fires when the hold is lost (already fired if it was).
     pub(crate) fn signal(&self) -> Arc<LostSignal> {
+        let mut newly_lost = Vec::new();
         let mut registry = watchdog().registry();
         let watched = registry
             .get_mut(self.id)
             .expect("a ticket's slot lives with it");
-        let lost = watched.lost_by(Instant::now());
+        let lost = watched.lost_by(Instant::now(), &mut newly_lost);
         let signal = watched.signal.get_or_insert_with(Default::default);
         if lost {
             signal.fire();
         }
-        Arc::clone(signal)
+        let signal = Arc::clone(signal);
+        drop(registry);
+        NewlyLost::report_all(newly_lost);
+        signal
+    }
+
+    /// Stops watching the hold, as dropping the ticket does; returns whether the watchdog had
+    /// declared it lost.
+    pub(crate) fn stop(self) -> bool {
+        let mut registry = watchdog().registry();
+        let lost = registry
+            .get_mut(self.id)
+            .is_some_and(|watched| watched.lost);
+        Self::free(&mut registry, self.id);
+        drop(registry);
+        std::mem::forget(self);
+        lost
+    }
+
+    fn free(registry: &mut Registry, id: usize) {
+        registry.slots[id] = None;
+        registry.free.push(id);
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let mut registry = watchdog().registry();
-        registry.slots[self.id] = None;
-        registry.free.push(self.id);
+        Self::free(&mut watchdog().registry(), self.id);
     }
 }
 
@@ -312,6 +360,7 @@ impl Watchdog {
         loop {
             let now = Instant::now();
             registry.last_wake = now;
+            let mut newly_lost = Vec::new();
             let mut due: HashMap<usize, Due> = HashMap::new();
             let Registry { slots, busy, .. } = &mut *registry;
             for (id, slot) in slots.iter_mut().enumerate() {
@@ -319,7 +368,7 @@ impl Watchdog {
                     continue;
                 };
                 if watched.valid_until <= now {
-                    watched.mark_lost();
+                    watched.mark_lost(&mut newly_lost);
                     continue;
                 }
                 let backend = backend_id(&watched.backend);
@@ -362,7 +411,16 @@ impl Watchdog {
                     }
                 }
                 registry.next_wake = None;
+                drop(registry);
+                NewlyLost::report_all(newly_lost);
                 return ready;
+            }
+            if !newly_lost.is_empty() {
+                // Report unlocked, then plan again (the registry may have changed meanwhile).
+                drop(registry);
+                NewlyLost::report_all(newly_lost);
+                registry = self.registry();
+                continue;
             }
             let next_event = registry
                 .slots
@@ -412,9 +470,10 @@ impl Watchdog {
             }));
             match renewed {
                 Ok(Ok(live)) if live.len() == batch.holds.len() => {
-                    self.settle(batch, &live, sent_at);
+                    self.settle(&backend, batch, &live, sent_at);
                 }
                 Ok(Ok(live)) => {
+                    telemetry::renewal_batch_failed(backend.kind(), batch.holds.len());
                     tracing::error!(
                         backend = ?backend,
                         holds = batch.holds.len(),
@@ -425,10 +484,12 @@ impl Watchdog {
                 }
                 Ok(Err(err)) => {
                     // The backend is unreachable: try again soon; the lease still runs.
+                    telemetry::renewal_batch_failed(backend.kind(), batch.holds.len());
                     tracing::warn!(error = %err, "lockwright: lease renewal failed");
                     self.retry_soon(batch);
                 }
                 Err(_) => {
+                    telemetry::renewal_batch_failed(backend.kind(), batch.holds.len());
                     tracing::error!(
                         backend = ?backend,
                         "lockwright: a lease renewal panicked; its holds are lost unless a retry \
@@ -449,7 +510,17 @@ impl Watchdog {
         registry.get_mut(id).filter(|watched| watched.hold == *hold)
     }
 
-    fn settle(&self, batch: &Batch, live: &[Option<bool>], sent_at: Instant) {
+    fn settle(
+        &self,
+        backend: &SharedBackend,
+        batch: &Batch,
+        live: &[Option<bool>],
+        sent_at: Instant,
+    ) {
+        let renewed = live.iter().filter(|live| **live == Some(true)).count();
+        let unanswered = live.iter().filter(|live| live.is_none()).count();
+        telemetry::renewals(backend.kind(), renewed as u64, unanswered as u64);
+        let mut newly_lost = Vec::new();
         let mut registry = self.registry();
         let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
         for ((id, hold), live) in batch.ids.iter().zip(&batch.holds).zip(live) {
@@ -466,11 +537,13 @@ impl Watchdog {
                     watched.valid_until =
                         watched.valid_until.max(valid_until(sent_at, batch.lease));
                 }
-                Some(false) => watched.mark_lost(),
+                Some(false) => watched.mark_lost(&mut newly_lost),
                 // Its part of the batch failed: try again soon; the lease still runs.
                 None => watched.renew_at = retry_at,
             }
         }
+        drop(registry);
+        NewlyLost::report_all(newly_lost);
     }
 
     /// Puts the batch's holds still in flight back to be renewed soon (those it settled are no

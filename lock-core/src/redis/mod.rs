@@ -719,6 +719,10 @@ impl Backend for RedisBackend {
         Arc::as_ptr(&self.inner) as *const () as usize
     }
 
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
     fn listen(&self, key: &str) -> EventListener {
         let channel = self.channel(key);
         let listener = self.inner.wakeups.stripe(&channel).listen();

@@ -147,6 +147,10 @@ impl lock_core::Backend for CountingBackend {
         self.inner.release_on_drop(key, owner, fence)
     }
 
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+
     fn extend_many<'a>(
         &'a self,
         holds: &'a [lock_core::RenewHold],
