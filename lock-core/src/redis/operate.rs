@@ -323,17 +323,20 @@ impl RedisBackend {
         let freed = self.force_unlock_value(key).await?;
         match freed {
             None => Ok(None),
-            Some(value) => StoredHold::parse(&value)
+            Some(value) => std::str::from_utf8(&value)
+                .ok()
+                .and_then(StoredHold::parse)
                 .map(Some)
                 .ok_or_else(|| not_a_hold(key)),
         }
     }
 
-    /// Runs the force-unlock script: the value it deleted, if any.
+    /// Runs the force-unlock script: the value it deleted, if any (bytes: in py-cachify mode
+    /// the value is a pickle).
     pub(super) fn force_unlock_value(
         &self,
         key: &str,
-    ) -> crate::backend::BoxFuture<'static, Result<Option<String>>> {
+    ) -> crate::backend::BoxFuture<'static, Result<Option<Vec<u8>>>> {
         let backend = self.clone();
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
