@@ -210,11 +210,10 @@ impl LockGuard {
     }
 
     /// Leaves the hold in place without a guard (Hazelcast's `lock()`, which holds until
-    /// `unlock()`), returning its fence.
-    pub(crate) fn disarm(mut self) -> Fence {
+    /// `unlock()`), returning its fence and the watchdog ticket that renews it, if any.
+    pub(crate) fn disarm(mut self) -> (Fence, Option<Ticket>) {
         self.armed = false;
-        self.watch = None;
-        self.fence
+        (self.fence, self.watch.take())
     }
 
     fn check_release(&self, outcome: Release) -> Result<()> {

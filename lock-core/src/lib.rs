@@ -27,6 +27,7 @@ mod duration;
 mod error;
 mod global;
 mod guard;
+mod handle_holds;
 mod lock;
 mod memory;
 mod owner;
@@ -51,3 +52,4 @@ pub use memory::{ManualClock, MemoryBackend};
 pub use owner::Owner;
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisConfig};
+pub use watchdog::watched_holds;
