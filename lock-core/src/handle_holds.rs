@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 
-use crate::backend::Fence;
+use crate::backend::{Fence, SharedBackend};
 use crate::owner::Owner;
 use crate::watchdog::Ticket;
 
@@ -32,9 +32,21 @@ struct Record {
     /// `None` once the hold is known lost without the watchdog's help (force-unlocked here, or
     /// an unlock found it gone): nothing renews it any more.
     ticket: Option<Ticket>,
+    /// Keeps the backend, and so its identity (the records' key), from being reused by another
+    /// while the record lasts.
+    _backend: SharedBackend,
 }
 
 impl Record {
+    fn new(fence: Fence, ticket: Ticket, backend: &SharedBackend) -> Self {
+        Record {
+            fence,
+            count: 1,
+            ticket: Some(ticket),
+            _backend: Arc::clone(backend),
+        }
+    }
+
     fn is_lost(&self) -> bool {
         match &self.ticket {
             Some(ticket) => ticket.is_lost(),
@@ -65,7 +77,7 @@ pub(crate) struct Taken {
 /// a recorded hold of the same epoch. Returns the ticket that is no longer needed, for the
 /// caller to drop outside the lock.
 pub(crate) fn record(
-    backend: usize,
+    backend: &SharedBackend,
     key: &Arc<str>,
     owner: Owner,
     fence: Fence,
@@ -73,7 +85,7 @@ pub(crate) fn record(
 ) -> Option<Ticket> {
     let mut records = records();
     let owners = records
-        .entry(backend)
+        .entry(backend.identity())
         .or_default()
         .entry(Arc::clone(key))
         .or_default();
@@ -89,26 +101,9 @@ pub(crate) fn record(
             }
         }
         // A new epoch: the recorded one is gone (and cannot be released any more).
-        Some(record) => {
-            std::mem::replace(
-                record,
-                Record {
-                    fence,
-                    count: 1,
-                    ticket: Some(ticket),
-                },
-            )
-            .ticket
-        }
+        Some(record) => std::mem::replace(record, Record::new(fence, ticket, backend)).ticket,
         None => {
-            owners.insert(
-                owner,
-                Record {
-                    fence,
-                    count: 1,
-                    ticket: Some(ticket),
-                },
-            );
+            owners.insert(owner, Record::new(fence, ticket, backend));
             None
         }
     }
@@ -117,10 +112,10 @@ pub(crate) fn record(
 /// Counts a handle hold that needs no renewal (taken with `exp` or `never_expires`) on the
 /// record of a renewed one of the same epoch, if there is one: unlocks give handle holds back
 /// last-taken first, so the renewed hold below it is renewed until its own unlock.
-pub(crate) fn join(backend: usize, key: &str, owner: Owner, fence: Fence) {
+pub(crate) fn join(backend: &SharedBackend, key: &str, owner: Owner, fence: Fence) {
     let mut records = records();
     let record = records
-        .get_mut(&backend)
+        .get_mut(&backend.identity())
         .and_then(|keys| keys.get_mut(key))
         .and_then(|owners| owners.get_mut(&owner));
     if let Some(record) = record.filter(|record| record.fence == fence) {
@@ -130,9 +125,12 @@ pub(crate) fn join(backend: usize, key: &str, owner: Owner, fence: Fence) {
 
 /// Takes one of `owner`'s recorded holds on `key` off the record; the ticket comes with it when
 /// it was the last. `None` when the owner has no recorded hold there.
-pub(crate) fn take_one(backend: usize, key: &str, owner: Owner) -> Option<Taken> {
+pub(crate) fn take_one(backend: &SharedBackend, key: &str, owner: Owner) -> Option<Taken> {
     let mut records = records();
-    let record = records.get_mut(&backend)?.get_mut(key)?.get_mut(&owner)?;
+    let record = records
+        .get_mut(&backend.identity())?
+        .get_mut(key)?
+        .get_mut(&owner)?;
     record.count -= 1;
     if record.count > 0 {
         return Some(Taken {
@@ -140,12 +138,12 @@ pub(crate) fn take_one(backend: usize, key: &str, owner: Owner) -> Option<Taken>
             ticket: None,
         });
     }
-    remove(&mut records, backend, key, owner)
+    remove(&mut records, backend.identity(), key, owner)
 }
 
 /// Takes all of `owner`'s recorded holds on `key` off the record, with their ticket.
-pub(crate) fn take_all(backend: usize, key: &str, owner: Owner) -> Option<Taken> {
-    remove(&mut records(), backend, key, owner)
+pub(crate) fn take_all(backend: &SharedBackend, key: &str, owner: Owner) -> Option<Taken> {
+    remove(&mut records(), backend.identity(), key, owner)
 }
 
 fn remove(records: &mut Records, backend: usize, key: &str, owner: Owner) -> Option<Taken> {
@@ -167,9 +165,17 @@ fn remove(records: &mut Records, backend: usize, key: &str, owner: Owner) -> Opt
 /// Marks `owner`'s recorded holds of epoch `fence` on `key` lost (an unlock found the hold
 /// gone): they stay on the record, so each later unlock reports the loss too. Returns the
 /// ticket to drop.
-pub(crate) fn lost(backend: usize, key: &str, owner: Owner, fence: Fence) -> Option<Ticket> {
+pub(crate) fn lost(
+    backend: &SharedBackend,
+    key: &str,
+    owner: Owner,
+    fence: Fence,
+) -> Option<Ticket> {
     let mut records = records();
-    let record = records.get_mut(&backend)?.get_mut(key)?.get_mut(&owner)?;
+    let record = records
+        .get_mut(&backend.identity())?
+        .get_mut(key)?
+        .get_mut(&owner)?;
     if record.fence != fence {
         return None;
     }
@@ -178,9 +184,12 @@ pub(crate) fn lost(backend: usize, key: &str, owner: Owner, fence: Fence) -> Opt
 
 /// Marks every owner's recorded holds on `key` lost (the key was force-unlocked). Returns their
 /// tickets to drop.
-pub(crate) fn force_unlocked(backend: usize, key: &str) -> Vec<Ticket> {
+pub(crate) fn force_unlocked(backend: &SharedBackend, key: &str) -> Vec<Ticket> {
     let mut records = records();
-    let Some(owners) = records.get_mut(&backend).and_then(|keys| keys.get_mut(key)) else {
+    let Some(owners) = records
+        .get_mut(&backend.identity())
+        .and_then(|keys| keys.get_mut(key))
+    else {
         return Vec::new();
     };
     owners
@@ -190,8 +199,8 @@ pub(crate) fn force_unlocked(backend: usize, key: &str) -> Vec<Ticket> {
 }
 
 /// `Some(lost)` when `owner` has recorded holds on `key`: whether their hold is lost.
-pub(crate) fn is_lost(backend: usize, key: &str, owner: Owner) -> Option<bool> {
+pub(crate) fn is_lost(backend: &SharedBackend, key: &str, owner: Owner) -> Option<bool> {
     let records = records();
-    let record = records.get(&backend)?.get(key)?.get(&owner)?;
+    let record = records.get(&backend.identity())?.get(key)?.get(&owner)?;
     Some(record.is_lost())
 }

@@ -23,7 +23,8 @@ pub const MAX_KEY_LEN: usize = 64 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Lease {
     /// No `exp` given: the backend's default lease (else the global [`default_lease`], 30 s),
-    /// renewed by the lease watchdog every third of it while the guard lives (Redisson's
+    /// renewed by the lease watchdog every third of it while the guard lives, or, for a hold
+    /// taken by [`Lock::lock`] / [`Lock::try_lock`], until its `unlock()` (Redisson's
     /// watchdog). A crashed process's hold ends within one lease; a live one never overlaps
     /// the next run (py-cachify defect 2).
     #[default]
@@ -106,9 +107,10 @@ macro_rules! lock {
 /// | `with lock(...)`                    |                                   | [`acquire`](Lock::acquire) → guard        |
 /// | `is_locked()` / `is_alocked()`      | `is_locked()`                     | [`is_locked`](Lock::is_locked)            |
 /// | `release()` / `arelease()`          |                                   | [`release`](Lock::release) (owner only)   |
-/// |                                     | `lock(lease_time)`                | [`lock`](Lock::lock)                      |
+/// |                                     | `lock(lease_time)`                | [`lock`](Lock::lock) (no `exp`: renewed until `unlock`) |
 /// |                                     | `try_lock(timeout, lease_time)`   | [`try_lock`](Lock::try_lock), [`try_lock_for`](Lock::try_lock_for) |
 /// |                                     | `unlock()`                        | [`unlock`](Lock::unlock)                  |
+/// |                                     | FencedLock's `LockOwnershipLostError` | [`is_lease_lost`](Lock::is_lease_lost), [`LockError::LeaseLost`] from `unlock` |
 /// |                                     | `force_unlock()`                  | [`force_unlock`](Lock::force_unlock)      |
 /// |                                     | `is_locked_by_current_thread()`   | [`is_locked_by_current_owner`](Lock::is_locked_by_current_owner) |
 /// |                                     | `get_lock_count()`                | [`lock_count`](Lock::lock_count)          |
@@ -206,8 +208,9 @@ impl Lock {
         self
     }
 
-    /// Holds get this lease, renewed by the watchdog every third of it while the guard lives
-    /// (like no `exp`, with a lease other than the default).
+    /// Holds get this lease, renewed by the watchdog every third of it while the guard lives,
+    /// or until the `unlock()` of a [`lock`](Lock::lock) (like no `exp`, with a lease other than
+    /// the default).
     pub fn renewed_lease(mut self, lease: impl IntoLockDuration) -> Self {
         match lease.into_lock_duration("renewed lease") {
             Ok(lease) => self.lease = Lease::Renewed(lease),
@@ -308,14 +311,17 @@ impl Lock {
     /// [`force_unlock`](Lock::force_unlock) (Redisson's watchdog; Hazelcast's `lease_time=-1`):
     /// a live process keeps it as long as it runs, a crashed one loses it within one lease.
     /// Re-entering (`lock()` again, or [`try_lock`](Lock::try_lock)) counts up, and the hold is
-    /// renewed while the count is above zero. With `exp` the hold ends after that lease, renewed
-    /// by nobody; with [`never_expires`](Lock::never_expires) it lasts until unlocked.
+    /// renewed while the count is above zero; each `unlock()` gives back the last-taken of the
+    /// owner's handle holds, so nested `lock()`/`unlock()` pairs with other leases inside a
+    /// renewed one leave it renewed. With `exp` the hold ends after that lease, renewed by
+    /// nobody; with [`never_expires`](Lock::never_expires) it lasts until unlocked.
     ///
     /// When the watchdog finds a renewed hold gone (force-unlocked, expired while renewals
     /// failed), [`is_lease_lost`](Lock::is_lease_lost) turns true and the next `unlock()`
     /// returns [`LockError::LeaseLost`]. A hold taken while the owner already holds the key
     /// through a guard joins that hold (one epoch, one fence), and the key then stays held while
-    /// either is: it is renewed while the handle hold is, and while the guard's is.
+    /// either lasts: renewed until the `unlock()` of a handle hold without `exp`, and while a
+    /// guard without `exp` lives.
     ///
     /// ```
     /// use lock_core::{Lock, MemoryBackend};
@@ -384,15 +390,14 @@ impl Lock {
     /// acquire's end, so a dropped `lock()` future either took nothing or completed.
     fn hold_until_unlock(&self, guard: LockGuard) -> Fence {
         let owner = guard.owner();
-        let backend = self.backend.identity();
         match guard.disarm() {
             (fence, Some(ticket)) => {
-                let spare = handle_holds::record(backend, &self.key, owner, fence, ticket);
+                let spare = handle_holds::record(&self.backend, &self.key, owner, fence, ticket);
                 drop(spare);
                 fence
             }
             (fence, None) => {
-                handle_holds::join(backend, &self.key, owner, fence);
+                handle_holds::join(&self.backend, &self.key, owner, fence);
                 fence
             }
         }
@@ -410,8 +415,7 @@ impl Lock {
     pub async fn unlock(&self) -> Result<()> {
         self.validate()?;
         let owner = Owner::current();
-        let backend = self.backend.identity();
-        let Some(taken) = handle_holds::take_one(backend, &self.key, owner) else {
+        let Some(taken) = handle_holds::take_one(&self.backend, &self.key, owner) else {
             return self.release_scope(ReleaseScope::One).await.map(|_| ());
         };
         // Renewal stops before the release, as a guard's does.
@@ -423,7 +427,12 @@ impl Lock {
         match outcome {
             Release::Freed | Release::StillHeld(_) => Ok(()),
             Release::NotLocked | Release::NotOwner => {
-                drop(handle_holds::lost(backend, &self.key, owner, taken.fence));
+                drop(handle_holds::lost(
+                    &self.backend,
+                    &self.key,
+                    owner,
+                    taken.fence,
+                ));
                 Err(self.lease_lost())
             }
         }
@@ -444,7 +453,7 @@ impl Lock {
     /// [`lock`](Lock::lock) without `exp` and that hold is gone.
     pub async fn release(&self) -> Result<bool> {
         self.validate()?;
-        let recorded = handle_holds::take_all(self.backend.identity(), &self.key, Owner::current());
+        let recorded = handle_holds::take_all(&self.backend, &self.key, Owner::current());
         let had_handle_hold = recorded.is_some();
         drop(recorded);
         match self.release_scope(ReleaseScope::All).await {
@@ -468,13 +477,13 @@ impl Lock {
     /// reports it. `false` when the owner has no such hold (none taken, unlocked, or taken with
     /// `exp` or `never_expires`, which nobody watches). Asks no backend.
     pub fn is_lease_lost(&self) -> bool {
-        handle_holds::is_lost(self.backend.identity(), &self.key, Owner::current()).unwrap_or(false)
+        handle_holds::is_lost(&self.backend, &self.key, Owner::current()).unwrap_or(false)
     }
 
     /// Whether the watchdog renews a hold of the current owner taken by [`lock`](Lock::lock)
     /// (or `try_lock`): taken without `exp`, not unlocked yet, and not lost. Asks no backend.
     pub fn is_renewed(&self) -> bool {
-        handle_holds::is_lost(self.backend.identity(), &self.key, Owner::current()) == Some(false)
+        handle_holds::is_lost(&self.backend, &self.key, Owner::current()) == Some(false)
     }
 
     async fn release_scope(&self, scope: ReleaseScope) -> Result<bool> {
@@ -501,10 +510,7 @@ impl Lock {
         let was_held = self.backend.force_unlock(&self.key).await?;
         // Holds taken here by `lock()` are gone: stop renewing them now, and keep their record
         // so that their owners' `is_lease_lost` and `unlock` tell.
-        drop(handle_holds::force_unlocked(
-            self.backend.identity(),
-            &self.key,
-        ));
+        drop(handle_holds::force_unlocked(&self.backend, &self.key));
         Ok(was_held)
     }
 
