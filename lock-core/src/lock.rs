@@ -390,27 +390,27 @@ impl Lock {
     /// acquire's end, so a dropped `lock()` future either took nothing or completed.
     fn hold_until_unlock(&self, guard: LockGuard) -> Fence {
         let owner = guard.owner();
-        match guard.disarm() {
-            (fence, Some(ticket)) => {
-                let spare = handle_holds::record(&self.backend, &self.key, owner, fence, ticket);
-                drop(spare);
-                fence
-            }
-            (fence, None) => {
-                handle_holds::join(&self.backend, &self.key, owner, fence);
-                fence
-            }
-        }
+        let (fence, ticket) = guard.disarm();
+        let kept = match (ticket, self.lease.resolve(&self.backend).0) {
+            (Some(ticket), _) => handle_holds::Kept::Renewed(ticket),
+            (None, Some(lease)) => handle_holds::Kept::Fixed(lease),
+            (None, None) => handle_holds::Kept::Never,
+        };
+        let spare = handle_holds::record(&self.backend, &self.key, owner, fence, kept);
+        drop(spare);
+        fence
     }
 
     /// Hazelcast's `unlock()`: gives back one hold of the current owner. The last of the
     /// owner's [`lock`](Lock::lock) holds stops their renewal before the release is sent.
     ///
     /// # Errors
-    /// [`LockError::LeaseLost`] when the hold taken by [`lock`](Lock::lock) without `exp` is
-    /// gone (force-unlocked, or expired while its renewals failed; a newer hold on the key,
-    /// even the owner's own, is left intact); [`LockError::NotOwner`] when the current owner
-    /// holds no hold on it. On [`LockError::Backend`] the hold is counted as given back: the
+    /// [`LockError::LeaseLost`] when the hold taken by [`lock`](Lock::lock) (or `try_lock`)
+    /// is gone: force-unlocked, its `exp` run out, or expired while its renewals failed. The
+    /// release is fenced, as a guard's is, so a newer hold on the key, even the owner's own, is
+    /// left intact. (The record of a hold with `exp` may be forgotten once its lease has surely
+    /// run out; its unlock then acts as one without a `lock()`.) [`LockError::NotOwner`] when the
+    /// current owner holds no hold on it. On [`LockError::Backend`] the hold is counted as given back: the
     /// backend may or may not have released it, and nobody renews it any more.
     pub async fn unlock(&self) -> Result<()> {
         self.validate()?;
@@ -454,10 +454,9 @@ impl Lock {
     pub async fn release(&self) -> Result<bool> {
         self.validate()?;
         let recorded = handle_holds::take_all(&self.backend, &self.key, Owner::current());
-        let had_handle_hold = recorded.is_some();
-        drop(recorded);
+        let had_renewed_hold = recorded.is_some_and(|taken| taken.renewed);
         match self.release_scope(ReleaseScope::All).await {
-            Ok(false) | Err(LockError::NotOwner { .. }) if had_handle_hold => {
+            Ok(false) | Err(LockError::NotOwner { .. }) if had_renewed_hold => {
                 Err(self.lease_lost())
             }
             released => released,
@@ -477,13 +476,15 @@ impl Lock {
     /// reports it. `false` when the owner has no such hold (none taken, unlocked, or taken with
     /// `exp` or `never_expires`, which nobody watches). Asks no backend.
     pub fn is_lease_lost(&self) -> bool {
-        handle_holds::is_lost(&self.backend, &self.key, Owner::current()).unwrap_or(false)
+        handle_holds::status(&self.backend, &self.key, Owner::current())
+            .is_some_and(|status| status.lost)
     }
 
     /// Whether the watchdog renews a hold of the current owner taken by [`lock`](Lock::lock)
     /// (or `try_lock`): taken without `exp`, not unlocked yet, and not lost. Asks no backend.
     pub fn is_renewed(&self) -> bool {
-        handle_holds::is_lost(&self.backend, &self.key, Owner::current()) == Some(false)
+        handle_holds::status(&self.backend, &self.key, Owner::current())
+            .is_some_and(|status| status.renewed && !status.lost)
     }
 
     async fn release_scope(&self, scope: ReleaseScope) -> Result<bool> {

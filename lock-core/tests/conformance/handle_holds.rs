@@ -305,6 +305,35 @@ macro_rules! handle_hold_conformance {
             assert_eq!(lock_core::watched_holds(&shared), 0);
         }
 
+        /// A handle hold with `exp` whose lease ran out: its unlock is fenced like a guard's
+        /// release, so it reports the loss and leaves the owner's newer hold alone.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn the_unlock_of_an_expired_handle_lock_is_lease_lost_and_frees_no_newer_hold() {
+            let lock = lock("hz-expired").exp(0.1);
+            lock.lock().await.unwrap();
+            assert!(
+                !lock.is_renewed() && !lock.is_lease_lost(),
+                "nobody watches an exp"
+            );
+            tokio::time::sleep(__Duration::from_millis(250)).await;
+            let newer = lock.clone().exp(30).acquire().await.unwrap();
+            let err = lock.unlock().await.unwrap_err();
+            assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
+            assert!(
+                newer.is_held().await.unwrap(),
+                "a stale unlock freed the newer hold"
+            );
+            newer.release().await.unwrap();
+            // Never expiring, held twice: two unlocks, then the key is free.
+            let never = lock.clone().never_expires();
+            never.lock().await.unwrap();
+            never.lock().await.unwrap();
+            never.unlock().await.unwrap();
+            assert!(never.is_locked().await.unwrap());
+            never.unlock().await.unwrap();
+            assert!(!never.is_locked().await.unwrap());
+        }
+
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn a_handle_lock_is_not_unlocked_by_another_owner_and_stays_renewed() {
             let (counting, shared) = short_default_lease_backend();
