@@ -5,8 +5,10 @@
 //! suite's `backend()`, `key` and `on_other_thread`).
 
 /// The short default lease the tests give their backend (a wrapper, as
-/// `RedisConfig::default_lease` would): holds without `exp` get it, renewed every 0.1 s.
-pub const SHORT_DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_millis(300);
+/// `RedisConfig::default_lease` would): holds without `exp` get it, renewed every 1/6 s. Not
+/// shorter: on a loaded machine a renewal may come late, and the watchdog then rightly gives the
+/// hold up.
+pub const SHORT_DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[macro_export]
 macro_rules! handle_hold_conformance {
@@ -36,8 +38,8 @@ macro_rules! handle_hold_conformance {
             (counting, shared, bare)
         }
 
-        /// Several default leases.
-        const SEVERAL_LEASES: __Duration = __Duration::from_millis(1500);
+        /// Several (four) default leases.
+        const SEVERAL_LEASES: __Duration = __Duration::from_millis(2000);
 
         /// Whether another owner (a task, and a thread) can get the lock right now.
         async fn another_owner_gets(lock: &Lock) -> bool {
@@ -46,9 +48,14 @@ macro_rules! handle_hold_conformance {
             let by_task = tokio::spawn(async move { other.acquire().await.is_ok() })
                 .await
                 .unwrap();
+            // A thread of the blocking pool: a thread joined here would hold a worker of this
+            // runtime hostage, which the backend's background work may need.
             let other = lock.clone();
-            let by_thread =
-                on_other_thread(move || other.try_acquire_blocking().unwrap().is_some());
+            let by_thread = tokio::task::spawn_blocking(move || {
+                other.try_acquire_blocking().unwrap().is_some()
+            })
+            .await
+            .unwrap();
             by_task || by_thread
         }
 
@@ -94,7 +101,7 @@ macro_rules! handle_hold_conformance {
                     let renewals = counting.renewals(&name);
                     assert!(
                         renewals >= 3,
-                        "{form}: renewed {renewals} times in 5 leases"
+                        "{form}: renewed {renewals} times in 4 leases"
                     );
                     assert!(
                         !another_owner_gets(&lock).await,
@@ -192,7 +199,7 @@ macro_rules! handle_hold_conformance {
             let at_first_unlock = counting.renewals(&name);
             tokio::time::sleep(SEVERAL_LEASES).await;
             let since = counting.renewals(&name) - at_first_unlock;
-            assert!(since >= 3, "renewed {since} times in 5 leases at count 1");
+            assert!(since >= 3, "renewed {since} times in 4 leases at count 1");
             assert!(
                 !another_owner_gets(&lock).await,
                 "another owner got in at count 1"
@@ -360,7 +367,9 @@ macro_rules! handle_hold_conformance {
             );
             assert!(!lost);
             let other = lock.clone();
-            let unlocked = on_other_thread(move || other.unlock_blocking());
+            let unlocked = tokio::task::spawn_blocking(move || other.unlock_blocking())
+                .await
+                .unwrap();
             assert!(
                 matches!(unlocked, Err(LockError::NotOwner { .. })),
                 "{unlocked:?}"
@@ -574,7 +583,7 @@ macro_rules! handle_hold_conformance {
             );
         }
 
-        /// Unlocks land at every phase of the renewal cycle (renewals every 0.1 s): none leaves a
+        /// Unlocks land at every phase of the renewal cycle (renewals every 1/6 s): none leaves a
         /// renewal behind that could keep a later hold alive.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn unlock_racing_the_watchdogs_renewal_leaves_nothing_renewed() {
@@ -583,7 +592,7 @@ macro_rules! handle_hold_conformance {
             let lock = Lock::with_backend(name.as_str(), &shared);
             for round in 0..24u64 {
                 lock.lock().await.unwrap();
-                tokio::time::sleep(__Duration::from_millis(round * 13 % 160)).await;
+                tokio::time::sleep(__Duration::from_millis(round * 13 % 170)).await;
                 lock.unlock().await.unwrap();
                 assert!(!lock.is_renewed(), "round {round}");
             }
