@@ -47,8 +47,9 @@ pub enum LockError {
         /// The lock's key.
         key: Arc<str>,
     },
-    /// The hold behind a guard is gone: its lease ran out or it was force-unlocked, and the
-    /// key may now belong to someone else (whose lock was left intact).
+    /// The hold behind a guard (or taken by `Lock::lock` and given back by `unlock`) is gone:
+    /// its lease ran out or it was force-unlocked, and the key may now belong to someone else
+    /// (whose lock was left intact).
     #[error("lost the lease on {key}: it expired or was force-unlocked")]
     LeaseLost {
         /// The lock's key.

@@ -242,11 +242,10 @@ impl LockGuard {
     }
 
     /// Leaves the hold in place without a guard (Hazelcast's `lock()`, which holds until
-    /// `unlock()`), returning its fence.
-    pub(crate) fn disarm(mut self) -> Fence {
+    /// `unlock()`), returning its fence and the watchdog ticket that renews it, if any.
+    pub(crate) fn disarm(mut self) -> (Fence, Option<Ticket>) {
         self.armed = false;
-        self.watch = None;
-        self.fence
+        (self.fence, self.watch.take())
     }
 
     /// Stops the watchdog's renewals of this hold; returns whether it had found the hold lost

@@ -29,6 +29,7 @@ mod duration;
 mod error;
 mod global;
 mod guard;
+mod handle_holds;
 mod lock;
 mod memory;
 mod owner;
@@ -62,3 +63,4 @@ pub use redis::{RedisBackend, RedisConfig};
 #[cfg(feature = "redis")]
 #[doc(hidden)]
 pub use redis::operate as __operate;
+pub use watchdog::watched_holds;

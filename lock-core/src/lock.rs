@@ -14,6 +14,7 @@ use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::global::{default_lease, global_backend};
 use crate::guard::{LockGuard, Renewed};
+use crate::handle_holds;
 use crate::owner::Owner;
 use crate::telemetry::{self, AcquireObserver, Operation, ReleaseObserver, ReleaseOutcome};
 
@@ -24,7 +25,8 @@ pub const MAX_KEY_LEN: usize = 64 * 1024;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Lease {
     /// No `exp` given: the backend's default lease (else the global [`default_lease`], 30 s),
-    /// renewed by the lease watchdog every third of it while the guard lives (Redisson's
+    /// renewed by the lease watchdog every third of it while the guard lives, or, for a hold
+    /// taken by [`Lock::lock`] / [`Lock::try_lock`], until its `unlock()` (Redisson's
     /// watchdog). A crashed process's hold ends within one lease; a live one never overlaps
     /// the next run (py-cachify defect 2).
     #[default]
@@ -107,9 +109,10 @@ macro_rules! lock {
 /// | `with lock(...)`                    |                                   | [`acquire`](Lock::acquire) → guard        |
 /// | `is_locked()` / `is_alocked()`      | `is_locked()`                     | [`is_locked`](Lock::is_locked)            |
 /// | `release()` / `arelease()`          |                                   | [`release`](Lock::release) (owner only)   |
-/// |                                     | `lock(lease_time)`                | [`lock`](Lock::lock)                      |
+/// |                                     | `lock(lease_time)`                | [`lock`](Lock::lock) (no `exp`: renewed until `unlock`) |
 /// |                                     | `try_lock(timeout, lease_time)`   | [`try_lock`](Lock::try_lock), [`try_lock_for`](Lock::try_lock_for) |
 /// |                                     | `unlock()`                        | [`unlock`](Lock::unlock)                  |
+/// |                                     | FencedLock's `LockOwnershipLostError` | [`is_lease_lost`](Lock::is_lease_lost), [`LockError::LeaseLost`] from `unlock` |
 /// |                                     | `force_unlock()`                  | [`force_unlock`](Lock::force_unlock)      |
 /// |                                     | `is_locked_by_current_thread()`   | [`is_locked_by_current_owner`](Lock::is_locked_by_current_owner) |
 /// |                                     | `get_lock_count()`                | [`lock_count`](Lock::lock_count)          |
@@ -207,8 +210,9 @@ impl Lock {
         self
     }
 
-    /// Holds get this lease, renewed by the watchdog every third of it while the guard lives
-    /// (like no `exp`, with a lease other than the default).
+    /// Holds get this lease, renewed by the watchdog every third of it while the guard lives,
+    /// or until the `unlock()` of a [`lock`](Lock::lock) (like no `exp`, with a lease other than
+    /// the default).
     pub fn renewed_lease(mut self, lease: impl IntoLockDuration) -> Self {
         match lease.into_lock_duration("renewed lease") {
             Ok(lease) => self.lease = Lease::Renewed(lease),
@@ -292,52 +296,143 @@ impl Lock {
         contention_as_none(self.acquire_as_thread(Wait::No))
     }
 
-    /// Hazelcast's `lock()`: waits as long as it takes, then holds (with the handle's lease)
-    /// until [`unlock`](Lock::unlock) or expiry. Returns the fencing token. With no guard there
-    /// is no watchdog: without `exp` the hold lasts one default lease unless unlocked first.
+    /// Hazelcast's `lock()`: waits as long as it takes, then holds until [`unlock`](Lock::unlock)
+    /// (by any handle on this key and backend, in the same owner). Returns the fencing token.
+    ///
+    /// The lease follows the handle's options, as for a guard. Without `exp` (the default
+    /// lease, or [`renewed_lease`](Lock::renewed_lease)) the lease watchdog renews the hold
+    /// every third of its lease until the matching `unlock()`, [`release`](Lock::release) or
+    /// [`force_unlock`](Lock::force_unlock) (Redisson's watchdog; Hazelcast's `lease_time=-1`):
+    /// a live process keeps it as long as it runs, a crashed one loses it within one lease.
+    /// Re-entering (`lock()` again, or [`try_lock`](Lock::try_lock)) counts up, and the hold is
+    /// renewed while the count is above zero; each `unlock()` gives back the last-taken of the
+    /// owner's handle holds, so nested `lock()`/`unlock()` pairs with other leases inside a
+    /// renewed one leave it renewed. With `exp` the hold ends after that lease, renewed by
+    /// nobody; with [`never_expires`](Lock::never_expires) it lasts until unlocked.
+    ///
+    /// When the watchdog finds a renewed hold gone (force-unlocked, expired while renewals
+    /// failed), [`is_lease_lost`](Lock::is_lease_lost) turns true and the next `unlock()`
+    /// returns [`LockError::LeaseLost`]. A hold taken while the owner already holds the key
+    /// through a guard joins that hold (one epoch, one fence), and the key then stays held while
+    /// either lasts: renewed until the `unlock()` of a handle hold without `exp`, and while a
+    /// guard without `exp` lives.
+    ///
+    /// ```
+    /// use lock_core::{Lock, MemoryBackend};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), lock_core::LockError> {
+    /// let backend = MemoryBackend::shared();
+    /// let lock = Lock::with_backend("long-job", &backend);
+    /// let fence = lock.lock().await?; // held, and renewed, until unlock()
+    /// assert!(lock.is_renewed() && !lock.is_lease_lost());
+    /// // ... work for as long as it takes, passing `fence` to what the lock protects ...
+    /// lock.unlock().await?;
+    /// assert!(!lock.is_locked().await?);
+    /// # let _ = fence;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`LockError::InvalidArgument`], [`LockError::Backend`].
     pub async fn lock(&self) -> Result<Fence> {
-        Ok(self.acquire_as_task(Wait::Forever).await?.disarm())
+        let guard = self.acquire_as_task(Wait::Forever).await?;
+        Ok(self.hold_until_unlock(guard))
     }
 
     /// Blocking form of [`lock`](Lock::lock).
     pub fn lock_blocking(&self) -> Result<Fence> {
-        Ok(self.acquire_as_thread(Wait::Forever)?.disarm())
+        let guard = self.acquire_as_thread(Wait::Forever)?;
+        Ok(self.hold_until_unlock(guard))
     }
 
-    /// Hazelcast's `try_lock()`: takes the lock (until [`unlock`](Lock::unlock)) if free or
-    /// already ours, without waiting.
+    /// Hazelcast's `try_lock()`: takes the lock if free or already ours, without waiting, and
+    /// holds it as [`lock`](Lock::lock) does (renewed until [`unlock`](Lock::unlock) when the
+    /// handle has no `exp`).
     pub async fn try_lock(&self) -> Result<bool> {
-        Ok(self.try_acquire().await?.map(LockGuard::disarm).is_some())
+        let acquired = self.try_acquire().await?;
+        Ok(acquired
+            .map(|guard| self.hold_until_unlock(guard))
+            .is_some())
     }
 
     /// Blocking form of [`try_lock`](Lock::try_lock).
     pub fn try_lock_blocking(&self) -> Result<bool> {
         Ok(self
             .try_acquire_blocking()?
-            .map(LockGuard::disarm)
+            .map(|guard| self.hold_until_unlock(guard))
             .is_some())
     }
 
-    /// Hazelcast's `try_lock(timeout)`: waits up to `timeout` for the lock.
+    /// Hazelcast's `try_lock(timeout)`: waits up to `timeout` for the lock, then holds it as
+    /// [`lock`](Lock::lock) does.
     pub async fn try_lock_for(&self, timeout: impl IntoLockDuration) -> Result<bool> {
         let wait = Wait::For(timeout.into_lock_duration("timeout")?);
         let acquired = contention_as_none(self.acquire_as_task(wait).await)?;
-        Ok(acquired.map(LockGuard::disarm).is_some())
+        Ok(acquired
+            .map(|guard| self.hold_until_unlock(guard))
+            .is_some())
     }
 
     /// Blocking form of [`try_lock_for`](Lock::try_lock_for).
     pub fn try_lock_for_blocking(&self, timeout: impl IntoLockDuration) -> Result<bool> {
         let wait = Wait::For(timeout.into_lock_duration("timeout")?);
         let acquired = contention_as_none(self.acquire_as_thread(wait))?;
-        Ok(acquired.map(LockGuard::disarm).is_some())
+        Ok(acquired
+            .map(|guard| self.hold_until_unlock(guard))
+            .is_some())
     }
 
-    /// Hazelcast's `unlock()`: gives back one hold of the current owner.
+    /// Turns a guard into a handle hold: the hold stays, and the watchdog ticket that renews it
+    /// (if any) goes on the record until the matching unlock. Runs in the same poll as the
+    /// acquire's end, so a dropped `lock()` future either took nothing or completed.
+    fn hold_until_unlock(&self, guard: LockGuard) -> Fence {
+        let owner = guard.owner();
+        let (fence, ticket) = guard.disarm();
+        let kept = match (ticket, self.lease.resolve(&self.backend).0) {
+            (Some(ticket), _) => handle_holds::Kept::Renewed(ticket),
+            (None, Some(lease)) => handle_holds::Kept::Fixed(lease),
+            (None, None) => handle_holds::Kept::Never,
+        };
+        let spare = handle_holds::record(&self.backend, &self.key, owner, fence, kept);
+        drop(spare);
+        fence
+    }
+
+    /// Hazelcast's `unlock()`: gives back one hold of the current owner. The last of the
+    /// owner's [`lock`](Lock::lock) holds stops their renewal before the release is sent.
     ///
     /// # Errors
-    /// [`LockError::NotOwner`] when the current owner holds no hold on it.
+    /// [`LockError::LeaseLost`] when the hold taken by [`lock`](Lock::lock) (or `try_lock`)
+    /// is gone: force-unlocked, its `exp` run out, or expired while its renewals failed. The
+    /// release is fenced, as a guard's is, so a newer hold on the key, even the owner's own, is
+    /// left intact. (The record of a hold with `exp` may be forgotten once its lease has surely
+    /// run out; its unlock then acts as one without a `lock()`.) [`LockError::NotOwner`] when the
+    /// current owner holds no hold on it. On [`LockError::Backend`] the hold is counted as given back: the
+    /// backend may or may not have released it, and nobody renews it any more.
     pub async fn unlock(&self) -> Result<()> {
-        self.release_scope(ReleaseScope::One).await.map(|_| ())
+        self.validate()?;
+        let owner = Owner::current();
+        let Some(taken) = handle_holds::take_one(&self.backend, &self.key, owner) else {
+            return self.release_scope(ReleaseScope::One).await.map(|_| ());
+        };
+        // Renewal stops before the release, as a guard's does.
+        drop(taken.ticket);
+        let outcome = self
+            .backend
+            .release(&self.key, owner, Some(taken.fence), ReleaseScope::One)
+            .await?;
+        match outcome {
+            Release::Freed | Release::StillHeld(_) => Ok(()),
+            Release::NotLocked | Release::NotOwner => {
+                drop(handle_holds::lost(
+                    &self.backend,
+                    &self.key,
+                    owner,
+                    taken.fence,
+                ));
+                Err(self.lease_lost())
+            }
+        }
     }
 
     /// Blocking form of [`unlock`](Lock::unlock).
@@ -345,19 +440,48 @@ impl Lock {
         block_on(self.unlock())
     }
 
-    /// py-cachify's `release()`: the current owner gives back all its holds, freeing the key.
-    /// Returns `false` when nobody held it.
+    /// py-cachify's `release()`: the current owner gives back all its holds, freeing the key
+    /// (the renewal of its [`lock`](Lock::lock) holds stops first). Returns `false` when nobody
+    /// held it.
     ///
     /// # Errors
     /// [`LockError::NotOwner`] when another owner holds it: only [`force_unlock`](Lock::force_unlock)
-    /// frees someone else's lock.
+    /// frees someone else's lock. [`LockError::LeaseLost`] when the owner held it through
+    /// [`lock`](Lock::lock) without `exp` and that hold is gone.
     pub async fn release(&self) -> Result<bool> {
-        self.release_scope(ReleaseScope::All).await
+        self.validate()?;
+        let recorded = handle_holds::take_all(&self.backend, &self.key, Owner::current());
+        let had_renewed_hold = recorded.is_some_and(|taken| taken.renewed);
+        match self.release_scope(ReleaseScope::All).await {
+            Ok(false) | Err(LockError::NotOwner { .. }) if had_renewed_hold => {
+                Err(self.lease_lost())
+            }
+            released => released,
+        }
     }
 
     /// Blocking form of [`release`](Lock::release) (py-cachify's sync `release()`).
     pub fn release_blocking(&self) -> Result<bool> {
         block_on(self.release())
+    }
+
+    /// Whether the current owner's hold taken by [`lock`](Lock::lock), [`try_lock`](Lock::try_lock)
+    /// or [`try_lock_for`](Lock::try_lock_for) without `exp` is lost: the watchdog found it gone
+    /// (force-unlocked, its key deleted, or expired while renewals failed: no later than one
+    /// lease after the last successful renewal, less a tenth), or it was force-unlocked through
+    /// this process. Stop touching what the lock protects; the next [`unlock`](Lock::unlock)
+    /// reports it. `false` when the owner has no such hold (none taken, unlocked, or taken with
+    /// `exp` or `never_expires`, which nobody watches). Asks no backend.
+    pub fn is_lease_lost(&self) -> bool {
+        handle_holds::status(&self.backend, &self.key, Owner::current())
+            .is_some_and(|status| status.lost)
+    }
+
+    /// Whether the watchdog renews a hold of the current owner taken by [`lock`](Lock::lock)
+    /// (or `try_lock`): taken without `exp`, not unlocked yet, and not lost. Asks no backend.
+    pub fn is_renewed(&self) -> bool {
+        handle_holds::status(&self.backend, &self.key, Owner::current())
+            .is_some_and(|status| status.renewed && !status.lost)
     }
 
     async fn release_scope(&self, scope: ReleaseScope) -> Result<bool> {
@@ -392,10 +516,17 @@ impl Lock {
     }
 
     /// Hazelcast's `force_unlock()`: frees the lock whoever holds it, without waiting. Returns
-    /// whether it was held. The holder's guard then reports [`LockError::LeaseLost`].
+    /// whether it was held. The holder's guard then reports [`LockError::LeaseLost`], and so does
+    /// the holder's `unlock()` after [`lock`](Lock::lock) (whose renewal stops here at once when
+    /// it was taken in this process through this backend, else at the watchdog's next renewal).
     pub async fn force_unlock(&self) -> Result<bool> {
         self.validate()?;
         let unlocked = self.backend.force_unlock(&self.key).await;
+        if unlocked.is_ok() {
+            // Holds taken here by `lock()` are gone: stop renewing them now, and keep their
+            // record so that their owners' `is_lease_lost` and `unlock` tell.
+            drop(handle_holds::force_unlocked(&self.backend, &self.key));
+        }
         telemetry::observe(
             self.backend.kind(),
             Operation::ForceUnlock,
@@ -533,6 +664,12 @@ impl Lock {
             hold_count,
             renewed,
         )
+    }
+
+    fn lease_lost(&self) -> LockError {
+        LockError::LeaseLost {
+            key: Arc::clone(&self.key),
+        }
     }
 
     fn locked(&self) -> LockError {

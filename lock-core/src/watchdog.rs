@@ -306,6 +306,32 @@ pub(crate) fn watch(
     Ticket { id }
 }
 
+/// How many holds on `backend` the lease watchdog has on its books: those it renews, and those
+/// it found lost whose guard (or, for `Lock::lock()`, whose `unlock()`) has not come yet. Once
+/// every guard is gone and every handle hold unlocked, it is 0: nothing is left to renew.
+///
+/// ```
+/// use lock_core::{watched_holds, Lock, MemoryBackend};
+///
+/// let backend = MemoryBackend::shared();
+/// let lock = Lock::with_backend("nightly-report", &backend);
+/// lock.lock_blocking()?; // no `exp`: renewed until unlocked
+/// assert_eq!(watched_holds(&backend), 1);
+/// lock.unlock_blocking()?;
+/// assert_eq!(watched_holds(&backend), 0);
+/// # Ok::<(), lock_core::LockError>(())
+/// ```
+pub fn watched_holds(backend: &SharedBackend) -> usize {
+    let id = backend_id(backend);
+    watchdog()
+        .registry()
+        .slots
+        .iter()
+        .flatten()
+        .filter(|watched| backend_id(&watched.backend) == id)
+        .count()
+}
+
 /// One `extend_many` call: holds of one backend with one lease.
 struct Batch {
     lease: Duration,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use lock_core::{Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
 
-use conformance::key;
+use conformance::{key, LIVENESS};
 use support::fenced::{fenced_write, read_counter};
 use support::logs;
 use support::processes::{env, Worker};
@@ -33,18 +33,31 @@ fn fault_worker() {
 
 /// Holds a lock until told to write or release, printing what happens:
 /// `@ held <fence>`, then on `write <value>`: `@ write accepted|rejected`, on `release`:
-/// `@ release ok|lease-lost`.
+/// `@ release ok|lease-lost`. The lease comes from `LOCKWRIGHT_EXP` (fixed),
+/// `LOCKWRIGHT_RENEWED`, or else the backend's default lease (`LOCKWRIGHT_DEFAULT_LEASE`). With
+/// `LOCKWRIGHT_HANDLE` set it holds through the handle (`lock()` … `unlock()`, no guard).
 fn holder_worker() {
     let url = env("LOCKWRIGHT_URL");
     let name = env("LOCKWRIGHT_KEY");
-    let backend = RedisBackend::connect_blocking(RedisConfig::new(url.as_str())).unwrap();
+    let mut config = RedisConfig::new(url.as_str());
+    if let Ok(lease) = std::env::var("LOCKWRIGHT_DEFAULT_LEASE") {
+        config = config.default_lease(lease.parse::<f64>().unwrap()).unwrap();
+    }
+    let backend = RedisBackend::connect_blocking(config).unwrap();
     let mut lock = Lock::with_backend(name.as_str(), &backend.shared());
-    lock = match std::env::var("LOCKWRIGHT_EXP") {
-        Ok(exp) => lock.exp(exp.parse::<f64>().unwrap()),
-        Err(_) => lock.renewed_lease(env("LOCKWRIGHT_RENEWED").parse::<f64>().unwrap()),
+    if let Ok(exp) = std::env::var("LOCKWRIGHT_EXP") {
+        lock = lock.exp(exp.parse::<f64>().unwrap());
+    } else if let Ok(lease) = std::env::var("LOCKWRIGHT_RENEWED") {
+        lock = lock.renewed_lease(lease.parse::<f64>().unwrap());
+    }
+    let (guard, fence) = if std::env::var("LOCKWRIGHT_HANDLE").is_ok() {
+        (None, lock.lock_blocking().unwrap())
+    } else {
+        let guard = lock.acquire_blocking().unwrap();
+        let fence = guard.fence();
+        (Some(guard), fence)
     };
-    let guard = lock.acquire_blocking().unwrap();
-    println!("@ held {}", guard.fence());
+    println!("@ held {fence}");
     let mut conn = raw(&url);
     let stdin = std::io::stdin();
     for command in stdin.lock().lines() {
@@ -53,12 +66,16 @@ fn holder_worker() {
             let accepted = fenced_write(
                 &mut conn,
                 &format!("{name}:counter"),
-                guard.fence().0,
+                fence.0,
                 value.parse().unwrap(),
             );
             println!("@ write {}", if accepted { "accepted" } else { "rejected" });
         } else if command == "release" {
-            match guard.release_blocking() {
+            let released = match guard {
+                Some(guard) => guard.release_blocking(),
+                None => lock.unlock_blocking(),
+            };
+            match released {
                 Ok(()) => println!("@ release ok"),
                 Err(LockError::LeaseLost { .. }) => println!("@ release lease-lost"),
                 Err(err) => println!("@ release error {err}"),
@@ -68,16 +85,17 @@ fn holder_worker() {
     }
 }
 
-fn holder(url: &str, name: &str, lease: (&str, &str)) -> (Worker, u64) {
-    let mut worker = Worker::start(
-        "fault_worker",
-        "holder",
-        &[
-            ("LOCKWRIGHT_URL", url.to_owned()),
-            ("LOCKWRIGHT_KEY", name.to_owned()),
-            (lease.0, lease.1.to_owned()),
-        ],
+fn holder(url: &str, name: &str, lease: &[(&str, &str)]) -> (Worker, u64) {
+    let mut env = vec![
+        ("LOCKWRIGHT_URL", url.to_owned()),
+        ("LOCKWRIGHT_KEY", name.to_owned()),
+    ];
+    env.extend(
+        lease
+            .iter()
+            .map(|(name, value)| (*name, (*value).to_owned())),
     );
+    let mut worker = Worker::start("fault_worker", "holder", &env);
     let held = worker.line();
     let fence = held
         .strip_prefix("held ")
@@ -106,7 +124,7 @@ fn time_to_acquire(backend: &SharedBackend, name: &str) -> Duration {
 fn killed_holder_with_a_lease_frees_the_key_after_the_lease() {
     let (server, backend) = shared_redis();
     let name = key("kill-fixed");
-    let (worker, _) = holder(&server.url(), &name, ("LOCKWRIGHT_EXP", "1.0"));
+    let (worker, _) = holder(&server.url(), &name, &[("LOCKWRIGHT_EXP", "1.0")]);
     worker.signal("-KILL");
     let waited = time_to_acquire(&backend.shared(), &name);
     assert!(
@@ -120,7 +138,7 @@ fn killed_holder_with_a_lease_frees_the_key_after_the_lease() {
 fn killed_holder_under_the_watchdog_frees_the_key_after_one_watchdog_lease() {
     let (server, backend) = shared_redis();
     let name = key("kill-watchdog");
-    let (worker, _) = holder(&server.url(), &name, ("LOCKWRIGHT_RENEWED", "1.0"));
+    let (worker, _) = holder(&server.url(), &name, &[("LOCKWRIGHT_RENEWED", "1.0")]);
     // Let the watchdog renew a few times, so the lock outlives its first lease...
     std::thread::sleep(Duration::from_millis(1500));
     let probe = Lock::with_backend(name.as_str(), &backend.shared());
@@ -134,12 +152,64 @@ fn killed_holder_under_the_watchdog_frees_the_key_after_one_watchdog_lease() {
     assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
 
+/// Hazelcast's `lock()` without a lease, in another process: renewed (with a short default
+/// lease) for several leases, it keeps this process out until its `unlock()`.
+#[test]
+fn a_handle_lock_in_another_process_keeps_the_key_for_several_leases_until_unlock() {
+    let (server, backend) = shared_redis();
+    let name = key("handle-lock-held");
+    let (mut worker, _) = holder(
+        &server.url(),
+        &name,
+        &[
+            ("LOCKWRIGHT_HANDLE", "1"),
+            ("LOCKWRIGHT_DEFAULT_LEASE", "0.5"),
+        ],
+    );
+    let probe = Lock::with_backend(name.as_str(), &backend.shared()).exp(30);
+    // Four default leases: without renewal the key would be free after the first.
+    assert!(
+        !probe.try_lock_for_blocking(2).unwrap(),
+        "another process got in while the handle lock was held"
+    );
+    worker.say("release");
+    assert_eq!(worker.line(), "release ok");
+    assert!(probe.try_lock_for_blocking(LIVENESS).unwrap());
+    probe.unlock_blocking().unwrap();
+}
+
+/// The same holder killed: nobody renews, and the key frees within one default lease.
+#[test]
+fn a_killed_handle_lock_holder_frees_the_key_within_one_watchdog_lease() {
+    let (server, backend) = shared_redis();
+    let name = key("handle-lock-killed");
+    let (worker, _) = holder(
+        &server.url(),
+        &name,
+        &[
+            ("LOCKWRIGHT_HANDLE", "1"),
+            ("LOCKWRIGHT_DEFAULT_LEASE", "1.0"),
+        ],
+    );
+    // Let the watchdog renew a few times, so the lock outlives its first lease...
+    std::thread::sleep(Duration::from_millis(2500));
+    let probe = Lock::with_backend(name.as_str(), &backend.shared());
+    assert!(
+        probe.is_locked_blocking().unwrap(),
+        "the watchdog did not renew the handle lock"
+    );
+    // ...then the process dies: the key frees within one lease.
+    worker.signal("-KILL");
+    let waited = time_to_acquire(&backend.shared(), &name);
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
 #[test]
 fn paused_holder_loses_its_lease_and_its_stale_fence_is_refused() {
     let (server, backend) = shared_redis();
     let name = key("sigstop");
     let counter = format!("{name}:counter");
-    let (mut paused, stale_fence) = holder(&server.url(), &name, ("LOCKWRIGHT_EXP", "0.5"));
+    let (mut paused, stale_fence) = holder(&server.url(), &name, &[("LOCKWRIGHT_EXP", "0.5")]);
     paused.signal("-STOP");
     // Meanwhile the lease runs out and this process takes the lock.
     let lock = Lock::with_backend(name.as_str(), &backend.shared())

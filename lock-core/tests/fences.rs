@@ -344,3 +344,47 @@ fn an_owner_never_re_enters_its_own_hold_brought_back_by_an_older_snapshot() {
     );
     assert_above_all(again.fence(), &earlier, "a ghost hold came back");
 }
+
+/// The same through the handle alone (`lock()` … `unlock()`, no guard), for every lease kind:
+/// the unlock is fenced too, so the backend knows which hold ended and replaces its ghost.
+#[test]
+fn an_owner_never_re_enters_its_own_handle_lock_brought_back_by_an_older_snapshot() {
+    let leases = [
+        ("exp", lock_core::Lease::Fixed(Duration::from_secs(30))),
+        ("never", lock_core::Lease::Never),
+        ("default", lock_core::Lease::Default),
+    ];
+    for (kind, lease) in leases {
+        let mut server = RedisServer::start();
+        let backend = backend(&server.url());
+        let name = key("ghost-handle");
+        let lock = Lock::with_backend(name.as_str(), &backend).lease(lease);
+        let ghost = lock.lock_blocking().unwrap();
+        let _: () = redis::cmd("SAVE").query(&mut raw(&server.url())).unwrap();
+        let mut earlier = vec![ghost];
+        lock.unlock_blocking().unwrap();
+        earlier.push(fence_of_next_acquire(&backend, &name));
+        server.restart(); // the snapshot has the first hold, by this thread
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let again = loop {
+            match lock.try_lock_blocking() {
+                Ok(true) => break lock.state_blocking().unwrap(),
+                Ok(false) => panic!("{kind}: {name} is held by another owner"),
+                Err(LockError::Backend { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(err) => panic!("{kind}: no lock after the restart: {err}"),
+            }
+        };
+        assert_eq!(
+            again.hold_count, 1,
+            "{kind}: re-entered a handle hold it had unlocked"
+        );
+        assert_above_all(
+            again.fence.unwrap(),
+            &earlier,
+            "a ghost handle hold came back",
+        );
+        lock.unlock_blocking().unwrap();
+    }
+}

@@ -3,8 +3,9 @@
 //! whole history is checked for exclusion and fence violations.
 //!
 //! Workers: tasks and threads in each process, random keys, nowait and waiting acquires, every
-//! lease kind (fixed, renewed by the watchdog, never expiring), mostly short holds and a few
-//! that outlive their lease. Each hold does a read-modify-write of its key's counter on a second
+//! lease kind (fixed, renewed by the watchdog, never expiring), held through guards and (one in
+//! three) through the handle alone (`lock()`/`try_lock()` … `unlock()`, renewed until the unlock
+//! when the lease is), mostly short holds and a few that outlive their lease. Each hold does a read-modify-write of its key's counter on a second
 //! server (the protected resource, which the nemesis leaves alone), fenced on the read and on
 //! the write.
 //!
@@ -30,7 +31,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lock_core::{Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
+use lock_core::{Lock, LockError, LockGuard, RedisBackend, RedisConfig, SharedBackend};
 
 use conformance::key;
 use support::fenced::{fenced_read, fenced_write, read_counter};
@@ -83,6 +84,8 @@ pub struct Hold {
     /// The owner's hold count right after the acquire: above 1, it re-entered a hold still
     /// there (one whose release failed, say), keeping that hold's fence.
     pub hold_count: u32,
+    /// Held through the handle (`lock()` … `unlock()`), not a guard.
+    pub by_handle: bool,
 }
 
 mod worker {
@@ -105,16 +108,24 @@ mod worker {
         pub key: u64,
         pub hold_for: Duration,
         pub lease: LeaseKind,
+        /// `None`: nowait.
+        pub wait: Option<Duration>,
+        /// Held through the handle (`lock()`/`try_lock()` … `unlock()`, no guard).
+        pub by_handle: bool,
     }
 
     pub fn plan(rng: &mut Rng, backend: &SharedBackend, prefix: &str, keys: u64) -> Plan {
         let key = rng.below(keys);
         let mut lock = Lock::with_backend(format!("{prefix}-{key}"), backend);
-        lock = match rng.below(3) {
-            0 => lock.nowait(true),
-            _ => lock
-                .nowait(false)
-                .timeout(0.005 + rng.below(200) as f64 / 1000.0),
+        let wait = match rng.below(3) {
+            0 => None,
+            _ => Some(Duration::from_secs_f64(
+                0.005 + rng.below(200) as f64 / 1000.0,
+            )),
+        };
+        lock = match wait {
+            None => lock.nowait(true),
+            Some(timeout) => lock.nowait(false).timeout(timeout),
         };
         let lease = match rng.below(20) {
             0..=9 => LeaseKind::Fixed(100 + rng.below(300)),
@@ -132,12 +143,85 @@ mod worker {
             (1..=20, _) => Duration::from_millis(rng.below(3)),
             _ => Duration::ZERO,
         };
+        let by_handle = rng.below(3) == 0;
         Plan {
             lock,
             key,
             hold_for,
             lease,
+            wait,
+            by_handle,
         }
+    }
+
+    /// How a worker holds: a guard, or the handle alone (Hazelcast's `lock()`; its fence and
+    /// count are read back with `state()`).
+    pub enum Held {
+        Guard(LockGuard),
+        Handle { fence: u64, count: u32 },
+    }
+
+    impl Held {
+        pub fn fence_and_count(&self) -> (u64, u32) {
+            match self {
+                Held::Guard(guard) => (guard.fence().0, guard.hold_count_at_acquire()),
+                Held::Handle { fence, count } => (*fence, *count),
+            }
+        }
+    }
+
+    /// A handle hold's fence and count, or `None` (and nothing held) when the hold was lost
+    /// before they could be read.
+    fn handle_hold(state: Result<lock_core::LockState, LockError>) -> Option<Held> {
+        match state {
+            Ok(state) if state.held_by_owner => Some(Held::Handle {
+                fence: state.fence?.0,
+                count: state.hold_count,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Takes the plan's hold with the blocking API.
+    pub fn hold_blocking(plan: &Plan) -> Option<Held> {
+        if !plan.by_handle {
+            return plan.lock.acquire_blocking().ok().map(Held::Guard);
+        }
+        let taken = match plan.wait {
+            None => plan.lock.try_lock_blocking(),
+            Some(wait) => plan.lock.try_lock_for_blocking(wait),
+        };
+        if !taken.unwrap_or(false) {
+            return None;
+        }
+        let held = handle_hold(plan.lock.state_blocking());
+        if held.is_none() {
+            let _ = plan.lock.unlock_blocking();
+        }
+        held
+    }
+
+    /// Takes the plan's hold with the async API: a waiting handle hold is a `lock()` cut off at
+    /// the wait's end (which takes nothing).
+    pub async fn hold(plan: &Plan) -> Option<Held> {
+        if !plan.by_handle {
+            return plan.lock.acquire().await.ok().map(Held::Guard);
+        }
+        let taken = match plan.wait {
+            None => plan.lock.try_lock().await.unwrap_or(false),
+            Some(wait) => matches!(
+                tokio::time::timeout(wait, plan.lock.lock()).await,
+                Ok(Ok(_))
+            ),
+        };
+        if !taken {
+            return None;
+        }
+        let held = handle_hold(plan.lock.state().await);
+        if held.is_none() {
+            let _ = plan.lock.unlock().await;
+        }
+        held
     }
 
     /// Read-modify-write of the key's counter on the resource server, fenced on the read and
@@ -167,12 +251,13 @@ mod worker {
             Outcome::Failed => "err",
         };
         format!(
-            "h {} {fence} {owner} {} {} {} {outcome} {} {lease} {count}",
+            "h {} {fence} {owner} {} {} {} {outcome} {} {lease} {count} {}",
             plan.key,
             times[0],
             times[1],
             times[2],
-            u8::from(accepted)
+            u8::from(accepted),
+            if plan.by_handle { "handle" } else { "guard" }
         )
     }
 
@@ -268,16 +353,19 @@ mod worker {
                         let plan = plan(&mut rng, &backend, &prefix, keys);
                         let acquire_start = monotonic_ns();
                         shared.ops.fetch_add(1, Ordering::Relaxed);
-                        let Ok(guard) = plan.lock.acquire_blocking() else {
+                        let Some(held) = hold_blocking(&plan) else {
                             continue;
                         };
                         let acquired = monotonic_ns();
-                        let (fence, count) = (guard.fence().0, guard.hold_count_at_acquire());
+                        let (fence, count) = held.fence_and_count();
                         std::thread::sleep(plan.hold_for);
                         let accepted = write_counter(&mut conn, &prefix, plan.key, fence);
                         let release_start = monotonic_ns();
                         shared.ops.fetch_add(1, Ordering::Relaxed);
-                        let outcome = outcome(guard.release_blocking());
+                        let outcome = outcome(match held {
+                            Held::Guard(guard) => guard.release_blocking(),
+                            Held::Handle { .. } => plan.lock.unlock_blocking(),
+                        });
                         let times = [acquire_start, acquired, release_start];
                         shared.emit(&line(
                             &plan,
@@ -310,11 +398,11 @@ mod worker {
                             let plan = plan(&mut rng, &backend, &prefix, keys);
                             let acquire_start = monotonic_ns();
                             shared.ops.fetch_add(1, Ordering::Relaxed);
-                            let Ok(guard) = plan.lock.acquire().await else {
+                            let Some(held) = hold(&plan).await else {
                                 continue;
                             };
                             let acquired = monotonic_ns();
-                            let (fence, count) = (guard.fence().0, guard.hold_count_at_acquire());
+                            let (fence, count) = held.fence_and_count();
                             if !plan.hold_for.is_zero() {
                                 tokio::time::sleep(plan.hold_for).await;
                             }
@@ -327,7 +415,10 @@ mod worker {
                             .unwrap();
                             let release_start = monotonic_ns();
                             shared.ops.fetch_add(1, Ordering::Relaxed);
-                            let outcome = outcome(guard.release().await);
+                            let outcome = outcome(match held {
+                                Held::Guard(guard) => guard.release().await,
+                                Held::Handle { .. } => plan.lock.unlock().await,
+                            });
                             let times = [acquire_start, acquired, release_start];
                             shared.emit(&line(
                                 &plan,
@@ -499,7 +590,7 @@ pub fn violations(holds: &[Hold], losses: &[DataLoss]) -> Vec<String> {
 /// Parses a worker's hold line (after `@ `), naming owners by number.
 fn parse_hold(line: &str, owners: &Mutex<HashMap<String, u32>>) -> Hold {
     let f: Vec<&str> = line.split(' ').collect();
-    assert_eq!(f.len(), 11, "bad history line {line:?}");
+    assert_eq!(f.len(), 12, "bad history line {line:?}");
     let owner = {
         let mut owners = owners.lock().unwrap();
         let next = owners.len() as u32;
@@ -524,6 +615,7 @@ fn parse_hold(line: &str, owners: &Mutex<HashMap<String, u32>>) -> Hold {
             ms => LeaseKind::Fixed(ms.parse().unwrap()),
         },
         hold_count: f[10].parse().unwrap(),
+        by_handle: f[11] == "handle",
     }
 }
 
@@ -802,6 +894,7 @@ fn history_of_many_processes_shows_no_violation() {
         .map(|k| read_counter(&mut conn, &format!("{}-{k}:counter", run.prefix)))
         .sum();
     let lost = holds.iter().filter(|h| h.outcome == Outcome::Lost).count();
+    let by_handle = holds.iter().filter(|h| h.by_handle).count();
     let violations = violations(&holds, &losses);
     let mut fault_counts: Vec<String> = FAULTS
         .iter()
@@ -810,7 +903,8 @@ fn history_of_many_processes_shows_no_violation() {
     fault_counts.sort();
     println!(
         "history: {processes} processes x (4 tasks + 2 threads), {keys} keys, {:.1} s, {ops} lock \
-         operations, {} holds, {lost} lost leases, {accepted} accepted writes \
+         operations, {} holds ({by_handle} through the handle, no guard), {lost} lost leases, \
+         {accepted} accepted writes \
          ({counters} in the fenced counters, which also hold those of killed workers); faults: \
          {}; {} violations",
         started.elapsed().as_secs_f64(),
@@ -858,6 +952,7 @@ fn history_checker_flags_each_kind_of_violation() {
         write_accepted: true,
         lease: LeaseKind::Fixed(100),
         hold_count: 1,
+        by_handle: false,
     };
     let lost = |hold: Hold| Hold {
         outcome: Outcome::Lost,

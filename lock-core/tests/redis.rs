@@ -19,6 +19,35 @@ mod redis_only {
             .expect("raw redis connection")
     }
 
+    /// Any handle on the key and backend may unlock a `lock()` (as any Hazelcast proxy of a
+    /// name may): one taken through one `shared()` handle of a backend is renewed, seen and
+    /// unlocked through another, and leaves nothing to renew behind.
+    #[test]
+    fn a_handle_lock_is_renewed_and_unlocked_through_another_handle_of_the_same_backend() {
+        let config = RedisConfig::new(shared_redis().0.url())
+            .default_lease(0.3)
+            .unwrap();
+        let redis = RedisBackend::connect_blocking(config).unwrap();
+        let (one, two) = (redis.shared(), redis.shared());
+        assert!(!std::sync::Arc::ptr_eq(&one, &two));
+        let name = key("hz-other-handle");
+        Lock::with_backend(name.as_str(), &one)
+            .lock_blocking()
+            .unwrap();
+        let through_two = Lock::with_backend(name.as_str(), &two);
+        assert!(through_two.is_renewed());
+        assert_eq!(lock_core::watched_holds(&two), 1);
+        std::thread::sleep(Duration::from_millis(1000));
+        let other = through_two.clone();
+        let taken = std::thread::spawn(move || other.try_acquire_blocking().unwrap().is_some());
+        assert!(!taken.join().unwrap(), "the renewed hold expired");
+        through_two.unlock_blocking().unwrap();
+        assert!(!Lock::with_backend(name.as_str(), &one)
+            .is_locked_blocking()
+            .unwrap());
+        assert_eq!(lock_core::watched_holds(&one), 0);
+    }
+
     #[test]
     fn unreachable_server_is_a_fast_typed_connection_error() {
         let closed_port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -9,6 +9,8 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub mod handle_holds;
+
 /// A key no other test (or earlier run against the same server) uses.
 pub fn key(name: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -32,6 +34,7 @@ pub struct CountingBackend {
     renewals: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     renewal_log: std::sync::Mutex<Vec<(Instant, bool)>>,
     before_renewal: Box<dyn Fn() + Send + Sync>,
+    default_lease: Option<Duration>,
 }
 
 impl std::fmt::Debug for CountingBackend {
@@ -62,7 +65,15 @@ impl CountingBackend {
             renewals: Default::default(),
             renewal_log: Default::default(),
             before_renewal: Box::new(before_renewal),
+            default_lease: None,
         }
+    }
+
+    /// Gives holds without `exp` this lease (as `RedisConfig::default_lease` does), instead of
+    /// the inner backend's.
+    pub fn with_default_lease(mut self, lease: Duration) -> Self {
+        self.default_lease = Some(lease);
+        self
     }
 
     /// When the last renewal batch that came back with every hold live was sent.
@@ -172,7 +183,7 @@ impl lock_core::Backend for CountingBackend {
     }
 
     fn default_lease(&self) -> Option<Duration> {
-        self.inner.default_lease()
+        self.default_lease.or_else(|| self.inner.default_lease())
     }
 }
 
@@ -1324,6 +1335,8 @@ macro_rules! conformance_suite {
             assert_eq!(counter.load(__Ordering::Relaxed), expected);
             assert!(!lock.is_locked_blocking().unwrap());
         }
+
+        $crate::handle_hold_conformance!();
 
         #[test]
         fn lock_futures_and_guards_are_send() {
