@@ -1,9 +1,9 @@
 //! Group commit on Redis (`src/redis/batch.rs`): operations issued while a batch is in flight go
 //! out together as one script call, applied in order and answered each on its own.
 //!
-//! Each test pauses its own server (`CLIENT PAUSE`) right after a first operation was sent, so
-//! that first batch stays in flight while the operations under test queue behind it: which
-//! operations share a batch is then certain, not a matter of timing. One connection
+//! Each test pauses its own server (`CLIENT PAUSE`) right after the most calls a queue sends at
+//! once were sent, so those stay in flight while the operations under test queue behind them:
+//! which operations share a batch is then certain, not a matter of timing. One connection
 //! (`pool_size(1)`), so every key is in the one queue.
 
 mod support;
@@ -56,15 +56,20 @@ fn other_owner() -> Owner {
     std::thread::spawn(Owner::current).join().unwrap()
 }
 
-/// Sends an acquire of `key` and pauses the server while it is in flight, so it stays the
-/// queue's one batch in flight for [`PAUSE`]. Returns its task.
+/// Calls one queue has in flight at most (`MAX_SENDERS` in `src/redis/batch.rs`): operations
+/// issued while that many are in flight queue behind them.
+const SENDERS: usize = 4;
+
+/// Pauses the server, then sends [`SENDERS`] acquires (of `key`, and of keys next to it), which
+/// stay in flight for [`PAUSE`]: operations issued next queue behind them. Returns the task of
+/// the acquire of `key`.
 async fn batch_in_flight(
     backend: &RedisBackend,
     url: &str,
     key: &str,
 ) -> tokio::task::JoinHandle<lock_core::Result<TryAcquire>> {
-    let owner = other_owner();
-    // Pause first, for all commands but this connection's: the acquire sent next is held.
+    let owners: Vec<Owner> = (0..SENDERS).map(|_| other_owner()).collect();
+    // Pause first, for all commands but this connection's: the acquires sent next are held.
     let mut admin = raw(url);
     let _: () = redis::cmd("CLIENT")
         .arg("PAUSE")
@@ -72,10 +77,27 @@ async fn batch_in_flight(
         .arg("WRITE")
         .query(&mut admin)
         .unwrap();
-    let (backend, key) = (backend.clone(), Arc::<str>::from(key));
-    let first = tokio::spawn(async move { backend.try_acquire(&key, owner, LEASE).await });
+    let mut in_flight: Vec<_> = owners
+        .into_iter()
+        .enumerate()
+        .map(|(i, owner)| {
+            let backend = backend.clone();
+            let key: Arc<str> = if i == 0 {
+                key.into()
+            } else {
+                format!("{key}-in-flight-{i}").into()
+            };
+            tokio::spawn(async move { backend.try_acquire(&key, owner, LEASE).await })
+        })
+        .collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
-    first
+    let first = in_flight.remove(0);
+    tokio::spawn(async move {
+        for other in in_flight {
+            let _ = other.await;
+        }
+        first.await.unwrap()
+    })
 }
 
 /// Polls each future once, in order (so each is queued in that order), then runs them all.
@@ -136,8 +158,8 @@ async fn operations_issued_while_a_batch_is_in_flight_go_out_together_answered_e
         "the key the first batch took is held: {:?}",
         answers[40]
     );
-    // The first batch, then the 41 queued operations in one call.
-    assert_eq!(script_calls(&mut admin) - before, 2);
+    // The calls in flight, then the 41 queued operations in one call.
+    assert_eq!(script_calls(&mut admin) - before, SENDERS as u64 + 1);
     for (key, owner) in keys.iter().zip(&owners) {
         let state = backend.inspect(key, *owner).await.unwrap();
         assert!(state.locked && state.held_by_owner, "{key}: {state:?}");

@@ -1,22 +1,25 @@
-//! Group commit: lock operations issued while a call is in flight go out together as one
-//! script call.
+//! Group commit: lock operations issued while their queue's calls are all in flight go out
+//! together as one script call.
 //!
 //! Each pooled connection has a queue (on a cluster, each hash slot: a slow master holds up only
-//! its own slots). An operation issued while its queue has no call in flight goes out at once,
-//! alone (no added latency, no timer). Operations issued while a call is in flight queue up, and
-//! go out together as soon as it returns: one `EVALSHA` of `batch.lua`, which applies them in
-//! order and answers each on its own. Under concurrency the per-call costs (parsing, script
-//! invocation, the socket's reads and writes, the server clock read) are paid once per call
-//! instead of once per operation. Acquires and the other operations go in separate calls (see
-//! [`calls_of`]: out of memory, Redis aborts a script at its first write).
+//! its own slots), which sends at most [`MAX_SENDERS`] calls at once. An operation issued while
+//! fewer are in flight goes out at once, alone (no added latency, no timer). Operations issued
+//! while all are in flight queue up, and go out together as soon as one returns: one `EVALSHA`
+//! of `batch.lua`, which applies them in order and answers each on its own. Under concurrency
+//! the per-call costs (parsing, script invocation, the socket's reads and writes, the server
+//! clock read) are paid once per call instead of once per operation. Acquires and the other
+//! operations go in separate calls (see [`calls_of`]: out of memory, Redis aborts a script at
+//! its first write).
 //!
-//! Order: a key always maps to one queue and a queue has one call in flight at a time, so
-//! operations on one key reach Redis in the order they were queued.
+//! Order: a caller's operations on a key are issued one after another (each is awaited, and a
+//! guard's release on drop is waited for by the next operation on its key, see `operations`),
+//! so they reach Redis in order whichever calls carry them; within a call, operations are
+//! applied in the order they were queued.
 //!
 //! Who sends: a batch may carry other callers' operations, so it is never left to a future that
-//! may stop being polled. It is sent by a task on the backend's runtime, which keeps sending
-//! until the queue is empty; only a blocking caller (whose thread does nothing but poll it)
-//! sends the batch its operation opened itself. Dropped half-way, a send finishes on the
+//! may stop being polled. It is sent by a task of its own on the backend's runtime, which keeps
+//! sending until the queue is empty; only a blocking caller (whose thread does nothing but poll
+//! it) sends the batch its operation opened itself. Dropped half-way, a send finishes on the
 //! backend's runtime. Each operation answers within the command timeout from when it was issued,
 //! whatever the calls ahead of it take. An operation whose caller left keeps its place (the
 //! caller's future is finished on the backend's runtime, see `operations`), except an acquire
@@ -40,6 +43,10 @@ use crate::owner::Owner;
 
 /// Most operations in one script call; a longer queue goes out as several calls in a row.
 const MAX_BATCH: usize = 256;
+
+/// Calls of one queue in flight at once. Operations queue (and go out together) only while
+/// that many are; a call holds a connection's pipeline only for its own round trip.
+const MAX_SENDERS: usize = 4;
 
 /// The hash slots of a Redis Cluster: there, each has its own queue.
 const CLUSTER_SLOTS: usize = 16384;
@@ -187,8 +194,9 @@ pub(super) struct Queue {
 #[derive(Default)]
 struct QueueState {
     waiting: Vec<Queued>,
-    /// A batch of this queue is in flight (or about to be): whoever set it sends what waits.
-    busy: bool,
+    /// Senders of this queue's calls at work (at most [`MAX_SENDERS`]): while all are busy,
+    /// operations wait here, and the first sender done takes them all.
+    senders: usize,
 }
 
 impl Queue {
@@ -246,10 +254,10 @@ impl RedisBackend {
                 abandoned,
                 answer,
             });
-            if state.busy {
+            if state.senders >= MAX_SENDERS {
                 None
             } else {
-                state.busy = true;
+                state.senders += 1;
                 Some(std::mem::take(&mut state.waiting))
             }
         };
@@ -486,7 +494,7 @@ impl Sender {
         {
             let mut state = backend.inner.queues[self.queue].state();
             if state.waiting.is_empty() {
-                state.busy = false;
+                state.senders -= 1;
                 return;
             }
         }
@@ -508,7 +516,7 @@ impl Sender {
             let batch = {
                 let mut state = self.backend.inner.queues[self.queue].state();
                 if state.waiting.is_empty() {
-                    state.busy = false;
+                    state.senders -= 1;
                     self.handed_over = true;
                     return;
                 }
@@ -526,7 +534,10 @@ impl Drop for Sender {
         }
         let waiting = {
             let mut state = self.backend.inner.queues[self.queue].state();
-            state.busy = false;
+            state.senders -= 1;
+            if state.senders > 0 {
+                return; // another sender takes what waits
+            }
             std::mem::take(&mut state.waiting)
         };
         drop(waiting); // each caller learns its batch was cut off
