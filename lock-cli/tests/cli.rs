@@ -2,6 +2,7 @@
 //! server, a key prefix per test; its own server where a test needs a setting). Locks are taken
 //! through the library with a `RedisBackend` in this process: to the CLI, another process.
 
+mod common;
 #[path = "../../lock-core/tests/support/mod.rs"]
 mod support;
 
@@ -10,22 +11,10 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use assert_cmd::Command;
 use lock_core::{Lock, RedisBackend, RedisConfig, SharedBackend};
 use serde_json::Value;
 
-/// A generous liveness bound for anything the tests wait for.
-const LIVENESS: Duration = Duration::from_secs(30);
-
-/// The binary, with no Redis settings from the environment of the test run.
-fn lockwright() -> Command {
-    let mut command = Command::cargo_bin("lockwright").expect("the lockwright binary");
-    command
-        .env_remove("REDIS_URL")
-        .env_remove("REDISCLI_AUTH")
-        .timeout(Duration::from_secs(60));
-    command
-}
+use common::{lockwright, LIVENESS};
 
 /// The shared server's URL.
 fn url() -> String {

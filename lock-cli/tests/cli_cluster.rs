@@ -2,6 +2,7 @@
 //! (`lock-core/tests/support/cluster.rs`): `list` scans every master, and `force-unlock` wakes a
 //! waiter through the cluster's sharded wake-ups.
 
+mod common;
 #[path = "../../lock-core/tests/support/mod.rs"]
 mod support;
 
@@ -9,22 +10,12 @@ use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use assert_cmd::Command;
 use lock_core::{Lock, RedisBackend, RedisConfig, SharedBackend};
 use serde_json::Value;
 
 use support::cluster::{shared_cluster, slot_of};
 
-const LIVENESS: Duration = Duration::from_secs(30);
-
-fn lockwright() -> Command {
-    let mut command = Command::cargo_bin("lockwright").expect("the lockwright binary");
-    command
-        .env_remove("REDIS_URL")
-        .env_remove("REDISCLI_AUTH")
-        .timeout(Duration::from_secs(60));
-    command
-}
+use common::{lockwright, LIVENESS};
 
 fn backend(prefix: &str) -> SharedBackend {
     RedisBackend::connect_blocking(RedisConfig::new(shared_cluster().0.url()).prefix(prefix))

@@ -1,10 +1,9 @@
 //! The `lockwright` binary behind Sentinel (`redis+sentinel://`), on a real master, replica and
 //! three sentinels the harness starts (`lock-core/tests/support/sentinel.rs`).
 
+mod common;
 #[path = "../../lock-core/tests/support/mod.rs"]
 mod support;
-
-use std::time::Duration;
 
 use assert_cmd::Command;
 use lock_core::{Lock, RedisBackend, RedisConfig};
@@ -12,13 +11,10 @@ use serde_json::Value;
 
 use support::sentinel::shared_sentinel;
 
+/// The binary, pointed at the shared Sentinel set.
 fn lockwright() -> Command {
-    let mut command = Command::cargo_bin("lockwright").expect("the lockwright binary");
-    command
-        .env_remove("REDIS_URL")
-        .env_remove("REDISCLI_AUTH")
-        .env("REDIS_URL", shared_sentinel().url())
-        .timeout(Duration::from_secs(60));
+    let mut command = common::lockwright();
+    command.env("REDIS_URL", shared_sentinel().url());
     command
 }
 
