@@ -654,13 +654,17 @@ fn watch_on_a_terminal_redraws_in_place_and_ends_on_ctrl_c() {
     require_script();
     let prefix = "cli-watch-tty:";
     let backend = backend(prefix);
+    // `script` runs the command through `$SHELL -c`. `exec` makes the terminal's Ctrl-C reach
+    // lockwright alone: a shell left waiting (dash does this) gets the SIGINT too and ends with
+    // 130 whatever lockwright's own exit code. SHELL is fixed so the test is the same everywhere.
     let watch = format!(
-        "{} watch --interval 0.1 --prefix {prefix} --url {}",
+        "exec {} watch --interval 0.1 --prefix {prefix} --url {}",
         assert_cmd::cargo::cargo_bin("lockwright").display(),
         url()
     );
     let mut child = Process::new("script")
         .args(["-qfec", &watch, "/dev/null"])
+        .env("SHELL", "/bin/sh")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -723,7 +727,11 @@ fn watch_on_a_terminal_redraws_in_place_and_ends_on_ctrl_c() {
         end.contains("\x1b[?25h"),
         "the cursor is shown again: {end:?}"
     );
-    assert!(child.wait().unwrap().success());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "watch on a terminal ended with {status}: {end:?}"
+    );
 }
 
 #[test]
