@@ -125,6 +125,42 @@ impl LockState {
 /// A lease to set on acquire or extend: `None` means the hold never expires.
 pub type LeaseTime = Option<Duration>;
 
+/// Outcome of [`Backend::pool_acquire`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolAcquire {
+    /// The caller now holds a slot of the pool.
+    Acquired {
+        /// The slot's token: unique to this slot of this pool, never handed out again, and
+        /// growing with each slot taken (like a [`Fence`]).
+        slot: Fence,
+        /// Live slots of the pool right after this acquire, this one included.
+        size: u32,
+    },
+    /// `max_size` live slots are taken.
+    Full {
+        /// What is left of the lease of the slot that ends first: a waiter sleeps at most this
+        /// long.
+        remaining: RemainingLease,
+    },
+}
+
+/// A snapshot of one pool, from [`Backend::pool_state`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolState {
+    /// Live slots (taken, lease not run out).
+    pub size: u32,
+    /// The `max_size` its live slots were taken with; `None` when no slot is live.
+    pub max_size: Option<u32>,
+}
+
+impl PoolState {
+    /// The state of a pool with no live slot.
+    pub const EMPTY: PoolState = PoolState {
+        size: 0,
+        max_size: None,
+    };
+}
+
 /// A store of keyed locks. Implement it to add a backend; every lock feature above works
 /// unchanged.
 ///
@@ -138,7 +174,15 @@ pub type LeaseTime = Option<Duration>;
 /// - whenever a key becomes free by `release` or `force_unlock`, listeners from
 ///   [`Backend::listen`] on it are woken (expiry need not wake them: waiters sleep at most the
 ///   remaining lease);
-/// - free and expired keys leave no state behind except what fencing needs.
+/// - free and expired keys leave no state behind except what fencing needs;
+/// - pools (keyed counting semaphores, `pool_*`): a pool has at most `max_size` live slots; a
+///   slot's token is never handed out twice for a key; release, extend and renewal act only on
+///   the live slot of that owner and token; while a pool has live slots, an acquire that gives
+///   another `max_size` fails with [`LockError::PoolSizeMismatch`](crate::LockError) and
+///   changes nothing; a slot freed by release or force-release wakes
+///   [`Backend::listen_pool`] listeners; expired slots are reclaimed and an empty pool leaves
+///   no state behind except what its slot tokens need. A pool and a lock of the same key are
+///   independent.
 pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// Takes the lock for `owner`, or re-enters the owner's hold (incrementing its count and
     /// extending, never shortening, its lease), or reports the other owner's remaining lease.
@@ -203,10 +247,10 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence);
 
     /// Renews many holds at once (the lease watchdog's batch), by the rule of
-    /// [`Backend::extend`]: returns, per hold, `Some(true)` when it was still live (and is
+    /// [`Backend::extend`] (of [`Backend::pool_extend`] for a pool slot): returns, per hold, `Some(true)` when it was still live (and is
     /// renewed), `Some(false)` when it is gone, and `None` when it is not known (the part of the
     /// batch that carried it failed: the watchdog tries it again, while its lease runs). An
-    /// error means no hold's answer is known. The default calls [`Backend::extend`] for each; a
+    /// error means no hold's answer is known. The default calls `extend` or `pool_extend` for each; a
     /// network backend should do it in as few round trips as it can, and let a failing part
     /// (one server of several) cost only its own holds.
     fn extend_many<'a>(
@@ -217,10 +261,13 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         Box::pin(async move {
             let mut live = Vec::with_capacity(holds.len());
             for hold in holds {
-                live.push(Some(
-                    self.extend(&hold.key, hold.owner, hold.fence, Some(lease))
-                        .await?,
-                ));
+                let extended = match hold.kind {
+                    HoldKind::Lock => self.extend(&hold.key, hold.owner, hold.fence, Some(lease)),
+                    HoldKind::PoolSlot => {
+                        self.pool_extend(&hold.key, hold.owner, hold.fence, Some(lease))
+                    }
+                };
+                live.push(Some(extended.await?));
             }
             Ok(live)
         })
@@ -248,6 +295,59 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
         "other"
     }
 
+    /// Takes a slot of the pool `key` for `owner` if fewer than `max_size` are live (after
+    /// reclaiming expired ones), with lease `lease`. Not reentrant: every call takes a slot of
+    /// its own. `max_size` is at least 1 (the handle checks it).
+    ///
+    /// # Errors
+    /// [`LockError::PoolSizeMismatch`](crate::LockError::PoolSizeMismatch) when the pool's live
+    /// slots were taken with another `max_size`.
+    fn pool_acquire<'a>(
+        &'a self,
+        key: &'a Arc<str>,
+        owner: Owner,
+        max_size: u32,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<PoolAcquire>>;
+
+    /// Gives back the slot `slot` of `owner`; false when it is not live (released, expired,
+    /// force-released) or not that owner's: nothing changed then.
+    fn pool_release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        slot: Fence,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// Makes the live slot `slot` of `owner` last at least `lease` from now (`None`: until
+    /// released); never shortens it. False when the slot is not live.
+    fn pool_extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        slot: Fence,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<bool>>;
+
+    /// The pool's live slots and the `max_size` they were taken with. A read: it deletes
+    /// nothing.
+    fn pool_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<PoolState>>;
+
+    /// Frees the slot `slot` whoever holds it, or with `None` every slot of the pool; returns
+    /// how many live slots it freed (and wakes waiters if any).
+    fn pool_force_release<'a>(
+        &'a self,
+        key: &'a str,
+        slot: Option<Fence>,
+    ) -> BoxFuture<'a, Result<u32>>;
+
+    /// Registers interest in a slot of the pool `key` becoming free; listen *before* trying.
+    fn listen_pool(&self, key: &str) -> EventListener;
+
+    /// Gives back a slot from a pool guard's `Drop` (as [`Backend::release_on_drop`] does for a
+    /// lock hold).
+    fn pool_release_on_drop(&self, key: &str, owner: Owner, slot: Fence);
+
     /// This backend's lease for holds acquired without `exp`, if it overrides the global
     /// [`default_lease`](crate::default_lease).
     fn default_lease(&self) -> Option<Duration> {
@@ -262,6 +362,17 @@ pub struct RenewHold {
     pub key: Arc<str>,
     /// The hold's owner.
     pub owner: Owner,
-    /// The hold's fence.
+    /// The hold's fence (a pool slot's token).
     pub fence: Fence,
+    /// A lock's hold, or a pool's slot.
+    pub kind: HoldKind,
+}
+
+/// What a [`RenewHold`] renews: [`Backend::extend`] or [`Backend::pool_extend`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HoldKind {
+    /// A hold of the lock `key`.
+    Lock,
+    /// A slot of the pool `key`.
+    PoolSlot,
 }

@@ -55,6 +55,26 @@ pub enum LockError {
         /// The lock's key.
         key: Arc<str>,
     },
+    /// Every slot of the pool is taken and the caller asked not to wait (`nowait`): py-cachify's
+    /// `CachifyPoolFullError`.
+    #[error("{key} is full (max_size={max_size})")]
+    PoolFull {
+        /// The pool's key.
+        key: Arc<str>,
+        /// The pool's size.
+        max_size: u32,
+    },
+    /// The pool's live slots were taken with another `max_size` than this caller's: callers of
+    /// one pool must agree on its size (a new size applies once the pool is empty).
+    #[error("pool {key} has max_size {live} (its live slots were taken with it), not {given}")]
+    PoolSizeMismatch {
+        /// The pool's key.
+        key: Arc<str>,
+        /// The size the live slots were taken with.
+        live: u32,
+        /// The size this caller gave.
+        given: u32,
+    },
     /// A key, duration or setting that cannot be used.
     #[error("invalid {name}: {reason}")]
     InvalidArgument {
@@ -116,14 +136,20 @@ impl LockError {
             | LockError::NotOwner { key }
             | LockError::LeaseLost { key }
             | LockError::NotReplicated { key, .. }
+            | LockError::PoolFull { key, .. }
+            | LockError::PoolSizeMismatch { key, .. }
             | LockError::Backend { key, .. } => Some(key),
             LockError::InvalidArgument { .. } | LockError::Connection { .. } => None,
         }
     }
 
-    /// True for [`LockError::Locked`] and [`LockError::TimedOut`]: another owner holds the lock.
+    /// True for [`LockError::Locked`], [`LockError::PoolFull`] and [`LockError::TimedOut`]:
+    /// others hold the lock (every slot of the pool).
     pub fn is_contention(&self) -> bool {
-        matches!(self, LockError::Locked { .. } | LockError::TimedOut { .. })
+        matches!(
+            self,
+            LockError::Locked { .. } | LockError::PoolFull { .. } | LockError::TimedOut { .. }
+        )
     }
 }
 

@@ -70,6 +70,7 @@ impl LockGuard {
                 key: Arc::clone(&key),
                 owner,
                 fence,
+                kind: crate::backend::HoldKind::Lock,
             };
             watchdog::watch(Arc::clone(&backend), hold, lease, sent_at)
         });

@@ -4,6 +4,8 @@
 //! - [`Lock`]: a handle on one key's lock, with async and `_blocking` forms of every operation;
 //!   [`lock!`] makes one whose key is formatted from your variables (`lock!("job-{id}")`).
 //! - [`LockGuard`]: one hold, released on drop, carrying a [`Fence`] token.
+//! - [`Pool`]: a keyed counting semaphore (py-cachify's `pool`): at most `max_size` slots of a
+//!   key held at once, each a [`PoolGuard`].
 //! - [`Backend`]: the seam; [`MemoryBackend`] is the default, used when nothing is set up.
 //! - [`telemetry`]: the metrics (through the `metrics` facade) and `tracing` spans of every
 //!   operation.
@@ -32,7 +34,10 @@ mod guard;
 mod handle_holds;
 mod lock;
 mod memory;
+mod memory_pools;
 mod owner;
+mod pool;
+mod pool_guard;
 mod python_format;
 #[cfg(feature = "redis")]
 mod redis;
@@ -44,8 +49,8 @@ mod watchdog;
 pub mod __private;
 
 pub use backend::{
-    Backend, BoxFuture, EventListener, Fence, LeaseTime, LockState, Release, ReleaseScope,
-    RemainingLease, RenewHold, SharedBackend, TryAcquire,
+    Backend, BoxFuture, EventListener, Fence, HoldKind, LeaseTime, LockState, PoolAcquire,
+    PoolState, Release, ReleaseScope, RemainingLease, RenewHold, SharedBackend, TryAcquire,
 };
 pub use duration::{IntoLockDuration, MAX_DURATION};
 pub use error::{LockError, Result};
@@ -54,6 +59,8 @@ pub use guard::LockGuard;
 pub use lock::{Lease, Lock, MAX_KEY_LEN};
 pub use memory::{ManualClock, MemoryBackend};
 pub use owner::Owner;
+pub use pool::Pool;
+pub use pool_guard::PoolGuard;
 #[cfg(feature = "redis")]
 pub use redis::{RedisBackend, RedisConfig};
 

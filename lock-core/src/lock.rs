@@ -41,7 +41,7 @@ pub enum Lease {
 
 impl Lease {
     /// The lease to set on acquire, and the watchdog's lease when the hold is to be renewed.
-    fn resolve(self, backend: &SharedBackend) -> (LeaseTime, Option<Duration>) {
+    pub(crate) fn resolve(self, backend: &SharedBackend) -> (LeaseTime, Option<Duration>) {
         match self {
             Lease::Default => {
                 let lease = backend.default_lease().unwrap_or_else(default_lease);
@@ -56,7 +56,7 @@ impl Lease {
 
 /// How long an acquire may wait.
 #[derive(Clone, Copy, Debug)]
-enum Wait {
+pub(crate) enum Wait {
     No,
     For(Duration),
     Forever,
@@ -64,7 +64,7 @@ enum Wait {
 
 /// Whether a wait parks the thread (blocking API) or awaits (async API).
 #[derive(Clone, Copy, Debug)]
-enum Waiter {
+pub(crate) enum Waiter {
     Thread,
     Task,
 }
@@ -740,14 +740,14 @@ impl Lock {
 
 /// For a hold the watchdog is to renew: its lease, counted from now, just before the acquire is
 /// sent (no clock read for holds it does not renew).
-fn renewed_from_now(renewed_lease: Option<Duration>) -> Option<Renewed> {
+pub(crate) fn renewed_from_now(renewed_lease: Option<Duration>) -> Option<Renewed> {
     renewed_lease.map(|lease| Renewed {
         lease,
         sent_at: Instant::now(),
     })
 }
 
-async fn sleep_until(listener: EventListener, wake_at: Option<Instant>, waiter: Waiter) {
+pub(crate) async fn sleep_until(listener: EventListener, wake_at: Option<Instant>, waiter: Waiter) {
     match (waiter, wake_at) {
         (Waiter::Thread, Some(at)) => {
             listener.wait_deadline(at);

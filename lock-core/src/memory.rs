@@ -8,9 +8,10 @@ use event_listener::{Event, EventListener};
 use hashbrown::HashTable;
 
 use crate::backend::{
-    Backend, BoxFuture, Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease,
-    SharedBackend, TryAcquire,
+    Backend, BoxFuture, Fence, LeaseTime, LockState, PoolAcquire, PoolState, Release,
+    ReleaseScope, RemainingLease, SharedBackend, TryAcquire,
 };
+use crate::memory_pools::Pools;
 use crate::error::Result;
 use crate::owner::Owner;
 
@@ -44,6 +45,7 @@ const MIN_SWEEP_OPS: usize = 1024;
 #[derive(Debug)]
 pub struct MemoryBackend {
     table: Mutex<Table>,
+    pools: Pools,
     stripes: Box<[Event]>,
     hasher: foldhash::fast::RandomState,
     /// `None`: the monotonic clock.
@@ -176,6 +178,7 @@ impl MemoryBackend {
                 next_fence: 1,
                 acquires_since_sweep: 0,
             }),
+            pools: Pools::new(),
             stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
             hasher: Default::default(),
         }
@@ -186,16 +189,39 @@ impl MemoryBackend {
         Arc::new(Self::new())
     }
 
-    /// How many keys have an entry (held, or expired and not yet swept). Diagnostic.
+    /// How many keys have an entry (locks held, or expired and not yet swept; pools with a
+    /// slot, live or expired and not yet reclaimed). Diagnostic.
     pub fn entry_count(&self) -> usize {
-        self.table().holds.len()
+        self.table().holds.len() + self.pools.entry_count()
     }
 
-    /// Drops every expired hold now, returning how many entries remain.
+    /// Drops every expired hold and pool slot now, returning how many entries remain.
     pub fn purge_expired(&self) -> usize {
+        let now = self.now();
         let mut table = self.table();
-        table.sweep(self.now());
-        table.holds.len()
+        table.sweep(now);
+        table.holds.len() + self.pools.purge_expired(now)
+    }
+
+    /// Pool slots share the wake-up stripes with locks (a lock and a pool of one key wake each
+    /// other's waiters, who re-check); the pool's hash is salted so that they rarely do.
+    fn pool_hash(&self, key: &str) -> u64 {
+        self.hash(key) ^ 0x9e37_79b9_7f4a_7c15
+    }
+
+    fn pool_release_now(
+        &self,
+        key: &str,
+        owner: Option<Owner>,
+        slot: Fence,
+        now: Option<Instant>,
+    ) -> bool {
+        let hash = self.pool_hash(key);
+        let live = self.pools.remove(key, hash, owner, slot, now);
+        if live {
+            self.stripe(hash).notify(usize::MAX);
+        }
+        live
     }
 
     fn now(&self) -> Instant {
@@ -425,6 +451,80 @@ impl Backend for MemoryBackend {
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
         self.release_now(key, owner, Some(fence), ReleaseScope::One, None);
+    }
+
+    fn pool_acquire<'a>(
+        &'a self,
+        key: &'a Arc<str>,
+        owner: Owner,
+        max_size: u32,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<PoolAcquire>> {
+        let acquired = self.pools.acquire(
+            key,
+            self.pool_hash(key),
+            owner,
+            max_size,
+            lease,
+            self.now(),
+        );
+        Box::pin(async move { acquired })
+    }
+
+    fn pool_release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        slot: Fence,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let live = self.pool_release_now(key, Some(owner), slot, Some(self.now()));
+        Box::pin(async move { Ok(live) })
+    }
+
+    fn pool_extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        slot: Fence,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<bool>> {
+        let live = self
+            .pools
+            .extend(key, self.pool_hash(key), owner, slot, lease, self.now());
+        Box::pin(async move { Ok(live) })
+    }
+
+    fn pool_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<PoolState>> {
+        let state = self.pools.state(key, self.pool_hash(key), self.now());
+        Box::pin(async move { Ok(state) })
+    }
+
+    fn pool_force_release<'a>(
+        &'a self,
+        key: &'a str,
+        slot: Option<Fence>,
+    ) -> BoxFuture<'a, Result<u32>> {
+        let now = self.now();
+        let freed = match slot {
+            Some(slot) => u32::from(self.pool_release_now(key, None, slot, Some(now))),
+            None => {
+                let hash = self.pool_hash(key);
+                let freed = self.pools.clear(key, hash, now);
+                if freed > 0 {
+                    self.stripe(hash).notify(usize::MAX);
+                }
+                freed
+            }
+        };
+        Box::pin(async move { Ok(freed) })
+    }
+
+    fn listen_pool(&self, key: &str) -> EventListener {
+        self.stripe(self.pool_hash(key)).listen()
+    }
+
+    fn pool_release_on_drop(&self, key: &str, owner: Owner, slot: Fence) {
+        self.pool_release_now(key, Some(owner), slot, None);
     }
 
     fn kind(&self) -> &'static str {

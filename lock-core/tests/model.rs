@@ -384,6 +384,7 @@ fn check(
                     key: key.clone(),
                     owner: owners[owner],
                     fence,
+                    kind: lock_core::HoldKind::Lock,
                 };
                 let got = block_on(backend.extend_many(&[hold], lease(kind).unwrap())).unwrap();
                 prop_assert_eq!(got, vec![Some(expected)], "{:?}", op);

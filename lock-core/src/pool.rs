@@ -1,0 +1,364 @@
+//! The pool handle: py-cachify's `pool(key, max_size, slot_exp)` (Redisson's
+//! `RPermitExpirableSemaphore`), a keyed counting semaphore on any backend.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::{Fence, PoolAcquire, PoolState, RemainingLease, SharedBackend};
+use crate::block_on::block_on;
+use crate::duration::IntoLockDuration;
+use crate::error::{LockError, Result};
+use crate::global::global_backend;
+use crate::lock::{renewed_from_now, sleep_until, Lease, Wait, Waiter, MAX_KEY_LEN};
+use crate::owner::Owner;
+use crate::pool_guard::PoolGuard;
+
+/// A handle on the pool of one key: at most [`max_size`](Pool::max_size) slots of it are held at
+/// once, across every process on the backend (py-cachify's `pool`, Redisson's
+/// `RPermitExpirableSemaphore`).
+///
+/// Each [`acquire`](Pool::acquire) takes a slot of its own and returns a [`PoolGuard`] that
+/// gives it back on every way out. A slot has an owner and a token ([`PoolGuard::slot`]) that
+/// is never handed out twice for the key, and a lease like a lock's hold: without
+/// [`exp`](Pool::exp) the lease watchdog renews it while the guard lives (a crashed process's
+/// slot frees within one lease); with `exp` it ends after that lease (py-cachify's
+/// `slot_exp`). A slot whose lease ran out counts no more, and its guard can give back nothing
+/// but its own slot. Waiters are woken when a slot frees, not by polling.
+///
+/// Slots are not reentrant: an owner that holds a slot and acquires again takes a second one
+/// (as in py-cachify and Redisson). Callers of one pool must agree on its size: while slots are
+/// live, an acquire with another `max_size` fails with [`LockError::PoolSizeMismatch`]; a new
+/// size applies once the pool is empty.
+///
+/// | py-cachify                         | lockwright                                   |
+/// |------------------------------------|----------------------------------------------|
+/// | `pool(key, max_size, slot_exp)`    | `Pool::new(key, max_size).exp(slot_exp)`     |
+/// | `with pool(...)` / `async with`    | [`acquire_blocking`](Pool::acquire_blocking) / [`acquire`](Pool::acquire) → guard |
+/// | `CachifyPoolFullError`             | [`LockError::PoolFull`]                      |
+/// | `size()` / `asize()`               | [`size_blocking`](Pool::size_blocking) / [`size`](Pool::size) |
+/// |                                    | [`force_release`](Pool::force_release), [`force_release_all`](Pool::force_release_all) |
+///
+/// ```
+/// use lock_core::{LockError, MemoryBackend, Pool};
+///
+/// let backend = MemoryBackend::shared();
+/// let pool = Pool::with_backend("user-limit-7", 2, &backend);
+/// let first = pool.acquire_blocking()?;
+/// let second = pool.acquire_blocking()?;
+/// assert_eq!(pool.size_blocking()?, 2);
+/// // Full: refused at once (the default, as in py-cachify), with py-cachify's message.
+/// let err = pool.acquire_blocking().unwrap_err();
+/// assert!(matches!(err, LockError::PoolFull { .. }));
+/// assert_eq!(err.to_string(), "user-limit-7 is full (max_size=2)");
+/// drop(first);
+/// assert_eq!(pool.size_blocking()?, 1);
+/// # drop(second);
+/// # Ok::<(), LockError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Pool {
+    key: Arc<str>,
+    backend: SharedBackend,
+    max_size: u32,
+    nowait: bool,
+    timeout: Option<Duration>,
+    lease: Lease,
+    invalid: Option<(&'static str, String)>,
+}
+
+impl Pool {
+    /// A handle on the pool `key` of `max_size` slots in the
+    /// [global backend](crate::global_backend), with py-cachify's defaults: `nowait = true`, no
+    /// timeout, the default lease (renewed while the guard lives).
+    pub fn new(key: impl Into<Arc<str>>, max_size: u32) -> Self {
+        Self::with_backend(key, max_size, &global_backend())
+    }
+
+    /// A handle on the pool `key` of `max_size` slots in `backend`.
+    ///
+    /// A `max_size` of zero is refused: every operation then returns
+    /// [`LockError::InvalidArgument`].
+    pub fn with_backend(key: impl Into<Arc<str>>, max_size: u32, backend: &SharedBackend) -> Self {
+        let key = key.into();
+        let invalid = if key.is_empty() {
+            Some(("key", "must not be empty".to_owned()))
+        } else if key.len() > MAX_KEY_LEN {
+            Some((
+                "key",
+                format!(
+                    "{} bytes is longer than the maximum of {MAX_KEY_LEN}",
+                    key.len()
+                ),
+            ))
+        } else if max_size == 0 {
+            Some((
+                "max_size",
+                "must be at least 1 (a pool of 0 slots could never be entered)".to_owned(),
+            ))
+        } else {
+            None
+        };
+        Pool {
+            key,
+            backend: Arc::clone(backend),
+            max_size,
+            nowait: true,
+            timeout: None,
+            lease: Lease::Default,
+            invalid,
+        }
+    }
+
+    /// `true` (the default, as in py-cachify): [`acquire`](Pool::acquire) fails at once with
+    /// [`LockError::PoolFull`] when every slot is taken. `false`: it waits for a slot, up to the
+    /// [`timeout`](Pool::timeout) if one is set.
+    pub fn nowait(mut self, nowait: bool) -> Self {
+        self.nowait = nowait;
+        self
+    }
+
+    /// The longest [`acquire`](Pool::acquire) waits when `nowait(false)`; then it fails with
+    /// [`LockError::TimedOut`]. A `Duration` or seconds.
+    pub fn timeout(mut self, timeout: impl IntoLockDuration) -> Self {
+        match timeout.into_lock_duration("timeout") {
+            Ok(timeout) => self.timeout = Some(timeout),
+            Err(err) => self.remember(err),
+        }
+        self
+    }
+
+    /// Each slot expires this long after acquire unless given back first (py-cachify's
+    /// `slot_exp`), renewed by nobody. A `Duration` or seconds.
+    pub fn exp(mut self, exp: impl IntoLockDuration) -> Self {
+        match exp.into_lock_duration("exp") {
+            Ok(exp) => self.lease = Lease::Fixed(exp),
+            Err(err) => self.remember(err),
+        }
+        self
+    }
+
+    /// Slots get this lease, renewed by the watchdog every third of it while the guard lives.
+    pub fn renewed_lease(mut self, lease: impl IntoLockDuration) -> Self {
+        match lease.into_lock_duration("renewed lease") {
+            Ok(lease) => self.lease = Lease::Renewed(lease),
+            Err(err) => self.remember(err),
+        }
+        self
+    }
+
+    /// Slots never expire: they last until given back (py-cachify's `slot_exp=None`).
+    pub fn never_expires(mut self) -> Self {
+        self.lease = Lease::Never;
+        self
+    }
+
+    /// Sets the lease policy directly.
+    pub fn lease(mut self, lease: Lease) -> Self {
+        match lease {
+            Lease::Fixed(exp) => self.exp(exp),
+            Lease::Renewed(lease) => self.renewed_lease(lease),
+            Lease::Default | Lease::Never => {
+                self.lease = lease;
+                self
+            }
+        }
+    }
+
+    fn remember(&mut self, err: LockError) {
+        if let (None, LockError::InvalidArgument { name, reason }) = (&self.invalid, err) {
+            self.invalid = Some((name, reason));
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// How many slots the pool has.
+    pub fn max_size(&self) -> u32 {
+        self.max_size
+    }
+
+    /// The backend this handle uses.
+    pub fn backend(&self) -> &SharedBackend {
+        &self.backend
+    }
+
+    /// `Ok` when the key and options are valid, else the first problem.
+    pub fn validate(&self) -> Result<&Self> {
+        match &self.invalid {
+            None => Ok(self),
+            Some((name, reason)) => Err(LockError::invalid(name, reason.clone())),
+        }
+    }
+
+    fn options_wait(&self) -> Wait {
+        match (self.nowait, self.timeout) {
+            (true, _) => Wait::No,
+            (false, Some(timeout)) => Wait::For(timeout),
+            (false, None) => Wait::Forever,
+        }
+    }
+
+    /// Takes a slot with the handle's options (py-cachify's `async with pool(...)`): the guard
+    /// gives it back on drop.
+    ///
+    /// # Errors
+    /// [`LockError::PoolFull`] (nowait), [`LockError::TimedOut`],
+    /// [`LockError::PoolSizeMismatch`], [`LockError::InvalidArgument`], [`LockError::Backend`].
+    pub async fn acquire(&self) -> Result<PoolGuard> {
+        self.validate()?;
+        self.acquire_with(self.options_wait(), Waiter::Task).await
+    }
+
+    /// Blocking form of [`acquire`](Pool::acquire) (py-cachify's `with pool(...)`).
+    pub fn acquire_blocking(&self) -> Result<PoolGuard> {
+        self.validate()?;
+        block_on(self.acquire_with(self.options_wait(), Waiter::Thread))
+    }
+
+    /// Takes a slot without waiting, whatever the options: `None` when the pool is full.
+    pub async fn try_acquire(&self) -> Result<Option<PoolGuard>> {
+        self.validate()?;
+        contention_as_none(self.acquire_with(Wait::No, Waiter::Task).await)
+    }
+
+    /// Blocking form of [`try_acquire`](Pool::try_acquire).
+    pub fn try_acquire_blocking(&self) -> Result<Option<PoolGuard>> {
+        self.validate()?;
+        contention_as_none(block_on(self.acquire_with(Wait::No, Waiter::Thread)))
+    }
+
+    /// Waits up to `timeout` for a slot, whatever the options: `None` when none freed in time.
+    pub async fn try_acquire_for(&self, timeout: impl IntoLockDuration) -> Result<Option<PoolGuard>> {
+        self.validate()?;
+        let timeout = timeout.into_lock_duration("timeout")?;
+        contention_as_none(self.acquire_with(Wait::For(timeout), Waiter::Task).await)
+    }
+
+    /// Blocking form of [`try_acquire_for`](Pool::try_acquire_for).
+    pub fn try_acquire_for_blocking(
+        &self,
+        timeout: impl IntoLockDuration,
+    ) -> Result<Option<PoolGuard>> {
+        self.validate()?;
+        let timeout = timeout.into_lock_duration("timeout")?;
+        contention_as_none(block_on(
+            self.acquire_with(Wait::For(timeout), Waiter::Thread),
+        ))
+    }
+
+    /// Live slots of the pool, in every process (py-cachify's `asize()`).
+    pub async fn size(&self) -> Result<u32> {
+        Ok(self.state().await?.size)
+    }
+
+    /// Blocking form of [`size`](Pool::size) (py-cachify's `size()`).
+    pub fn size_blocking(&self) -> Result<u32> {
+        block_on(self.size())
+    }
+
+    /// Live slots and the size they were taken with.
+    pub async fn state(&self) -> Result<PoolState> {
+        self.validate()?;
+        self.backend.pool_state(&self.key).await
+    }
+
+    /// Blocking form of [`state`](Pool::state).
+    pub fn state_blocking(&self) -> Result<PoolState> {
+        block_on(self.state())
+    }
+
+    /// Frees the slot with token `slot` whoever holds it (an operator's tool, like a lock's
+    /// `force_unlock`): its guard then finds its lease lost. Returns whether it was live.
+    pub async fn force_release(&self, slot: Fence) -> Result<bool> {
+        self.validate()?;
+        Ok(self.backend.pool_force_release(&self.key, Some(slot)).await? > 0)
+    }
+
+    /// Blocking form of [`force_release`](Pool::force_release).
+    pub fn force_release_blocking(&self, slot: Fence) -> Result<bool> {
+        block_on(self.force_release(slot))
+    }
+
+    /// Frees every slot of the pool; returns how many were live.
+    pub async fn force_release_all(&self) -> Result<u32> {
+        self.validate()?;
+        self.backend.pool_force_release(&self.key, None).await
+    }
+
+    /// Blocking form of [`force_release_all`](Pool::force_release_all).
+    pub fn force_release_all_blocking(&self) -> Result<u32> {
+        block_on(self.force_release_all())
+    }
+
+    /// The acquire loop: listen, try, then sleep until a slot frees, the first slot's lease
+    /// ends, or the deadline passes.
+    async fn acquire_with(&self, wait: Wait, waiter: Waiter) -> Result<PoolGuard> {
+        let owner = Owner::current();
+        let (lease, renewed_lease) = self.lease.resolve(&self.backend);
+        let deadline = match wait {
+            Wait::For(timeout) => Some(Instant::now() + timeout),
+            Wait::No | Wait::Forever => None,
+        };
+        loop {
+            // Listen before trying, so a release between the try and the wait still wakes us.
+            let listener = match wait {
+                Wait::No => None,
+                Wait::For(_) | Wait::Forever => Some(self.backend.listen_pool(&self.key)),
+            };
+            let renewed = renewed_from_now(renewed_lease);
+            let remaining = match self
+                .backend
+                .pool_acquire(&self.key, owner, self.max_size, lease)
+                .await?
+            {
+                PoolAcquire::Acquired { slot, size } => {
+                    return Ok(PoolGuard::new(
+                        Arc::clone(&self.key),
+                        Arc::clone(&self.backend),
+                        owner,
+                        slot,
+                        size,
+                        renewed,
+                    ))
+                }
+                PoolAcquire::Full { remaining } => remaining,
+            };
+            let Some(listener) = listener else {
+                return Err(LockError::PoolFull {
+                    key: Arc::clone(&self.key),
+                    max_size: self.max_size,
+                });
+            };
+            let now = Instant::now();
+            let slot_end = match remaining {
+                RemainingLease::Remaining(left) => now.checked_add(left),
+                RemainingLease::Unlimited | RemainingLease::NotLocked => None,
+            };
+            let wake_at = match (deadline, slot_end) {
+                (Some(deadline), _) if deadline <= now => {
+                    return Err(LockError::TimedOut {
+                        key: Arc::clone(&self.key),
+                        waited: match wait {
+                            Wait::For(timeout) => timeout,
+                            Wait::No | Wait::Forever => Duration::ZERO,
+                        },
+                    })
+                }
+                (Some(deadline), Some(slot_end)) => Some(deadline.min(slot_end)),
+                (deadline, slot_end) => deadline.or(slot_end),
+            };
+            sleep_until(listener, wake_at, waiter).await;
+        }
+    }
+}
+
+fn contention_as_none(result: Result<PoolGuard>) -> Result<Option<PoolGuard>> {
+    match result {
+        Ok(guard) => Ok(Some(guard)),
+        Err(err) if err.is_contention() => Ok(None),
+        Err(err) => Err(err),
+    }
+}
