@@ -162,6 +162,59 @@ impl lock_core::Backend for CountingBackend {
         self.inner.kind()
     }
 
+    fn pool_acquire<'a>(
+        &'a self,
+        key: &'a std::sync::Arc<str>,
+        owner: lock_core::Owner,
+        max_size: u32,
+        lease: lock_core::LeaseTime,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::PoolAcquire>> {
+        count(&self.attempts, key);
+        self.inner.pool_acquire(key, owner, max_size, lease)
+    }
+
+    fn pool_release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: lock_core::Owner,
+        slot: lock_core::Fence,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<bool>> {
+        self.inner.pool_release(key, owner, slot)
+    }
+
+    fn pool_extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: lock_core::Owner,
+        slot: lock_core::Fence,
+        lease: lock_core::LeaseTime,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<bool>> {
+        self.inner.pool_extend(key, owner, slot, lease)
+    }
+
+    fn pool_state<'a>(
+        &'a self,
+        key: &'a str,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::PoolState>> {
+        self.inner.pool_state(key)
+    }
+
+    fn pool_force_release<'a>(
+        &'a self,
+        key: &'a str,
+        slot: Option<lock_core::Fence>,
+    ) -> lock_core::BoxFuture<'a, lock_core::Result<u32>> {
+        self.inner.pool_force_release(key, slot)
+    }
+
+    fn listen_pool(&self, key: &str) -> lock_core::EventListener {
+        self.inner.listen_pool(key)
+    }
+
+    fn pool_release_on_drop(&self, key: &str, owner: lock_core::Owner, slot: lock_core::Fence) {
+        self.inner.pool_release_on_drop(key, owner, slot)
+    }
+
     fn extend_many<'a>(
         &'a self,
         holds: &'a [lock_core::RenewHold],
