@@ -411,11 +411,13 @@ macro_rules! pool_conformance {
                     .expect("the new holder lost its slot");
 
                 // The same owner: only the token tells its expired slot from its new one.
-                let stale = pool.clone().exp(0.1).acquire().await.unwrap();
+                let mut stale = pool.clone().exp(0.1).acquire().await.unwrap();
                 tokio::time::sleep(__Duration::from_millis(250)).await;
                 let mut fresh = pool.clone().exp(30).acquire().await.unwrap();
                 assert_eq!(fresh.owner(), stale.owner());
                 assert!(fresh.slot() > stale.slot());
+                let err = stale.extend(10).await.unwrap_err();
+                assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
                 let err = stale.release().await.unwrap_err();
                 assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
                 assert_eq!(pool.size().await.unwrap(), 1);
@@ -428,6 +430,32 @@ macro_rules! pool_conformance {
                 drop(dropped);
                 assert_eq!(pool.size().await.unwrap(), 1, "a stale drop freed the fresh slot");
                 fresh.release().await.unwrap();
+            }
+
+            /// Release, extend and renewal act only on the slot of that owner and token: another
+            /// owner that knows a live slot's token frees and extends nothing.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn another_owner_cannot_release_or_extend_a_live_slot_by_its_token() {
+                let pool = pool("slot-other-owner", 1).exp(0.5);
+                let mut guard = pool.acquire().await.unwrap();
+                let other = on_other_thread(lock_core::Owner::current);
+                assert_ne!(other, guard.owner());
+                let backend = pool.backend();
+                assert!(!backend
+                    .pool_extend(pool.key(), other, guard.slot(), Some(__Duration::from_secs(60)))
+                    .await
+                    .unwrap());
+                assert!(!backend
+                    .pool_release(pool.key(), other, guard.slot())
+                    .await
+                    .unwrap());
+                assert_eq!(pool.size().await.unwrap(), 1, "another owner freed the slot");
+                assert!(!another_owner_gets_a_slot(&pool).await);
+                // Its lease was not extended either: it ends after 0.5 s.
+                tokio::time::sleep(__Duration::from_millis(700)).await;
+                assert_eq!(pool.size().await.unwrap(), 0, "another owner extended the slot");
+                let err = guard.extend(10).await.unwrap_err();
+                assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -457,10 +485,11 @@ macro_rules! pool_conformance {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn force_release_all_frees_every_live_slot() {
                 let pool = pool("force-all", 3);
-                let expired = pool.clone().exp(0.05).acquire().await.unwrap();
-                tokio::time::sleep(__Duration::from_millis(150)).await;
                 let first = pool.clone().exp(30).acquire().await.unwrap();
                 let second = pool.clone().renewed_lease(0.3).acquire().await.unwrap();
+                // Taken last, so that no acquire reclaims it once expired.
+                let expired = pool.clone().exp(0.05).acquire().await.unwrap();
+                tokio::time::sleep(__Duration::from_millis(150)).await;
                 let other = pool.clone();
                 assert_eq!(
                     on_other_thread(move || other.force_release_all_blocking().unwrap()),
