@@ -44,7 +44,7 @@ struct Slot {
 
 impl Slot {
     fn live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|at| at > now)
+        self.expires_at.map_or(true, |at| at > now)
     }
 }
 
@@ -179,7 +179,7 @@ impl Pools {
         let Some(at) = pool
             .slots
             .iter()
-            .position(|slot| slot.token == token && owner.is_none_or(|owner| slot.owner == owner))
+            .position(|slot| slot.token == token && owner.map_or(true, |owner| slot.owner == owner))
         else {
             return false;
         };
@@ -187,7 +187,7 @@ impl Pools {
         if pool.slots.is_empty() {
             entry.remove();
         }
-        now.is_none_or(|now| slot.live(now))
+        now.map_or(true, |now| slot.live(now))
     }
 
     /// Removes every slot; how many were live.
