@@ -176,11 +176,9 @@ impl Pools {
             return false;
         };
         let pool = entry.get_mut();
-        let Some(at) = pool
-            .slots
-            .iter()
-            .position(|slot| slot.token == token && owner.map_or(true, |owner| slot.owner == owner))
-        else {
+        let Some(at) = pool.slots.iter().position(|slot| {
+            slot.token == token && owner.map_or(true, |owner| slot.owner == owner)
+        }) else {
             return false;
         };
         let slot = pool.slots.swap_remove(at);

@@ -231,7 +231,10 @@ impl Pool {
     }
 
     /// Waits up to `timeout` for a slot, whatever the options: `None` when none freed in time.
-    pub async fn try_acquire_for(&self, timeout: impl IntoLockDuration) -> Result<Option<PoolGuard>> {
+    pub async fn try_acquire_for(
+        &self,
+        timeout: impl IntoLockDuration,
+    ) -> Result<Option<PoolGuard>> {
         self.validate()?;
         let timeout = timeout.into_lock_duration("timeout")?;
         contention_as_none(self.acquire_with(Wait::For(timeout), Waiter::Task).await)
@@ -274,7 +277,11 @@ impl Pool {
     /// `force_unlock`): its guard then finds its lease lost. Returns whether it was live.
     pub async fn force_release(&self, slot: Fence) -> Result<bool> {
         self.validate()?;
-        Ok(self.backend.pool_force_release(&self.key, Some(slot)).await? > 0)
+        Ok(self
+            .backend
+            .pool_force_release(&self.key, Some(slot))
+            .await?
+            > 0)
     }
 
     /// Blocking form of [`force_release`](Pool::force_release).

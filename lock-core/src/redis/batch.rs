@@ -126,9 +126,10 @@ impl Op {
         match self {
             Op::Release { .. } | Op::Inspect { .. } | Op::Extend { .. } => 0,
             Op::Acquire { .. } => 1,
-            Op::PoolRelease { .. } | Op::PoolExtend { .. } | Op::PoolState | Op::PoolForce { .. } => {
-                2
-            }
+            Op::PoolRelease { .. }
+            | Op::PoolExtend { .. }
+            | Op::PoolState
+            | Op::PoolForce { .. } => 2,
             Op::PoolAcquire { .. } => 3,
         }
     }
@@ -462,17 +463,11 @@ impl RedisBackend {
             self.scripts().0
         };
         let sent = self
-            .eval_then_wait(
-                &first,
-                script,
-                &keys,
-                &args,
-                |replies: &Vec<OpReply>| {
-                    replies.iter().zip(&ops).any(|(reply, queued)| {
-                        reply.0.as_ref().is_ok_and(|reply| queued.op.wrote(reply))
-                    })
-                },
-            )
+            .eval_then_wait(&first, script, &keys, &args, |replies: &Vec<OpReply>| {
+                replies.iter().zip(&ops).any(|(reply, queued)| {
+                    reply.0.as_ref().is_ok_and(|reply| queued.op.wrote(reply))
+                })
+            })
             .await;
         match sent {
             Ok((replies, replicated)) if replies.len() == ops.len() => {

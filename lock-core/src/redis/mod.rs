@@ -71,7 +71,11 @@ const RENEW_BATCH: usize = 256;
 /// `lockwright:{job-42}` (string `owner:fence:hold count`, `:w` appended when someone waits;
 /// TTL = lease),
 /// `lockwright:{job-42}:fence` (the last fence; TTL = [`RedisConfig::fence_counter_ttl`]),
-/// channel `lockwright:{job-42}:free`. In the hash tag, `\` is written `\\` and `}` is written
+/// channel `lockwright:{job-42}:free`. The pool `job-42` ([`Pool`](crate::Pool)):
+/// `lockwright:{job-42}:pool` (sorted set of `token:owner` scored by each slot's end),
+/// `lockwright:{job-42}:pool-meta` (`max size:last token:waiting`), channel
+/// `lockwright:{job-42}:pool:free`; both keys expire with the last slot (the meta after the
+/// fence counter TTL), in every mode. In the hash tag, `\` is written `\\` and `}` is written
 /// `\)`, so the tag always ends where the key ends and is never empty: every (prefix, key) pair
 /// names its own keys, and a lock's keys share one Cluster slot. In py-cachify mode
 /// ([`RedisConfig::py_cachify`]) the lock is py-cachify's own key, `PYC-job-42`, holding a
