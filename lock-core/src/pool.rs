@@ -2,16 +2,17 @@
 //! `RPermitExpirableSemaphore`), a keyed counting semaphore on any backend.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::backend::{Fence, PoolAcquire, PoolState, RemainingLease, SharedBackend};
+use crate::backend::{Fence, PoolAcquire, PoolState, SharedBackend};
 use crate::block_on::block_on;
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::global::global_backend;
-use crate::lock::{renewed_from_now, sleep_until, Lease, Wait, Waiter, MAX_KEY_LEN};
+use crate::lock::{renewed_from_now, Lease, MAX_KEY_LEN};
 use crate::owner::Owner;
 use crate::pool_guard::PoolGuard;
+use crate::waiting::{self, contention_as_none, Attempt, Wait, Waiter};
 
 /// A handle on the pool of one key: at most [`max_size`](Pool::max_size) slots of it are held at
 /// once, across every process on the backend (py-cachify's `pool`, Redisson's
@@ -194,11 +195,7 @@ impl Pool {
     }
 
     fn options_wait(&self) -> Wait {
-        match (self.nowait, self.timeout) {
-            (true, _) => Wait::No,
-            (false, Some(timeout)) => Wait::For(timeout),
-            (false, None) => Wait::Forever,
-        }
+        Wait::from_options(self.nowait, self.timeout)
     }
 
     /// Takes a slot with the handle's options (py-cachify's `async with pool(...)`): the guard
@@ -231,7 +228,10 @@ impl Pool {
     }
 
     /// Waits up to `timeout` for a slot, whatever the options: `None` when none freed in time.
-    pub async fn try_acquire_for(&self, timeout: impl IntoLockDuration) -> Result<Option<PoolGuard>> {
+    pub async fn try_acquire_for(
+        &self,
+        timeout: impl IntoLockDuration,
+    ) -> Result<Option<PoolGuard>> {
         self.validate()?;
         let timeout = timeout.into_lock_duration("timeout")?;
         contention_as_none(self.acquire_with(Wait::For(timeout), Waiter::Task).await)
@@ -274,7 +274,11 @@ impl Pool {
     /// `force_unlock`): its guard then finds its lease lost. Returns whether it was live.
     pub async fn force_release(&self, slot: Fence) -> Result<bool> {
         self.validate()?;
-        Ok(self.backend.pool_force_release(&self.key, Some(slot)).await? > 0)
+        Ok(self
+            .backend
+            .pool_force_release(&self.key, Some(slot))
+            .await?
+            > 0)
     }
 
     /// Blocking form of [`force_release`](Pool::force_release).
@@ -293,72 +297,40 @@ impl Pool {
         block_on(self.force_release_all())
     }
 
-    /// The acquire loop: listen, try, then sleep until a slot frees, the first slot's lease
-    /// ends, or the deadline passes.
+    /// The acquire loop, as a lock's (see `waiting`): woken when a slot frees, or when the first
+    /// slot's lease ends.
     async fn acquire_with(&self, wait: Wait, waiter: Waiter) -> Result<PoolGuard> {
         let owner = Owner::current();
         let (lease, renewed_lease) = self.lease.resolve(&self.backend);
-        let deadline = match wait {
-            Wait::For(timeout) => Some(Instant::now() + timeout),
-            Wait::No | Wait::Forever => None,
-        };
-        loop {
-            // Listen before trying, so a release between the try and the wait still wakes us.
-            let listener = match wait {
-                Wait::No => None,
-                Wait::For(_) | Wait::Forever => Some(self.backend.listen_pool(&self.key)),
-            };
-            let renewed = renewed_from_now(renewed_lease);
-            let remaining = match self
-                .backend
-                .pool_acquire(&self.key, owner, self.max_size, lease)
-                .await?
-            {
-                PoolAcquire::Acquired { slot, size } => {
-                    return Ok(PoolGuard::new(
+        waiting::until_taken(
+            &self.key,
+            wait,
+            waiter,
+            || self.backend.listen_pool(&self.key),
+            || async move {
+                let renewed = renewed_from_now(renewed_lease);
+                let acquired = self
+                    .backend
+                    .pool_acquire(&self.key, owner, self.max_size, lease)
+                    .await?;
+                Ok(match acquired {
+                    PoolAcquire::Acquired { slot, size } => Attempt::Taken(PoolGuard::new(
                         Arc::clone(&self.key),
                         Arc::clone(&self.backend),
                         owner,
                         slot,
                         size,
                         renewed,
-                    ))
-                }
-                PoolAcquire::Full { remaining } => remaining,
-            };
-            let Some(listener) = listener else {
-                return Err(LockError::PoolFull {
-                    key: Arc::clone(&self.key),
-                    max_size: self.max_size,
-                });
-            };
-            let now = Instant::now();
-            let slot_end = match remaining {
-                RemainingLease::Remaining(left) => now.checked_add(left),
-                RemainingLease::Unlimited | RemainingLease::NotLocked => None,
-            };
-            let wake_at = match (deadline, slot_end) {
-                (Some(deadline), _) if deadline <= now => {
-                    return Err(LockError::TimedOut {
-                        key: Arc::clone(&self.key),
-                        waited: match wait {
-                            Wait::For(timeout) => timeout,
-                            Wait::No | Wait::Forever => Duration::ZERO,
-                        },
-                    })
-                }
-                (Some(deadline), Some(slot_end)) => Some(deadline.min(slot_end)),
-                (deadline, slot_end) => deadline.or(slot_end),
-            };
-            sleep_until(listener, wake_at, waiter).await;
-        }
-    }
-}
-
-fn contention_as_none(result: Result<PoolGuard>) -> Result<Option<PoolGuard>> {
-    match result {
-        Ok(guard) => Ok(Some(guard)),
-        Err(err) if err.is_contention() => Ok(None),
-        Err(err) => Err(err),
+                    )),
+                    PoolAcquire::Full { remaining } => Attempt::Busy(remaining),
+                })
+            },
+            |_| {},
+            || LockError::PoolFull {
+                key: Arc::clone(&self.key),
+                max_size: self.max_size,
+            },
+        )
+        .await
     }
 }
