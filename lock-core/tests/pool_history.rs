@@ -199,7 +199,7 @@ pub fn violations(slots: &[Slot], forced: &[ForceAll], max_size: u32) -> Vec<Str
         let mut next = 0;
         for later in &by_start {
             while next < by_return.len() && by_return[next].acquired < later.acquire_start {
-                if highest.is_none_or(|h| by_return[next].token > h.token) {
+                if highest.map_or(true, |h| by_return[next].token > h.token) {
                     highest = Some(by_return[next]);
                 }
                 next += 1;
@@ -282,7 +282,14 @@ mod worker {
         }
     }
 
-    fn line(plan: &Plan, owner: &str, token: u64, times: [u64; 3], outcome: Outcome, forced_at: u64) -> String {
+    fn line(
+        plan: &Plan,
+        owner: &str,
+        token: u64,
+        times: [u64; 3],
+        outcome: Outcome,
+        forced_at: u64,
+    ) -> String {
         let lease = match plan.lease {
             LeaseKind::Fixed(ms) => ms.to_string(),
             LeaseKind::Renewed => "r".to_owned(),
@@ -332,7 +339,14 @@ mod worker {
         if plan.abandon {
             // Its lease ends it: nobody gives it back (the guard's drop would).
             std::mem::forget(guard);
-            return line(plan, owner, token, [times[0], times[1], u64::MAX], Outcome::Abandoned, 0);
+            return line(
+                plan,
+                owner,
+                token,
+                [times[0], times[1], u64::MAX],
+                Outcome::Abandoned,
+                0,
+            );
         }
         std::thread::sleep(plan.hold_for);
         let mut forced_at = 0;
@@ -342,14 +356,28 @@ mod worker {
         }
         let release_start = monotonic_ns();
         let outcome = outcome(guard.release_blocking());
-        line(plan, owner, token, [times[0], times[1], release_start], outcome, forced_at)
+        line(
+            plan,
+            owner,
+            token,
+            [times[0], times[1], release_start],
+            outcome,
+            forced_at,
+        )
     }
 
     async fn after(plan: &Plan, guard: PoolGuard, owner: &str, times: [u64; 2]) -> String {
         let token = guard.slot().0;
         if plan.abandon {
             std::mem::forget(guard);
-            return line(plan, owner, token, [times[0], times[1], u64::MAX], Outcome::Abandoned, 0);
+            return line(
+                plan,
+                owner,
+                token,
+                [times[0], times[1], u64::MAX],
+                Outcome::Abandoned,
+                0,
+            );
         }
         if !plan.hold_for.is_zero() {
             tokio::time::sleep(plan.hold_for).await;
@@ -361,7 +389,14 @@ mod worker {
         }
         let release_start = monotonic_ns();
         let outcome = outcome(guard.release().await);
-        line(plan, owner, token, [times[0], times[1], release_start], outcome, forced_at)
+        line(
+            plan,
+            owner,
+            token,
+            [times[0], times[1], release_start],
+            outcome,
+            forced_at,
+        )
     }
 
     pub fn run() {
@@ -402,7 +437,8 @@ mod worker {
                             continue;
                         };
                         let acquired = monotonic_ns();
-                        let report = after_blocking(&plan, guard, &owner, [acquire_start, acquired]);
+                        let report =
+                            after_blocking(&plan, guard, &owner, [acquire_start, acquired]);
                         shared.emit(&report);
                     }
                 })
@@ -427,7 +463,8 @@ mod worker {
                                 continue;
                             };
                             let acquired = monotonic_ns();
-                            let report = after(&plan, guard, &owner, [acquire_start, acquired]).await;
+                            let report =
+                                after(&plan, guard, &owner, [acquire_start, acquired]).await;
                             shared.emit(&report);
                         }
                     })
@@ -601,12 +638,19 @@ fn pool_history_of_many_processes_never_overlaps_more_than_max_size() {
         "{:#?}",
         &violations[..violations.len().min(20)]
     );
-    assert!(slots.len() > 200, "too few slots to mean anything: {}", slots.len());
+    assert!(
+        slots.len() > 200,
+        "too few slots to mean anything: {}",
+        slots.len()
+    );
     assert_eq!(
         fullest, max_size as usize,
         "no pool was ever full of surely valid slots: the run tested nothing"
     );
-    assert!(lost > 0 && left > 0 && by_token > 0, "not every way a slot ends was seen");
+    assert!(
+        lost > 0 && left > 0 && by_token > 0,
+        "not every way a slot ends was seen"
+    );
     assert_eq!(failed, 0, "operations failed on a healthy server");
 }
 
@@ -697,11 +741,7 @@ fn pool_history_checker_flags_each_kind_of_violation() {
     assert_eq!(violations(&good, &forced, 2), Vec::<String>::new());
     assert_eq!(fullest_moment(&good, &forced), 2);
 
-    let three_released_at_once = vec![
-        slot(1, 1, 10, 100),
-        slot(2, 2, 20, 100),
-        slot(3, 3, 30, 40),
-    ];
+    let three_released_at_once = vec![slot(1, 1, 10, 100), slot(2, 2, 20, 100), slot(3, 3, 30, 40)];
     let third_before_a_lease_ended = vec![
         slot(1, 1, 10, 300),
         lost(slot(2, 2, 20, 600)),
@@ -728,7 +768,11 @@ fn pool_history_checker_flags_each_kind_of_violation() {
     let token_regression = vec![slot(1, 5, 10, 20), slot(2, 4, 30, 40)];
     let released_after_its_lease = vec![slot(1, 1, 10, 500)];
     for (name, history, kind) in [
-        ("three released slots at once", three_released_at_once, "at once"),
+        (
+            "three released slots at once",
+            three_released_at_once,
+            "at once",
+        ),
         (
             "a third slot before a lease ended",
             third_before_a_lease_ended,
@@ -744,7 +788,11 @@ fn pool_history_checker_flags_each_kind_of_violation() {
             third_beside_a_slot_left_to_expire,
             "at once",
         ),
-        ("one token handed out twice", token_handed_twice, "handed out twice"),
+        (
+            "one token handed out twice",
+            token_handed_twice,
+            "handed out twice",
+        ),
         ("a token regression", token_regression, "acquisition order"),
         (
             "a release that found its slot after its lease",

@@ -912,8 +912,12 @@ macro_rules! pool_conformance {
             async fn pool_acquires_dropped_at_any_point_leave_no_slot_behind() {
                 // Cut acquire+hold futures off after 0, 25, 50... microseconds, with one slot of two
                 // taken: every await point gets hit. Right after each drop only that slot is live.
-                let pool = pool("pool-cancel-sweep", 2).renewed_lease(30);
-                let _taken = pool.acquire().await.unwrap();
+                // Behind a wrapper of its own identity, so that the watchdog's count is this test's.
+                let shared: SharedBackend =
+                    __Arc::new($crate::conformance::CountingBackend::new(backend()));
+                let pool =
+                    Pool::with_backend(key("pool-cancel-sweep"), 2, &shared).renewed_lease(30);
+                let taken = pool.acquire().await.unwrap();
                 for step in 0..300u64 {
                     let holder = pool.clone();
                     let attempt = tokio::time::timeout(__Duration::from_micros(step * 25), async move {
@@ -923,8 +927,7 @@ macro_rules! pool_conformance {
                     let _ = attempt.await;
                     assert_eq!(pool.size().await.unwrap(), 1, "a slot left after a drop at step {step}");
                 }
-                let shared = pool.backend().clone();
-                drop(_taken);
+                drop(taken);
                 assert_eq!(lock_core::watched_holds(&shared), 0, "a renewal entry leaked");
             }
 
@@ -1009,6 +1012,10 @@ macro_rules! pool_conformance {
                     std::mem::forget(pool.clone().exp(0.05).acquire().await.unwrap());
                     std::mem::forget(pool.clone().exp(0.05).acquire().await.unwrap());
                     pool.acquire().await.unwrap().release().await.unwrap();
+                }
+                // The probe, where there is one, sees what live slots keep.
+                if let Some(entries) = pool_entries(&backend, pools[0].key()) {
+                    assert!(entries > 0, "the probe counts nothing while slots are live");
                 }
                 tokio::time::sleep(__Duration::from_millis(150)).await;
                 for pool in &pools {
