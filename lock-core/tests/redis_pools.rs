@@ -288,3 +288,21 @@ async fn a_dropped_guard_is_seen_by_the_same_process_next_operation() {
     }
     assert_eq!(pool.size().await.unwrap(), 0);
 }
+
+#[test]
+fn pools_work_in_py_cachify_mode_under_lockwrights_own_names() {
+    let server = RedisServer::start();
+    let redis =
+        RedisBackend::connect_blocking(RedisConfig::new(server.url()).py_cachify()).unwrap();
+    let mut conn = raw(&server.url());
+    let pool = Pool::with_backend("py-pool", 1, &redis.shared()).exp(30);
+    let slot = pool.acquire_blocking().unwrap();
+    assert!(exists(&mut conn, "lockwright:{py-pool}:pool"));
+    assert!(matches!(
+        pool.acquire_blocking(),
+        Err(LockError::PoolFull { .. })
+    ));
+    assert_eq!(pool.size_blocking().unwrap(), 1);
+    slot.release_blocking().unwrap();
+    assert_eq!(pool.size_blocking().unwrap(), 0);
+}
