@@ -223,8 +223,9 @@ fn inspect_pool_shows_every_live_slot_and_a_missing_pool_exits_1() {
 fn force_unlock_of_a_slot_lets_a_waiter_blocked_in_acquire_in() {
     let prefix = "cli-pools-force:";
     let backend = backend(prefix);
-    let pool = Pool::with_backend("stuck", 1, &backend);
+    let pool = Pool::with_backend("stuck", 2, &backend);
     let holder = pool.clone().never_expires().acquire_blocking().unwrap();
+    let other_holder = pool.clone().never_expires().acquire_blocking().unwrap();
     // A waiter that only the wake-up gets through within the liveness bound: the slot never
     // expires, and the waiter's own timeout is far longer.
     let (proceeded, waiter) = mpsc::channel();
@@ -251,14 +252,14 @@ fn force_unlock_of_a_slot_lets_a_waiter_blocked_in_acquire_in() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--yes"), "{err}");
     // A slot that is not live: nothing to free.
-    let other = (holder.slot().0 + 1).to_string();
+    let other = (other_holder.slot().0 + 1).to_string();
     let (code, _, err) = run(
         prefix,
         &["force-unlock", "--pool", "stuck", "--slot", &other, "--yes"],
     );
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("nothing to free"), "{err}");
-    assert_eq!(pools_json(prefix)[0]["live_slots"], 1);
+    assert_eq!(pools_json(prefix)[0]["live_slots"], 2);
     // --slot is a pool's.
     let (code, _, _) = run(prefix, &["force-unlock", "stuck", "--slot", &holder_slot]);
     assert_eq!(code, Some(2), "--slot without --pool is a usage error");
@@ -285,8 +286,17 @@ fn force_unlock_of_a_slot_lets_a_waiter_blocked_in_acquire_in() {
         .recv_timeout(LIVENESS)
         .expect("the waiter is woken")
         .expect("the waiter proceeds");
-    assert!(waiter_slot > holder.slot());
-    drop(holder);
+    assert!(waiter_slot > other_holder.slot());
+    // Only that slot was freed: the other holder keeps its own.
+    let tokens: Vec<u64> = pools_json(prefix)[0]["slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|slot| slot["token"].as_u64().unwrap())
+        .collect();
+    assert!(tokens.contains(&other_holder.slot().0), "{tokens:?}");
+    assert!(!tokens.contains(&holder.slot().0), "{tokens:?}");
+    drop((holder, other_holder));
 }
 
 #[test]
