@@ -19,6 +19,7 @@ mod pool_force;
 mod pool_inspect;
 mod pool_scan;
 mod pool_show;
+mod pool_watch_state;
 mod pools;
 mod scan;
 mod show;

@@ -43,7 +43,7 @@ pub async fn find_pools(
 }
 
 /// The pools on one master.
-async fn scan_master(
+pub async fn scan_master(
     backend: &RedisBackend,
     master: &MasterServer,
     conn: &mut MultiplexedConnection,

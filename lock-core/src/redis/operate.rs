@@ -358,6 +358,12 @@ impl RedisBackend {
         self.name_glob(key_glob, ":pool")
     }
 
+    /// The glob of the wake-up channels of the pools whose keys `key_glob` matches (for
+    /// `PSUBSCRIBE`; it matches no lock's channel).
+    pub fn pool_channel_glob(&self, key_glob: &str) -> String {
+        self.name_glob(key_glob, ":pool:free")
+    }
+
     /// The Redis name of the pool `key`'s sorted set of slots (lockwright's layout in every
     /// mode).
     pub fn pool_name(&self, key: &str) -> String {
@@ -374,6 +380,11 @@ impl RedisBackend {
     /// a name of another prefix or form (a fence counter, a foreign key).
     pub fn key_of_lock_name(&self, name: &str) -> Option<String> {
         self.key_of_name(name, "")
+    }
+
+    /// The key whose pool's wake-up channel this is; `None` for another channel.
+    pub fn key_of_pool_channel(&self, channel: &str) -> Option<String> {
+        self.key_of_name(channel, ":pool:free")
     }
 
     /// The key whose wake-up channel this is; `None` for another channel.
@@ -576,6 +587,18 @@ mod tests {
             assert_eq!(backend.key_of_lock_name(&pool), None, "{pool}");
             assert_eq!(backend.key_of_pool_name(&name), None, "{name}");
             assert_eq!(backend.key_of_pool_name(&backend.pool_meta_key(key)), None);
+            let pool_channel = backend.pool_channel(key);
+            assert_eq!(
+                backend.key_of_pool_channel(&pool_channel).as_deref(),
+                Some(key),
+                "{pool_channel}"
+            );
+            assert_eq!(
+                backend.key_of_channel(&pool_channel),
+                None,
+                "{pool_channel}"
+            );
+            assert_eq!(backend.key_of_pool_channel(&channel), None, "{channel}");
         }
         for foreign in [
             "other:{job}",
@@ -597,5 +620,6 @@ mod tests {
         assert_eq!(backend.lock_name_glob("[ab]}"), r"p\*:{[ab]\\)}");
         assert_eq!(backend.channel_glob("job-*"), r"p\*:{job-*}:free");
         assert_eq!(backend.pool_name_glob("a}*"), r"p\*:{a\\)*}:pool");
+        assert_eq!(backend.pool_channel_glob("job-*"), r"p\*:{job-*}:pool:free");
     }
 }
