@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 use lock_core::RedisConfig;
 
 /// Which locks and pools are held on a Redis deployment, by whom, who waits; free one; watch
-/// the locks live; check a server against what the locks' guarantees need.
+/// them live; check a server against what the locks' guarantees need.
 ///
 /// Exit codes: 0 ok, 1 not found / nothing to do (or, for `doctor`, a problem found),
 /// 2 usage or connection error.
@@ -62,7 +62,8 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Free a lock whoever holds it, or with --pool a pool's slots, and wake the waiters.
     ForceUnlock(ForceUnlockArgs),
-    /// A live view of the locks, redrawn as they are taken and released (Ctrl-C ends it).
+    /// A live view of the locks and pools, redrawn as they are taken and released (Ctrl-C ends
+    /// it).
     Watch(WatchArgs),
     /// Check the server(s) against what the locks' guarantees need; each finding with its fix.
     Doctor(DoctorArgs),
@@ -128,8 +129,9 @@ pub struct WatchArgs {
     /// Only keys matching this Redis glob.
     #[arg(long = "match", value_name = "GLOB", default_value = "*")]
     pub pattern: String,
-    /// One line per event (held, take, contended, release) instead of a redrawn screen; the
-    /// default when standard output is not a terminal.
+    /// One line per event (held, take, contended, release; pool, slot-take, pool-full,
+    /// slot-free) instead of a redrawn screen; the default when standard output is not a
+    /// terminal.
     #[arg(long)]
     pub plain: bool,
     /// Seconds between two full refreshes (a release that wakes waiters refreshes at once).
