@@ -3,8 +3,8 @@
 use clap::{Args, Parser, Subcommand};
 use lock_core::RedisConfig;
 
-/// Which locks are held on a Redis deployment, by whom, who waits; free one; watch them live;
-/// check a server against what the locks' guarantees need.
+/// Which locks and pools are held on a Redis deployment, by whom, who waits; free one; watch
+/// them live; check a server against what the locks' guarantees need.
 ///
 /// Exit codes: 0 ok, 1 not found / nothing to do (or, for `doctor`, a problem found),
 /// 2 usage or connection error.
@@ -32,7 +32,7 @@ pub struct Target {
     )]
     pub url: Option<String>,
 
-    /// Key prefix of the locks (the library's `RedisConfig::prefix`).
+    /// Key prefix of the locks and pools (the library's `RedisConfig::prefix`).
     #[arg(long, global = true, value_name = "PREFIX", default_value = RedisConfig::DEFAULT_PREFIX)]
     pub prefix: String,
 
@@ -55,11 +55,15 @@ pub struct Target {
 pub enum Command {
     /// List held locks (found with SCAN on every master, never KEYS).
     List(ListArgs),
-    /// Show one lock in full.
+    /// List pools with a live slot (keyed semaphores, `Pool`): slots taken of the max size,
+    /// whether an acquire found it full, the soonest slot end (SCAN on every master).
+    Pools(PoolsArgs),
+    /// Show one lock in full, or with --pool every live slot of a pool.
     Inspect(InspectArgs),
-    /// Free a lock whoever holds it, and wake its waiters.
+    /// Free a lock whoever holds it, or with --pool a pool's slots, and wake the waiters.
     ForceUnlock(ForceUnlockArgs),
-    /// A live view of the locks, redrawn as they are taken and released (Ctrl-C ends it).
+    /// A live view of the locks and pools, redrawn as they are taken and released (Ctrl-C ends
+    /// it).
     Watch(WatchArgs),
     /// Check the server(s) against what the locks' guarantees need; each finding with its fix.
     Doctor(DoctorArgs),
@@ -76,11 +80,25 @@ pub struct ListArgs {
     pub json: bool,
 }
 
+/// `lockwright pools`.
+#[derive(Debug, Args)]
+pub struct PoolsArgs {
+    /// Only pools whose keys match this Redis glob (`*`, `?`, `[abc]`, `\` escapes).
+    #[arg(long = "match", value_name = "GLOB", default_value = "*")]
+    pub pattern: String,
+    /// Print JSON (an array of pools, each with its slots) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// `lockwright inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// The lock's key (as given to the library, without the prefix).
+    /// The lock's key (as given to the library, without the prefix); with --pool, the pool's.
     pub key: String,
+    /// KEY names a pool (`Pool::new(KEY, ..)`): show each live slot's token, owner and lease.
+    #[arg(long)]
+    pub pool: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -89,8 +107,14 @@ pub struct InspectArgs {
 /// `lockwright force-unlock`.
 #[derive(Debug, Args)]
 pub struct ForceUnlockArgs {
-    /// The lock's key (as given to the library, without the prefix).
+    /// The lock's key (as given to the library, without the prefix); with --pool, the pool's.
     pub key: String,
+    /// KEY names a pool: free every live slot of it (or only --slot's); its holders lose them.
+    #[arg(long)]
+    pub pool: bool,
+    /// With --pool: free only the slot of this token (`inspect --pool KEY` shows them).
+    #[arg(long, value_name = "TOKEN", requires = "pool")]
+    pub slot: Option<u64>,
     /// Do not ask for confirmation (needed when standard input is not a terminal).
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -105,8 +129,9 @@ pub struct WatchArgs {
     /// Only keys matching this Redis glob.
     #[arg(long = "match", value_name = "GLOB", default_value = "*")]
     pub pattern: String,
-    /// One line per event (held, take, contended, release) instead of a redrawn screen; the
-    /// default when standard output is not a terminal.
+    /// One line per event (held, take, contended, release; pool, slot-take, pool-full,
+    /// slot-free) instead of a redrawn screen; the default when standard output is not a
+    /// terminal.
     #[arg(long)]
     pub plain: bool,
     /// Seconds between two full refreshes (a release that wakes waiters refreshes at once).

@@ -43,10 +43,7 @@ impl<'a> LockRecord<'a> {
             owner: &lock.hold.owner,
             fence: lock.hold.fence.0,
             hold_count: lock.hold.hold_count,
-            remaining_lease_ms: match lock.remaining {
-                RemainingLease::Remaining(left) => Some(millis(left)),
-                RemainingLease::Unlimited | RemainingLease::NotLocked => None,
-            },
+            remaining_lease_ms: lease_ms(lock.remaining),
             held_at_least_ms: lock.held_at_least.map(millis),
             waited_on: lock.hold.waited_on,
         }
@@ -85,6 +82,14 @@ fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Milliseconds left of a lease; `None` for one without an end (or nothing held).
+pub fn lease_ms(remaining: RemainingLease) -> Option<u64> {
+    match remaining {
+        RemainingLease::Remaining(left) => Some(millis(left)),
+        RemainingLease::Unlimited | RemainingLease::NotLocked => None,
+    }
+}
+
 /// `850ms`, `12.3s`, `4m05s`, `2h07m`, `3d04h`.
 pub fn duration(duration: Duration) -> String {
     let ms = duration.as_millis();
@@ -118,17 +123,19 @@ pub fn held_for(found: &FoundLock) -> String {
 /// The locks as a table with a header, columns aligned.
 pub fn table(locks: &[FoundLock]) -> String {
     let mut rows = vec![[
-        "KEY".to_owned(),
-        "OWNER".to_owned(),
-        "FENCE".to_owned(),
-        "HOLDS".to_owned(),
-        "LEASE LEFT".to_owned(),
-        "HELD FOR".to_owned(),
-        "WAITED ON".to_owned(),
-    ]];
+        "KEY",
+        "OWNER",
+        "FENCE",
+        "HOLDS",
+        "LEASE LEFT",
+        "HELD FOR",
+        "WAITED ON",
+    ]
+    .map(str::to_owned)
+    .to_vec()];
     for found in locks {
         let hold = &found.lock.hold;
-        rows.push([
+        rows.push(vec![
             found.key.clone(),
             hold.owner.clone(),
             hold.fence.to_string(),
@@ -138,18 +145,24 @@ pub fn table(locks: &[FoundLock]) -> String {
             if hold.waited_on { "yes" } else { "no" }.to_owned(),
         ]);
     }
-    let mut widths = [0usize; 7];
-    for row in &rows {
+    aligned(&rows)
+}
+
+/// Rows as lines, each column as wide as its widest cell (two spaces between columns).
+pub fn aligned(rows: &[Vec<String>]) -> String {
+    let mut widths = Vec::<usize>::new();
+    for row in rows {
+        widths.resize(widths.len().max(row.len()), 0);
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
     let mut out = String::new();
-    for row in &rows {
+    for row in rows {
         let line: Vec<String> = row
             .iter()
-            .zip(widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
+            .zip(&widths)
+            .map(|(cell, &width)| format!("{cell:<width$}"))
             .collect();
         out.push_str(line.join("  ").trim_end());
         out.push('\n');

@@ -11,7 +11,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lock_core::{Lock, RedisBackend, RedisConfig, SharedBackend};
+use lock_core::{Lock, LockError, Pool, RedisBackend, RedisConfig, SharedBackend};
 use serde_json::Value;
 
 use common::{lockwright, LIVENESS};
@@ -597,6 +597,54 @@ fn watch_plain_shows_takes_contention_hand_offs_and_releases_and_ends_on_ctrl_c(
 }
 
 #[test]
+fn watch_plain_shows_pool_slots_taken_and_freed_and_a_pool_found_full() {
+    let prefix = "cli-watch-pools:";
+    let backend = backend(prefix);
+    let pool = Pool::with_backend("workers", 2, &backend).exp(30);
+    let already = pool.acquire_blocking().unwrap();
+    let mut watch = Watch::start(prefix);
+    let taken = watch.line_starting("pool ");
+    assert!(
+        taken.starts_with("pool key=\"workers\" slots=1/2 waited_on=no"),
+        "{taken}"
+    );
+    watch.line_starting("watching:");
+
+    let second = pool.acquire_blocking().unwrap();
+    let take = watch.line_starting("slot-take ");
+    assert_eq!(
+        take,
+        format!(
+            "slot-take key=\"workers\" token={} owner={} lease={}",
+            second.slot(),
+            second.owner(),
+            take.rsplit_once("lease=").unwrap().1
+        )
+    );
+    let refused = pool.acquire_blocking();
+    assert!(
+        matches!(refused, Err(LockError::PoolFull { .. })),
+        "{refused:?}"
+    );
+    let full = watch.line_starting("pool-full ");
+    assert_eq!(full, "pool-full key=\"workers\" slots=2/2");
+    let freed_slot = second.slot();
+    drop(second);
+    let free = watch.line_starting("slot-free ");
+    assert!(
+        free.starts_with(&format!("slot-free key=\"workers\" token={freed_slot} ")),
+        "{free}"
+    );
+    assert!(free.ends_with("handed_off=yes"), "{free}");
+    let counts = watch.interrupt();
+    assert!(
+        counts.contains("slot takes 1  slot frees 1  pools full 1"),
+        "{counts}"
+    );
+    drop(already);
+}
+
+#[test]
 fn watch_refreshes_at_once_when_a_release_wakes_waiters() {
     let prefix = "cli-watch-wakeup:";
     let backend = backend(prefix);
@@ -635,6 +683,51 @@ fn watch_refreshes_at_once_when_a_release_wakes_waiters() {
     waiter.recv_timeout(LIVENESS).expect("the waiter proceeds");
     let counts = watch.interrupt();
     assert!(counts.contains("hand-offs 1"), "{counts}");
+}
+
+#[test]
+fn watch_refreshes_at_once_when_a_pool_slot_freed_wakes_waiters() {
+    let prefix = "cli-watch-pool-wakeup:";
+    let backend = backend(prefix);
+    let pool = Pool::with_backend("queue", 1, &backend);
+    let holder = pool.clone().exp(60).acquire_blocking().unwrap();
+    let (proceeded, waiter) = mpsc::channel();
+    {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let guard = pool
+                .nowait(false)
+                .timeout(LIVENESS.as_secs_f64() * 10.0)
+                .exp(60)
+                .acquire_blocking()
+                .unwrap();
+            let _ = proceeded.send(guard.slot());
+            std::thread::sleep(LIVENESS); // keeps the slot while the watch looks
+        });
+    }
+    let mut watch = Watch::start_with_interval(prefix, "3600");
+    // The waiter may mark the pool before or after the watch starts.
+    let full = watch.line_starting("pool ");
+    if !full.contains("waited_on=yes") {
+        watch.line_starting("watching:");
+        eventually("the waiter marks the pool as waited on", || {
+            let output = lockwright()
+                .args(["pools", "--json", "--url", &url(), "--prefix", prefix])
+                .output()
+                .unwrap();
+            serde_json::from_slice::<Value>(&output.stdout)
+                .is_ok_and(|pools| pools[0]["waited_on"] == true)
+        });
+    }
+    // No periodic refresh within the test: only the wake-up can show the change.
+    let first = holder.slot();
+    drop(holder);
+    let free = watch.line_starting("slot-free ");
+    assert!(free.contains(&format!("token={first} ")), "{free}");
+    assert!(free.ends_with("handed_off=yes"), "{free}");
+    waiter.recv_timeout(LIVENESS).expect("the waiter proceeds");
+    let counts = watch.interrupt();
+    assert!(counts.contains("slot frees 1"), "{counts}");
 }
 
 /// The `script` command (util-linux), which runs a command on a pseudo-terminal.

@@ -1,6 +1,7 @@
 //! The `lockwright` binary on a real 3-master Redis Cluster the harness starts
-//! (`lock-core/tests/support/cluster.rs`): `list` scans every master, and `force-unlock` wakes a
-//! waiter through the cluster's sharded wake-ups.
+//! (`lock-core/tests/support/cluster.rs`): `list` and `pools` scan every master, and
+//! `force-unlock` (of a lock, and of a pool's slot) wakes a waiter through the cluster's sharded
+//! wake-ups.
 
 mod common;
 #[path = "../../lock-core/tests/support/mod.rs"]
@@ -10,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use lock_core::{Lock, RedisBackend, RedisConfig, SharedBackend};
+use lock_core::{Lock, Pool, RedisBackend, RedisConfig, SharedBackend};
 use serde_json::Value;
 
 use support::cluster::{shared_cluster, slot_of};
@@ -146,6 +147,109 @@ fn force_unlock_on_a_cluster_wakes_the_waiter() {
         .expect("the waiter is woken (SPUBLISH)")
         .expect("the waiter proceeds");
     assert!(fence > holder.fence());
+}
+
+#[test]
+fn pools_on_a_cluster_finds_the_pools_on_every_master() {
+    let prefix = "cli-cluster-pools:";
+    let backend = backend(prefix);
+    let keys = a_key_on_each_master(prefix);
+    let guards: Vec<_> = keys
+        .iter()
+        .map(|key| {
+            Pool::with_backend(key.as_str(), 2, &backend)
+                .exp(30)
+                .acquire_blocking()
+                .unwrap()
+        })
+        .collect();
+    let output = lockwright()
+        .args(["pools", "--json", "--prefix", prefix])
+        .args(["--url", &shared_cluster().0.url()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let listed: Value = serde_json::from_str(&text).unwrap();
+    let listed = listed.as_array().unwrap();
+    let found: Vec<(&str, u64)> = listed
+        .iter()
+        .map(|pool| {
+            assert_eq!(pool["live_slots"], 1, "{pool}");
+            (
+                pool["key"].as_str().unwrap(),
+                pool["slots"][0]["token"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(&str, u64)> = keys
+        .iter()
+        .zip(&guards)
+        .map(|(key, guard)| (key.as_str(), guard.slot().0))
+        .collect();
+    expected.sort();
+    assert_eq!(found, expected);
+    let servers: BTreeSet<&str> = listed
+        .iter()
+        .map(|pool| pool["server"].as_str().unwrap())
+        .collect();
+    assert_eq!(servers.len(), 3, "found on three masters: {servers:?}");
+}
+
+#[test]
+fn force_unlock_of_a_pool_slot_on_a_cluster_wakes_the_waiter() {
+    let prefix = "cli-cluster-pool-force:";
+    let backend = backend(prefix);
+    let pool = Pool::with_backend("stuck", 1, &backend);
+    let holder = pool.clone().never_expires().acquire_blocking().unwrap();
+    let (proceeded, waiter) = mpsc::channel();
+    {
+        let pool = pool.clone();
+        std::thread::spawn(move || {
+            let acquired = pool
+                .nowait(false)
+                .timeout(LIVENESS.as_secs_f64() * 10.0)
+                .exp(30)
+                .acquire_blocking()
+                .map(|guard| guard.slot());
+            let _ = proceeded.send(acquired);
+        });
+    }
+    let inspect = || {
+        let output = lockwright()
+            .args(["inspect", "--pool", "stuck", "--json", "--prefix", prefix])
+            .args(["--url", &shared_cluster().0.url()])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)
+    };
+    let deadline = std::time::Instant::now() + LIVENESS;
+    while inspect()["waited_on"] != true {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never tried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let slot = holder.slot().to_string();
+    let output = lockwright()
+        .args(["force-unlock", "--pool", "stuck", "--slot", &slot, "--yes"])
+        .args(["--prefix", prefix, "--url", &shared_cluster().0.url()])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{said}");
+    assert!(said.contains(&slot), "{said}");
+    let taken = waiter
+        .recv_timeout(LIVENESS)
+        .expect("the waiter is woken (SPUBLISH)")
+        .expect("the waiter proceeds");
+    assert!(taken > holder.slot());
 }
 
 #[test]

@@ -1,17 +1,18 @@
 //! What operating tools (the `lockwright` command-line tool) need from a Redis backend beyond
-//! the `Backend` trait: every master behind it (to `SCAN` and question each), the lock names
-//! read back into keys, a hold's stored value read back, and a force-unlock that says what it
-//! freed. The layout itself lives in `RedisBackend::redis_name` and the scripts; this file only
+//! the `Backend` trait: every master behind it (to `SCAN` and question each), the lock and pool
+//! names read back into keys, a hold's stored value and a pool's slots read back, and
+//! force-unlocks that say what they freed. The layout itself lives in `RedisBackend::redis_name` and the scripts; this file only
 //! reads it back, so the tools never restate it.
 //!
 //! Hidden from the documentation (`lock_core::__operate`): it hands out redis-rs types and may
 //! change with any release.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use deadpool_redis::redis;
+use deadpool_redis::redis::Script;
 
 use super::connection::TimeoutError;
 use super::{remaining_from_pttl, scripts, RedisBackend};
@@ -136,6 +137,107 @@ impl StoredLock {
     }
 }
 
+/// One live slot of a pool as Redis stores it: a member `<token>:<owner>` of the pool's sorted
+/// set, scored by the slot's end (see `pool.lua`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSlot {
+    /// The slot's token ([`PoolGuard::slot`](crate::PoolGuard::slot)).
+    pub token: Fence,
+    /// Its owner (as [`StoredHold::owner`]).
+    pub owner: String,
+    /// What is left of its lease; `Unlimited` for a slot that lasts until given back.
+    pub remaining: RemainingLease,
+}
+
+/// A pool as read from Redis: its live slots and its meta (`<max size>:<last token>:<w>`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPool {
+    /// The live slots (never an expired one), soonest end first, those without an end last.
+    pub slots: Vec<StoredSlot>,
+    /// The `max_size` its slots were taken with; `None` when the meta is gone or unreadable
+    /// (deleted by hand while slots lived).
+    pub max_size: Option<u32>,
+    /// An acquire found the pool full since a slot was last freed with waiters: someone waits
+    /// (or waited), and the next slot freed wakes them.
+    pub waited_on: bool,
+}
+
+impl StoredPool {
+    /// From the pool's members and scores (`ZRANGE ... WITHSCORES`, flat: member, score, ...),
+    /// its meta's value and the server clock (`TIME`, in µs) read with them. Slots that ended by
+    /// that clock are left out. `None` when no slot is live, or a member or score is not a
+    /// slot's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lock_core::{RemainingLease, __operate::StoredPool};
+    ///
+    /// let now_us = 1_733_100_000_000_000;
+    /// let reply = ["1733099999000000:00ab-task-7", "1733100001500", "1733099999000001:00ab-task-8", "inf"];
+    /// let pool = StoredPool::from_reply(&reply, Some("3:1733099999000001:1"), now_us).unwrap();
+    /// assert_eq!((pool.slots.len(), pool.max_size, pool.waited_on), (2, Some(3), true));
+    /// assert_eq!(pool.slots[0].owner, "00ab-task-7");
+    /// assert_eq!(pool.slots[0].remaining, RemainingLease::Remaining(Duration::from_millis(1500)));
+    /// assert_eq!(pool.slots[1].remaining, RemainingLease::Unlimited);
+    /// // A slot that has ended is not live.
+    /// assert_eq!(StoredPool::from_reply(&reply[..2], None, now_us + 2_000_000), None);
+    /// ```
+    pub fn from_reply(
+        members_and_scores: &[impl AsRef<str>],
+        meta: Option<&str>,
+        server_now_micros: u64,
+    ) -> Option<StoredPool> {
+        let now_ms = server_now_micros / 1000;
+        let mut slots = Vec::new();
+        for pair in members_and_scores.chunks(2) {
+            let [member, score] = pair else { return None };
+            let (token, owner) = member.as_ref().split_once(':')?;
+            let remaining = match score.as_ref() {
+                "inf" => RemainingLease::Unlimited,
+                score => {
+                    // Integral milliseconds, though a sorted set's scores are doubles.
+                    let ends = score.parse::<f64>().ok().filter(|ends| ends.is_finite())? as u64;
+                    match ends.checked_sub(now_ms).filter(|left| *left > 0) {
+                        Some(left) => RemainingLease::Remaining(Duration::from_millis(left)),
+                        None => continue, // ended
+                    }
+                }
+            };
+            slots.push(StoredSlot {
+                token: Fence(token.parse().ok()?),
+                owner: owner.to_owned(),
+                remaining,
+            });
+        }
+        if slots.is_empty() {
+            return None;
+        }
+        let mut fields = meta.unwrap_or_default().split(':');
+        let max_size = fields
+            .next()
+            .and_then(|max| max.parse::<u32>().ok())
+            .filter(|max| *max > 0);
+        let waited_on = fields.nth(1) == Some("1");
+        Some(StoredPool {
+            slots,
+            max_size,
+            waited_on,
+        })
+    }
+
+    /// What is left of the lease of the slot that ends first (`Unlimited`: none ends).
+    pub fn soonest_end(&self) -> RemainingLease {
+        self.slots
+            .first()
+            .map_or(RemainingLease::NotLocked, |slot| slot.remaining)
+    }
+}
+
+/// KEYS: pool, meta. nil when no slot is live, else {server clock in µs, meta value or nil,
+/// flat members and scores of the live slots}: one atomic read for [`RedisBackend::read_pool`].
+/// Loaded on first use: no pool operation uses it.
+static READ_POOL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("read_pool.lua")));
+
 /// Escapes `*`, `?`, `[`, `]` and `\` for a Redis glob (`SCAN MATCH`, `PSUBSCRIBE`).
 fn glob_literal(text: &str, out: &mut String) {
     for c in text.chars() {
@@ -249,10 +351,40 @@ impl RedisBackend {
         glob
     }
 
+    /// A Redis glob of the pool names (sorted sets, see `pool.lua`) of the keys `key_glob`
+    /// matches, written as [`RedisBackend::lock_name_glob`] writes the lock names'. It matches
+    /// neither lock names nor a pool's meta.
+    pub fn pool_name_glob(&self, key_glob: &str) -> String {
+        self.name_glob(key_glob, ":pool")
+    }
+
+    /// The glob of the wake-up channels of the pools whose keys `key_glob` matches (for
+    /// `PSUBSCRIBE`; it matches no lock's channel).
+    pub fn pool_channel_glob(&self, key_glob: &str) -> String {
+        self.name_glob(key_glob, ":pool:free")
+    }
+
+    /// The Redis name of the pool `key`'s sorted set of slots (lockwright's layout in every
+    /// mode).
+    pub fn pool_name(&self, key: &str) -> String {
+        self.pool_key(key)
+    }
+
+    /// The key whose pool name this is (the inverse of [`RedisBackend::pool_name`]); `None` for
+    /// another name.
+    pub fn key_of_pool_name(&self, name: &str) -> Option<String> {
+        self.key_of_name(name, ":pool")
+    }
+
     /// The key whose lock name this is (the inverse of [`RedisBackend::lock_key`]); `None` for
     /// a name of another prefix or form (a fence counter, a foreign key).
     pub fn key_of_lock_name(&self, name: &str) -> Option<String> {
         self.key_of_name(name, "")
+    }
+
+    /// The key whose pool's wake-up channel this is; `None` for another channel.
+    pub fn key_of_pool_channel(&self, channel: &str) -> Option<String> {
+        self.key_of_name(channel, ":pool:free")
     }
 
     /// The key whose wake-up channel this is; `None` for another channel.
@@ -350,6 +482,53 @@ impl RedisBackend {
                 .await
         })
     }
+
+    /// The pool `key` as Redis holds it now (one atomic read of its slots, its meta and the
+    /// server clock: expired slots are not counted), `None` when no slot is live.
+    ///
+    /// # Errors
+    /// [`LockError::Backend`] when Redis fails or does not answer in time, or the pool's key
+    /// holds something that is not a lockwright pool.
+    pub async fn read_pool(&self, key: &str) -> Result<Option<StoredPool>> {
+        let backend = self.clone();
+        let key_owned: Arc<str> = key.into();
+        self.run(key, async move {
+            let reply: Option<(u64, Option<String>, Vec<String>)> = backend
+                .eval(
+                    &key_owned,
+                    &READ_POOL,
+                    &[
+                        &backend.pool_key(&key_owned),
+                        &backend.pool_meta_key(&key_owned),
+                    ],
+                    &[],
+                )
+                .await?;
+            match reply {
+                None => Ok(None),
+                Some((now, meta, slots)) => StoredPool::from_reply(&slots, meta.as_deref(), now)
+                    .map(Some)
+                    .ok_or_else(|| LockError::Backend {
+                        key: Arc::clone(&key_owned),
+                        source: "its pool's Redis key holds members that are not lockwright \
+                                 slots"
+                            .into(),
+                    }),
+            }
+        })
+        .await
+    }
+
+    /// [`Backend::pool_force_release`](crate::Backend::pool_force_release): frees the slot
+    /// `slot` whoever holds it (`None`: every slot), through the pool script's force operation,
+    /// which wakes the pool's waiters when it freed a live slot (`PUBLISH`, `SPUBLISH` on a
+    /// cluster, on the pool's channel). Returns how many live slots it freed.
+    ///
+    /// # Errors
+    /// [`LockError::Backend`] when Redis fails or does not answer in time.
+    pub async fn force_release_pool(&self, key: &str, slot: Option<Fence>) -> Result<u32> {
+        self.pool_force_release_op(key, slot).await
+    }
 }
 
 fn not_a_hold(key: &str) -> LockError {
@@ -399,6 +578,27 @@ mod tests {
             );
             assert_eq!(backend.key_of_lock_name(&channel), None, "{channel}");
             assert_eq!(backend.key_of_lock_name(&backend.fence_key(key)), None);
+            let pool = backend.pool_name(key);
+            assert_eq!(
+                backend.key_of_pool_name(&pool).as_deref(),
+                Some(key),
+                "{pool}"
+            );
+            assert_eq!(backend.key_of_lock_name(&pool), None, "{pool}");
+            assert_eq!(backend.key_of_pool_name(&name), None, "{name}");
+            assert_eq!(backend.key_of_pool_name(&backend.pool_meta_key(key)), None);
+            let pool_channel = backend.pool_channel(key);
+            assert_eq!(
+                backend.key_of_pool_channel(&pool_channel).as_deref(),
+                Some(key),
+                "{pool_channel}"
+            );
+            assert_eq!(
+                backend.key_of_channel(&pool_channel),
+                None,
+                "{pool_channel}"
+            );
+            assert_eq!(backend.key_of_pool_channel(&channel), None, "{channel}");
         }
         for foreign in [
             "other:{job}",
@@ -419,5 +619,7 @@ mod tests {
         assert_eq!(backend.lock_name_glob(r"\*x"), r"p\*:{\*x}");
         assert_eq!(backend.lock_name_glob("[ab]}"), r"p\*:{[ab]\\)}");
         assert_eq!(backend.channel_glob("job-*"), r"p\*:{job-*}:free");
+        assert_eq!(backend.pool_name_glob("a}*"), r"p\*:{a\\)*}:pool");
+        assert_eq!(backend.pool_channel_glob("job-*"), r"p\*:{job-*}:pool:free");
     }
 }
