@@ -44,4 +44,4 @@
 pub use lock_core::*;
 
 #[doc(inline)]
-pub use lock_macros::{is_locked, locked, release};
+pub use lock_macros::{is_locked, locked, pool_size, pooled, release};
