@@ -62,7 +62,9 @@ fn park_in_worker(user_id: u32) -> (mpsc::Sender<()>, thread::JoinHandle<&'stati
     let (entered_tx, entered_rx) = mpsc::channel();
     let (leave_tx, leave_rx) = mpsc::channel();
     let thread = thread::spawn(move || worker(user_id, entered_tx, leave_rx).unwrap());
-    entered_rx.recv_timeout(LIVENESS).expect("the worker entered");
+    entered_rx
+        .recv_timeout(LIVENESS)
+        .expect("the worker entered");
     (leave_tx, thread)
 }
 
@@ -99,8 +101,11 @@ async fn async_worker(
     leave: tokio::sync::oneshot::Receiver<()>,
 ) -> Result<&'static str, &'static str> {
     entered.send(()).await.unwrap();
-    leave.await.unwrap();
-    Ok("worked")
+    // Bounded, so a broken pool fails the test instead of hanging it.
+    match tokio::time::timeout(LIVENESS, leave).await {
+        Ok(Ok(())) => Ok("worked"),
+        _ => Err("never told to leave"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,9 +122,13 @@ async fn async_four_workers_on_a_pool_of_two_two_work_and_two_are_refused() {
             .expect("the worker entered");
     }
     assert_eq!(
-        pool_size!(async_worker(7, entered_tx.clone(), tokio::sync::oneshot::channel().1))
-            .await
-            .unwrap(),
+        pool_size!(async_worker(
+            7,
+            entered_tx.clone(),
+            tokio::sync::oneshot::channel().1
+        ))
+        .await
+        .unwrap(),
         2
     );
     for _ in 0..2 {
@@ -163,7 +172,10 @@ fn waiting_with_nowait_false_and_a_timeout_gets_a_slot_when_one_frees() {
     assert!(!waiter.is_finished());
     HOLDER_LEFT.store(true, Ordering::SeqCst);
     drop(holder);
-    assert_eq!(waiter.join().unwrap().unwrap(), true, "it ran after the slot freed");
+    assert!(
+        waiter.join().unwrap().unwrap(),
+        "it ran after the slot freed"
+    );
 }
 
 #[test]
@@ -249,7 +261,10 @@ fn parses(text: &str) -> Result<u32, AppError> {
 }
 
 #[pooled(key = "exit-dropped-{id}", max_size = 1)]
-async fn never_finishes(id: u32, entered: tokio::sync::oneshot::Sender<()>) -> Result<(), LockError> {
+async fn never_finishes(
+    id: u32,
+    entered: tokio::sync::oneshot::Sender<()>,
+) -> Result<(), LockError> {
     let _ = (id, entered.send(()));
     std::future::pending().await
 }
@@ -265,7 +280,11 @@ fn the_slot_is_given_back_when_the_body_panics() {
 fn the_slot_is_given_back_when_the_body_returns_by_question_mark() {
     assert_eq!(parses("x"), Err(AppError::Parse));
     assert_eq!(pool_size!(parses("x")).blocking().unwrap(), 0);
-    assert_eq!(parses("x"), Err(AppError::Parse), "not refused: the slot is free");
+    assert_eq!(
+        parses("x"),
+        Err(AppError::Parse),
+        "not refused: the slot is free"
+    );
 }
 
 #[tokio::test]
@@ -286,7 +305,10 @@ async fn the_slot_is_given_back_when_the_future_is_dropped() {
         if pool_size!(never_finishes(1, sender)).await.unwrap() == 0 {
             break;
         }
-        assert!(start.elapsed() < LIVENESS, "the dropped future kept its slot");
+        assert!(
+            start.elapsed() < LIVENESS,
+            "the dropped future kept its slot"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -346,7 +368,11 @@ fn elsewhere(id: u32) -> Result<u32, LockError> {
 #[test]
 fn a_backend_option_is_used_by_the_call_and_by_pool_size() {
     let _global = Pool::new("elsewhere-1", 1).acquire_blocking().unwrap();
-    assert_eq!(elsewhere(1).unwrap(), 1, "the global pool's slot is not this backend's");
+    assert_eq!(
+        elsewhere(1).unwrap(),
+        1,
+        "the global pool's slot is not this backend's"
+    );
     let _there = Pool::with_backend("elsewhere-1", 1, &OTHER_BACKEND)
         .acquire_blocking()
         .unwrap();

@@ -41,14 +41,7 @@ impl Kind {
                 "crate",
             ],
             Kind::Pooled => &[
-                "key",
-                "max_size",
-                "nowait",
-                "timeout",
-                "exp",
-                "on_full",
-                "on_error",
-                "backend",
+                "key", "max_size", "nowait", "timeout", "exp", "on_full", "on_error", "backend",
                 "crate",
             ],
         }

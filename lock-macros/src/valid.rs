@@ -412,7 +412,10 @@ fn max_size_of(value: Expr, params: &Params, errors: &mut Errors) -> Option<MaxS
             lit: Lit::Int(int), ..
         }) => {
             if !matches!(int.suffix(), "" | "u32") {
-                errors.at(int.span(), format_args!("{usage} (without the `{}` suffix)", int.suffix()));
+                errors.at(
+                    int.span(),
+                    format_args!("{usage} (without the `{}` suffix)", int.suffix()),
+                );
                 return None;
             }
             match int.base10_parse::<u32>() {
@@ -427,7 +430,11 @@ fn max_size_of(value: Expr, params: &Params, errors: &mut Errors) -> Option<MaxS
                 Err(_) => {
                     errors.at(
                         int.span(),
-                        format_args!("`max_size` of {} is more than the maximum of {}", int.base10_digits(), u32::MAX),
+                        format_args!(
+                            "`max_size` of {} is more than the maximum of {}",
+                            int.base10_digits(),
+                            u32::MAX
+                        ),
                     );
                     None
                 }
