@@ -179,7 +179,7 @@ fn impl_block(kind: Kind, args: TokenStream, mut block: ItemImpl) -> TokenStream
         let attr = method.attrs.remove(at);
         if in_trait_companions && method_kind == Kind::Pooled {
             errors.at(
-                attr.span(),
+                attr.path().span(),
                 "`trait_companions` covers `#[locked]` methods only: ask `pool_size!` where the type is known, and mark this impl `#[locked]` or `#[locked(qualified)]`",
             );
         }

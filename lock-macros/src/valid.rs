@@ -231,7 +231,7 @@ pub fn check_item(kind: Kind, func: &ItemFn, errors: &mut Errors) {
             .is_some_and(|segment| segment.ident == other)
     }) {
         errors.at(
-            attr.span(),
+            attr.path().span(),
             format_args!(
                 "a function is `#[locked]` or `#[pooled]`, not both: keep one, and take a `{}` handle in the body for the other",
                 if kind == Kind::Locked { "Pool" } else { "Lock" }
