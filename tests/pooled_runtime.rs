@@ -314,6 +314,67 @@ async fn the_slot_is_given_back_when_the_future_is_dropped() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Functions that return a future: the slot is held while the future runs
+
+/// Live slots of the pool `key` (of 1 slot) right now.
+async fn slots_of(key: &str) -> u32 {
+    Pool::new(key, 1).size().await.unwrap()
+}
+
+#[pooled(key = "future-impl-{id}", max_size = 1)]
+#[allow(clippy::manual_async_fn)]
+fn returns_impl_future(id: u32) -> impl std::future::Future<Output = Result<u32, LockError>> {
+    async move {
+        tokio::task::yield_now().await;
+        Ok(slots_of(&format!("future-impl-{id}")).await)
+    }
+}
+
+#[async_trait::async_trait]
+trait Export {
+    async fn export(&self, id: u32) -> Result<u32, LockError>;
+}
+
+struct PooledAbove;
+struct PooledBelow;
+
+// Above `#[async_trait]`: `#[pooled]` sees the `async fn`.
+#[pooled]
+#[async_trait::async_trait]
+impl Export for PooledAbove {
+    #[pooled(key = "export-above-{id}", max_size = 1)]
+    async fn export(&self, id: u32) -> Result<u32, LockError> {
+        tokio::task::yield_now().await;
+        Ok(slots_of(&format!("export-above-{id}")).await)
+    }
+}
+
+// Below `#[async_trait]`: `#[pooled]` sees the boxed future it made, and holds the slot in it.
+#[async_trait::async_trait]
+#[pooled]
+impl Export for PooledBelow {
+    #[pooled(key = "export-below-{id}", max_size = 1)]
+    async fn export(&self, id: u32) -> Result<u32, LockError> {
+        tokio::task::yield_now().await;
+        Ok(slots_of(&format!("export-below-{id}")).await)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_returned_future_runs_in_a_slot_and_gives_it_back_when_done() {
+    assert_eq!(returns_impl_future(1).await.unwrap(), 1, "ran without a slot");
+    assert_eq!(slots_of("future-impl-1").await, 0);
+    assert_eq!(PooledAbove.export(1).await.unwrap(), 1, "ran without a slot");
+    assert_eq!(slots_of("export-above-1").await, 0);
+    assert_eq!(PooledBelow.export(1).await.unwrap(), 1, "ran without a slot");
+    assert_eq!(slots_of("export-below-1").await, 0);
+    // Building the future takes no slot: it is taken when the future first runs.
+    let pending = returns_impl_future(2);
+    assert_eq!(slots_of("future-impl-2").await, 0);
+    assert_eq!(pending.await.unwrap(), 1);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Sizes, errors, backends
 
 const SLOTS: u32 = 2;

@@ -323,7 +323,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
     };
     let timeout = timeout
         .take()
-        .and_then(|(_, value)| seconds(value, "timeout", &params, errors));
+        .and_then(|(_, value)| seconds(kind, value, "timeout", &params, errors));
     let lease = exp.take().and_then(|(_, value)| match &value {
         Expr::Path(path) if path.qself.is_none() && path.path.is_ident("never") => {
             Some(Lease::Never)
@@ -331,11 +331,14 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         Expr::Path(path) if path.qself.is_none() && path.path.is_ident("None") => {
             errors.at(
                 value.span(),
-                "write `exp = never` for a lock that never expires (py-cachify's `exp=None`)",
+                match kind {
+                    Kind::Locked => "write `exp = never` for a lock that never expires (py-cachify's `exp=None`)",
+                    Kind::Pooled => "write `exp = never` for slots that never expire (py-cachify's `slot_exp=None`)",
+                },
             );
             None
         }
-        _ => seconds(value, "exp", &params, errors).map(Lease::Fixed),
+        _ => seconds(kind, value, "exp", &params, errors).map(Lease::Fixed),
     });
     // `timeout` alone means "wait up to timeout": without this, py-cachify's default `nowait`
     // would silently ignore it. An explicit `nowait` (the card's `nowait, timeout = 4`) wins.
@@ -532,7 +535,17 @@ fn check_placeholders(template: &Template, params: &Params, function: &Ident, er
 /// A positive number of seconds, at most 365 days, for a literal; any other expression is a
 /// constant checked when the lock is built (see [`Seconds::Constant`]), provided it does not read
 /// the call's arguments.
-fn seconds(value: Expr, option: &str, params: &Params, errors: &mut Errors) -> Option<Seconds> {
+fn seconds(
+    kind: Kind,
+    value: Expr,
+    option: &str,
+    params: &Params,
+    errors: &mut Errors,
+) -> Option<Seconds> {
+    let handle = match kind {
+        Kind::Locked => "Lock",
+        Kind::Pooled => "Pool",
+    };
     let constant = if option == "exp" { "LEASE" } else { "TIMEOUT" };
     let usage = format!(
         "`{option}` is a number of seconds or a `Duration`: `{option} = 4`, `{option} = 0.5`, or a constant such as `{option} = {constant}`"
@@ -599,7 +612,7 @@ fn seconds(value: Expr, option: &str, params: &Params, errors: &mut Errors) -> O
                 errors.at(
                     argument.span(),
                     format_args!(
-                        "`{option}` cannot use `{argument}`: it is the same for every call, so it is a literal, a `const` or an expression of constants (`{option} = {constant}`, `{option} = 2 * SECS`); to choose it per call, take a `Lock` handle in the body: `Lock::new(..).{option}(..)`"
+                        "`{option}` cannot use `{argument}`: it is the same for every call, so it is a literal, a `const` or an expression of constants (`{option} = {constant}`, `{option} = 2 * SECS`); to choose it per call, take a `{handle}` handle in the body: `{handle}::new(..).{option}(..)`"
                     ),
                 );
                 return None;
