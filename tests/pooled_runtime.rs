@@ -362,11 +362,23 @@ impl Export for PooledBelow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_future_runs_in_a_slot_and_gives_it_back_when_done() {
-    assert_eq!(returns_impl_future(1).await.unwrap(), 1, "ran without a slot");
+    assert_eq!(
+        returns_impl_future(1).await.unwrap(),
+        1,
+        "ran without a slot"
+    );
     assert_eq!(slots_of("future-impl-1").await, 0);
-    assert_eq!(PooledAbove.export(1).await.unwrap(), 1, "ran without a slot");
+    assert_eq!(
+        PooledAbove.export(1).await.unwrap(),
+        1,
+        "ran without a slot"
+    );
     assert_eq!(slots_of("export-above-1").await, 0);
-    assert_eq!(PooledBelow.export(1).await.unwrap(), 1, "ran without a slot");
+    assert_eq!(
+        PooledBelow.export(1).await.unwrap(),
+        1,
+        "ran without a slot"
+    );
     assert_eq!(slots_of("export-below-1").await, 0);
     // Building the future takes no slot: it is taken when the future first runs.
     let pending = returns_impl_future(2);
