@@ -42,6 +42,7 @@ mod python_format;
 #[cfg(feature = "redis")]
 mod redis;
 pub mod telemetry;
+mod waiting;
 mod watchdog;
 
 #[doc(hidden)]

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use event_listener::{EventListener, Listener};
 use tracing::Instrument;
 
 use crate::backend::{
@@ -17,6 +16,7 @@ use crate::guard::{LockGuard, Renewed};
 use crate::handle_holds;
 use crate::owner::Owner;
 use crate::telemetry::{self, AcquireObserver, Operation, ReleaseObserver, ReleaseOutcome};
+use crate::waiting::{self, contention_as_none, Attempt, Wait, Waiter};
 
 /// The longest key accepted, in bytes.
 pub const MAX_KEY_LEN: usize = 64 * 1024;
@@ -52,21 +52,6 @@ impl Lease {
             Lease::Never => (None, None),
         }
     }
-}
-
-/// How long an acquire may wait.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Wait {
-    No,
-    For(Duration),
-    Forever,
-}
-
-/// Whether a wait parks the thread (blocking API) or awaits (async API).
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Waiter {
-    Thread,
-    Task,
 }
 
 /// A [`Lock`] on the global backend whose key is formatted from the caller's variables, like
@@ -264,11 +249,7 @@ impl Lock {
     }
 
     fn options_wait(&self) -> Wait {
-        match (self.nowait, self.timeout) {
-            (true, _) => Wait::No,
-            (false, Some(timeout)) => Wait::For(timeout),
-            (false, None) => Wait::Forever,
-        }
+        Wait::from_options(self.nowait, self.timeout)
     }
 
     /// Acquires with the handle's options (py-cachify's `with lock(...)`): the guard releases on
@@ -678,8 +659,7 @@ impl Lock {
         }
     }
 
-    /// The acquire loop shared by every acquiring method: listen, try, then sleep until a
-    /// release wakes us, the holder's lease ends, or our deadline passes.
+    /// The acquire loop shared by every acquiring method (see `waiting`).
     async fn acquire_with(
         &self,
         wait: Wait,
@@ -688,53 +668,28 @@ impl Lock {
     ) -> Result<LockGuard> {
         let owner = Owner::current();
         let (lease, renewed_lease) = self.lease.resolve(&self.backend);
-        let deadline = match wait {
-            Wait::For(timeout) => Some(Instant::now() + timeout),
-            Wait::No | Wait::Forever => None,
-        };
-        loop {
-            // Listen before trying, so a release between the try and the wait still wakes us.
-            let listener = match wait {
-                Wait::No => None,
-                Wait::For(_) | Wait::Forever => Some(self.backend.listen(&self.key)),
-            };
-            let renewed = renewed_from_now(renewed_lease);
-            let outcome = match self.backend.try_acquire_sync(&self.key, owner, lease) {
-                Some(outcome) => outcome?,
-                None => self.backend.try_acquire(&self.key, owner, lease).await?,
-            };
-            let remaining = match outcome {
-                TryAcquire::Acquired { fence, hold_count } => {
-                    return Ok(self.guard(owner, fence, hold_count, renewed))
-                }
-                TryAcquire::Held { remaining } => remaining,
-            };
-            let Some(listener) = listener else {
-                return Err(self.locked());
-            };
-            let now = Instant::now();
-            observer.found_held(now);
-            let lease_end = match remaining {
-                // Another client may have set any TTL on a shared Redis key: an end beyond
-                // what `Instant` can hold is as good as none.
-                RemainingLease::Remaining(left) => now.checked_add(left),
-                RemainingLease::Unlimited | RemainingLease::NotLocked => None,
-            };
-            let wake_at = match (deadline, lease_end) {
-                (Some(deadline), _) if deadline <= now => {
-                    return Err(LockError::TimedOut {
-                        key: Arc::clone(&self.key),
-                        waited: match wait {
-                            Wait::For(timeout) => timeout,
-                            Wait::No | Wait::Forever => Duration::ZERO,
-                        },
-                    })
-                }
-                (Some(deadline), Some(lease_end)) => Some(deadline.min(lease_end)),
-                (deadline, lease_end) => deadline.or(lease_end),
-            };
-            sleep_until(listener, wake_at, waiter).await;
-        }
+        waiting::until_taken(
+            &self.key,
+            wait,
+            waiter,
+            || self.backend.listen(&self.key),
+            || async move {
+                let renewed = renewed_from_now(renewed_lease);
+                let outcome = match self.backend.try_acquire_sync(&self.key, owner, lease) {
+                    Some(outcome) => outcome?,
+                    None => self.backend.try_acquire(&self.key, owner, lease).await?,
+                };
+                Ok(match outcome {
+                    TryAcquire::Acquired { fence, hold_count } => {
+                        Attempt::Taken(self.guard(owner, fence, hold_count, renewed))
+                    }
+                    TryAcquire::Held { remaining } => Attempt::Busy(remaining),
+                })
+            },
+            |now| observer.found_held(now),
+            || self.locked(),
+        )
+        .await
     }
 }
 
@@ -745,30 +700,4 @@ pub(crate) fn renewed_from_now(renewed_lease: Option<Duration>) -> Option<Renewe
         lease,
         sent_at: Instant::now(),
     })
-}
-
-pub(crate) async fn sleep_until(listener: EventListener, wake_at: Option<Instant>, waiter: Waiter) {
-    match (waiter, wake_at) {
-        (Waiter::Thread, Some(at)) => {
-            listener.wait_deadline(at);
-        }
-        (Waiter::Thread, None) => listener.wait(),
-        // Without a tokio runtime there is no timer to await: wait on this thread instead of
-        // panicking (correct under any executor, though it blocks that executor's thread).
-        (Waiter::Task, Some(at)) if tokio::runtime::Handle::try_current().is_err() => {
-            listener.wait_deadline(at);
-        }
-        (Waiter::Task, Some(at)) => {
-            let _ = tokio::time::timeout_at(at.into(), listener).await;
-        }
-        (Waiter::Task, None) => listener.await,
-    }
-}
-
-fn contention_as_none(result: Result<LockGuard>) -> Result<Option<LockGuard>> {
-    match result {
-        Ok(guard) => Ok(Some(guard)),
-        Err(err) if err.is_contention() => Ok(None),
-        Err(err) => Err(err),
-    }
 }

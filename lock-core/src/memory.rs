@@ -8,11 +8,11 @@ use event_listener::{Event, EventListener};
 use hashbrown::HashTable;
 
 use crate::backend::{
-    Backend, BoxFuture, Fence, LeaseTime, LockState, PoolAcquire, PoolState, Release,
-    ReleaseScope, RemainingLease, SharedBackend, TryAcquire,
+    Backend, BoxFuture, Fence, LeaseTime, LockState, PoolAcquire, PoolState, Release, ReleaseScope,
+    RemainingLease, SharedBackend, TryAcquire,
 };
-use crate::memory_pools::Pools;
 use crate::error::Result;
+use crate::memory_pools::Pools;
 use crate::owner::Owner;
 
 /// Wake-up events are striped by key hash: a release wakes the waiters of its stripe, who
@@ -460,14 +460,9 @@ impl Backend for MemoryBackend {
         max_size: u32,
         lease: LeaseTime,
     ) -> BoxFuture<'a, Result<PoolAcquire>> {
-        let acquired = self.pools.acquire(
-            key,
-            self.pool_hash(key),
-            owner,
-            max_size,
-            lease,
-            self.now(),
-        );
+        let acquired =
+            self.pools
+                .acquire(key, self.pool_hash(key), owner, max_size, lease, self.now());
         Box::pin(async move { acquired })
     }
 

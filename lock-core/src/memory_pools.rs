@@ -44,7 +44,7 @@ struct Slot {
 
 impl Slot {
     fn live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|at| at > now)
+        self.expires_at.map_or(true, |at| at > now)
     }
 }
 
@@ -176,18 +176,16 @@ impl Pools {
             return false;
         };
         let pool = entry.get_mut();
-        let Some(at) = pool
-            .slots
-            .iter()
-            .position(|slot| slot.token == token && owner.is_none_or(|owner| slot.owner == owner))
-        else {
+        let Some(at) = pool.slots.iter().position(|slot| {
+            slot.token == token && owner.map_or(true, |owner| slot.owner == owner)
+        }) else {
             return false;
         };
         let slot = pool.slots.swap_remove(at);
         if pool.slots.is_empty() {
             entry.remove();
         }
-        now.is_none_or(|now| slot.live(now))
+        now.map_or(true, |now| slot.live(now))
     }
 
     /// Removes every slot; how many were live.

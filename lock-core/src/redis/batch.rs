@@ -72,16 +72,66 @@ pub(super) enum Op {
         fence: Fence,
         lease: LeaseTime,
     },
+    /// The pool operations (`pool.lua`, see `pools`).
+    PoolAcquire {
+        owner: Owner,
+        max_size: u32,
+        lease: LeaseTime,
+    },
+    PoolRelease {
+        owner: Owner,
+        slot: Fence,
+    },
+    PoolExtend {
+        owner: Owner,
+        slot: Fence,
+        lease: LeaseTime,
+    },
+    PoolState,
+    PoolForce {
+        slot: Option<Fence>,
+    },
 }
 
 impl Op {
     /// Whether `reply` is of a write that `RedisConfig::wait_replicas` must see confirmed:
-    /// a hold taken or a lease extended.
+    /// a hold or slot taken, or a lease extended.
     fn wrote(&self, reply: &[i64]) -> bool {
         matches!(
             (self, reply.first()),
-            (Op::Acquire { .. } | Op::Extend { .. }, Some(1))
+            (
+                Op::Acquire { .. }
+                    | Op::Extend { .. }
+                    | Op::PoolAcquire { .. }
+                    | Op::PoolExtend { .. },
+                Some(1)
+            )
         )
+    }
+
+    /// A pool's operation (sent with `pool.lua`), not a lock's.
+    fn is_pool(&self) -> bool {
+        matches!(
+            self,
+            Op::PoolAcquire { .. }
+                | Op::PoolRelease { .. }
+                | Op::PoolExtend { .. }
+                | Op::PoolState
+                | Op::PoolForce { .. }
+        )
+    }
+
+    /// Which calls it may share (see [`calls_of`]): lock or pool, acquire or not.
+    fn call_class(&self) -> usize {
+        match self {
+            Op::Release { .. } | Op::Inspect { .. } | Op::Extend { .. } => 0,
+            Op::Acquire { .. } => 1,
+            Op::PoolRelease { .. }
+            | Op::PoolExtend { .. }
+            | Op::PoolState
+            | Op::PoolForce { .. } => 2,
+            Op::PoolAcquire { .. } => 3,
+        }
     }
 
     /// Appends the op's keys and arguments for the backend's batch script (in py-cachify mode,
@@ -93,9 +143,55 @@ impl Op {
         keys: &mut Vec<String>,
         args: &mut Vec<String>,
     ) {
+        if self.is_pool() {
+            return self.encode_pool(backend, key, keys, args);
+        }
         self.encode_common(backend, key, keys, args);
         if backend.inner.config.py_cachify.is_some() && matches!(self, Op::Release { .. }) {
             args.push(backend.channel(key));
+        }
+    }
+
+    /// A pool's keys (the pool, its meta) and the op's arguments for `pool.lua`.
+    fn encode_pool(
+        &self,
+        backend: &RedisBackend,
+        key: &str,
+        keys: &mut Vec<String>,
+        args: &mut Vec<String>,
+    ) {
+        keys.push(backend.pool_key(key));
+        keys.push(backend.pool_meta_key(key));
+        match self {
+            Op::PoolAcquire {
+                owner,
+                max_size,
+                lease,
+            } => args.extend([
+                "pa".to_owned(),
+                owner.to_string(),
+                max_size.to_string(),
+                lease_millis(*lease),
+            ]),
+            Op::PoolRelease { owner, slot } => args.extend([
+                "pr".to_owned(),
+                owner.to_string(),
+                slot.0.to_string(),
+                backend.pool_channel(key),
+            ]),
+            Op::PoolExtend { owner, slot, lease } => args.extend([
+                "pe".to_owned(),
+                owner.to_string(),
+                slot.0.to_string(),
+                lease_millis(*lease),
+            ]),
+            Op::PoolState => args.push("ps".to_owned()),
+            Op::PoolForce { slot } => args.extend([
+                "pf".to_owned(),
+                slot.map(|slot| slot.0.to_string()).unwrap_or_default(),
+                backend.pool_channel(key),
+            ]),
+            _ => unreachable!("encode_pool is called for pool operations only"),
         }
     }
 
@@ -156,6 +252,7 @@ impl Op {
                     lease_millis(*lease),
                 ]);
             }
+            _ => unreachable!("pool operations are encoded by encode_pool"),
         }
     }
 }
@@ -359,18 +456,18 @@ impl RedisBackend {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let first = Arc::clone(&ops[0].key);
+        // A call holds lock operations only or pool operations only (`calls_of`).
+        let script = if ops[0].op.is_pool() {
+            &super::scripts::POOL_BATCH
+        } else {
+            self.scripts().0
+        };
         let sent = self
-            .eval_then_wait(
-                &first,
-                self.scripts().0,
-                &keys,
-                &args,
-                |replies: &Vec<OpReply>| {
-                    replies.iter().zip(&ops).any(|(reply, queued)| {
-                        reply.0.as_ref().is_ok_and(|reply| queued.op.wrote(reply))
-                    })
-                },
-            )
+            .eval_then_wait(&first, script, &keys, &args, |replies: &Vec<OpReply>| {
+                replies.iter().zip(&ops).any(|(reply, queued)| {
+                    reply.0.as_ref().is_ok_and(|reply| queued.op.wrote(reply))
+                })
+            })
             .await;
         match sent {
             Ok((replies, replicated)) if replies.len() == ops.len() => {
@@ -427,40 +524,43 @@ impl RedisBackend {
         let Err(Ok((reply, _))) = to.send(answer) else {
             return;
         };
-        let (Op::Acquire { owner, .. }, [1, fence, _]) = (&op, reply.as_slice()) else {
-            return;
-        };
-        self.release_in_background(&key, *owner, Fence(*fence as u64));
+        match (&op, reply.as_slice()) {
+            (Op::Acquire { owner, .. }, [1, fence, _]) => {
+                self.release_in_background(&key, *owner, Fence(*fence as u64))
+            }
+            (Op::PoolAcquire { owner, .. }, [1, slot, _]) => {
+                self.pool_release_in_background(&key, *owner, Fence(*slot as u64))
+            }
+            _ => {}
+        }
     }
 }
 
-/// The script calls that send `batch`, in order: at most [`MAX_BATCH`] operations each, and
-/// each holding acquires only or other operations only. Out of memory, Redis aborts a script at
-/// its first write that adds data, and what the script did before is lost with its reply. An
-/// acquire's first write is the first thing it changes, so an aborted call of acquires changed
-/// nothing (each acquire fails, as it would alone), and a release never shares a call with an
-/// acquire that would take it down (a release only adds data when it counts down a re-entered
-/// hold). Operations on one key keep their order: one that follows an acquire of its key in the
-/// batch starts a new pair of calls.
+/// The script calls that send `batch`, in order: at most [`MAX_BATCH`] operations each, each
+/// holding operations of one class only: lock acquires, other lock operations, pool acquires,
+/// other pool operations (locks and pools have scripts of their own). Out of memory, Redis
+/// aborts a script at its first write that adds data, and what the script did before is lost
+/// with its reply. An acquire's first write is the first thing it changes, so an aborted call
+/// of acquires changed nothing (each acquire fails, as it would alone), and a release never
+/// shares a call with an acquire that would take it down (a release only adds data when it
+/// counts down a re-entered hold). Operations on one key keep their order: one that follows an
+/// acquire of its key (and kind) in the batch starts a new round of calls.
 fn calls_of(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
     let mut calls = Vec::new();
-    let (mut others, mut acquires) = (Vec::new(), Vec::new());
+    let mut classes: [Vec<Queued>; 4] = Default::default();
     let mut acquired = std::collections::HashSet::new();
     for queued in batch {
-        if matches!(queued.op, Op::Acquire { .. }) {
-            acquired.insert(Arc::clone(&queued.key));
-            acquires.push(queued);
-            continue;
-        }
-        if acquired.contains(&queued.key) {
-            calls.push(std::mem::take(&mut others));
-            calls.push(std::mem::take(&mut acquires));
+        let class = queued.op.call_class();
+        let pool = queued.op.is_pool();
+        if matches!(class, 1 | 3) {
+            acquired.insert((pool, Arc::clone(&queued.key)));
+        } else if acquired.contains(&(pool, Arc::clone(&queued.key))) {
+            calls.extend(classes.iter_mut().map(std::mem::take));
             acquired.clear();
         }
-        others.push(queued);
+        classes[class].push(queued);
     }
-    calls.push(others);
-    calls.push(acquires);
+    calls.extend(classes);
     let mut limited = Vec::new();
     for mut call in calls {
         while call.len() > MAX_BATCH {

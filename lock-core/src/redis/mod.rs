@@ -17,6 +17,7 @@ mod connection;
 mod known_holds;
 pub mod operate;
 mod operations;
+mod pools;
 mod py_cachify;
 mod runtime;
 mod scripts;
@@ -38,8 +39,8 @@ use event_listener::{Event, EventListener};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::backend::{
-    Backend, BoxFuture, Fence, LeaseTime, LockState, Release, ReleaseScope, RemainingLease,
-    RenewHold, SharedBackend, TryAcquire,
+    Backend, BoxFuture, Fence, HoldKind, LeaseTime, LockState, PoolAcquire, PoolState, Release,
+    ReleaseScope, RemainingLease, RenewHold, SharedBackend, TryAcquire,
 };
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
@@ -70,7 +71,11 @@ const RENEW_BATCH: usize = 256;
 /// `lockwright:{job-42}` (string `owner:fence:hold count`, `:w` appended when someone waits;
 /// TTL = lease),
 /// `lockwright:{job-42}:fence` (the last fence; TTL = [`RedisConfig::fence_counter_ttl`]),
-/// channel `lockwright:{job-42}:free`. In the hash tag, `\` is written `\\` and `}` is written
+/// channel `lockwright:{job-42}:free`. The pool `job-42` ([`Pool`](crate::Pool)):
+/// `lockwright:{job-42}:pool` (sorted set of `token:owner` scored by each slot's end),
+/// `lockwright:{job-42}:pool-meta` (`max size:last token:waiting`), channel
+/// `lockwright:{job-42}:pool:free`; both keys expire with the last slot (the meta after the
+/// fence counter TTL), in every mode. In the hash tag, `\` is written `\\` and `}` is written
 /// `\)`, so the tag always ends where the key ends and is never empty: every (prefix, key) pair
 /// names its own keys, and a lock's keys share one Cluster slot. In py-cachify mode
 /// ([`RedisConfig::py_cachify`]) the lock is py-cachify's own key, `PYC-job-42`, holding a
@@ -167,6 +172,22 @@ impl RedisBackend {
             Some(mode) => mode.lock_name(key),
             None => self.redis_name(key, ""),
         }
+    }
+
+    /// The sorted set of the pool `key`'s slots (see `pool.lua`; lockwright's layout in every
+    /// mode, py-cachify's included).
+    fn pool_key(&self, key: &str) -> String {
+        self.redis_name(key, ":pool")
+    }
+
+    /// The pool's size, last slot token and waiting mark.
+    fn pool_meta_key(&self, key: &str) -> String {
+        self.redis_name(key, ":pool-meta")
+    }
+
+    /// The channel a pool's release publishes on (its lock's hash tag: one cluster slot).
+    fn pool_channel(&self, key: &str) -> String {
+        self.redis_name(key, ":pool:free")
     }
 
     fn fence_key(&self, key: &str) -> String {
@@ -455,6 +476,67 @@ impl RedisBackend {
     }
 }
 
+impl RedisBackend {
+    /// The watchdog's renewals when pool slots are among them: the locks' holds as
+    /// `extend_many` renews them, each slot by a `pool_extend` (which group commit gathers into
+    /// few calls). A failing part leaves only its own holds unknown.
+    fn extend_locks_and_slots<'a>(
+        &'a self,
+        holds: &'a [RenewHold],
+        lease: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Option<bool>>>> {
+        Box::pin(async move {
+            let (slots, locks): (Vec<usize>, Vec<usize>) =
+                (0..holds.len()).partition(|&i| holds[i].kind == HoldKind::PoolSlot);
+            let lock_holds: Vec<RenewHold> = locks.iter().map(|&i| holds[i].clone()).collect();
+            let locks_renewed = async {
+                if lock_holds.is_empty() {
+                    Ok(Vec::new())
+                } else {
+                    self.extend_many(&lock_holds, lease).await
+                }
+            };
+            let slots_renewed = futures_util::future::join_all(slots.iter().map(|&i| {
+                let hold = &holds[i];
+                self.pool_extend_op(&hold.key, hold.owner, hold.fence, Some(lease))
+            }));
+            let (locks_renewed, slots_renewed) =
+                futures_util::future::join(locks_renewed, slots_renewed).await;
+            let mut renewed = vec![None; holds.len()];
+            let mut first_error = None;
+            let mut answered = false;
+            match locks_renewed {
+                Ok(live) => {
+                    answered |= !locks.is_empty();
+                    for (&i, live) in locks.iter().zip(live) {
+                        renewed[i] = live;
+                    }
+                }
+                Err(err) => first_error = Some(err),
+            }
+            for (&i, live) in slots.iter().zip(slots_renewed) {
+                match live {
+                    Ok(live) => {
+                        answered = true;
+                        renewed[i] = Some(live);
+                    }
+                    Err(err) => {
+                        tracing::warn!(
+                            error = %err,
+                            "lockwright: a pool slot's renewal failed; it is tried again"
+                        );
+                        first_error.get_or_insert(err);
+                    }
+                }
+            }
+            match first_error {
+                Some(err) if !answered => Err(err),
+                _ => Ok(renewed),
+            }
+        })
+    }
+}
+
 impl Backend for RedisBackend {
     fn try_acquire<'a>(
         &'a self,
@@ -626,6 +708,9 @@ impl Backend for RedisBackend {
         holds: &'a [RenewHold],
         lease: Duration,
     ) -> BoxFuture<'a, Result<Vec<Option<bool>>>> {
+        if holds.iter().any(|hold| hold.kind == HoldKind::PoolSlot) {
+            return self.extend_locks_and_slots(holds, lease);
+        }
         let backend = self.clone();
         let holds = holds.to_vec();
         let Some(first) = holds.first() else {
@@ -709,6 +794,60 @@ impl Backend for RedisBackend {
                 _ => Ok(renewed),
             }
         })
+    }
+
+    fn pool_acquire<'a>(
+        &'a self,
+        key: &'a Arc<str>,
+        owner: Owner,
+        max_size: u32,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<PoolAcquire>> {
+        self.pool_acquire_op(key, owner, max_size, lease)
+    }
+
+    fn pool_release<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        slot: Fence,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.pool_release_op(key, owner, slot)
+    }
+
+    fn pool_extend<'a>(
+        &'a self,
+        key: &'a str,
+        owner: Owner,
+        slot: Fence,
+        lease: LeaseTime,
+    ) -> BoxFuture<'a, Result<bool>> {
+        self.pool_extend_op(key, owner, slot, lease)
+    }
+
+    fn pool_state<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<PoolState>> {
+        self.pool_state_op(key)
+    }
+
+    fn pool_force_release<'a>(
+        &'a self,
+        key: &'a str,
+        slot: Option<Fence>,
+    ) -> BoxFuture<'a, Result<u32>> {
+        self.pool_force_release_op(key, slot)
+    }
+
+    fn listen_pool(&self, key: &str) -> EventListener {
+        let channel = self.pool_channel(key);
+        let listener = self.inner.wakeups.stripe(&channel).listen();
+        if self.inner.connector.is_cluster() {
+            self.inner.wakeups.sharded.want(&channel);
+        }
+        listener
+    }
+
+    fn pool_release_on_drop(&self, key: &str, owner: Owner, slot: Fence) {
+        self.pool_release_on_drop_op(key, owner, slot)
     }
 
     fn default_lease(&self) -> Option<Duration> {

@@ -26,6 +26,12 @@ use deadpool_redis::redis::Script;
 pub(super) static BATCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("batch.lua")));
 
+/// Every pool operation: a batch of them (group commit, as [`BATCH`]; arguments, replies and the
+/// pool's layout are described at the top of `pool.lua`). Pools keep this layout in py-cachify
+/// mode too.
+pub(super) static POOL_BATCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("pool.lua")));
+
 /// KEYS: lock. ARGV: channel, publish command (`PUBLISH`, or `SPUBLISH` on a cluster: sharded,
 /// in the lock's slot). Returns the value it deleted (`owner:fence:count[:w]`, so a tool can say
 /// what it freed), or nil when nothing was held. Always publishes the wake-up when it freed
@@ -46,9 +52,10 @@ pub(super) static EXTEND_MANY: LazyLock<Script> =
 
 /// Every script (py-cachify mode's too), for loading them all into a new connection's server
 /// at once.
-pub(super) fn all() -> [&'static Script; 5] {
+pub(super) fn all() -> [&'static Script; 6] {
     [
         &BATCH,
+        &POOL_BATCH,
         &FORCE_UNLOCK,
         &EXTEND_MANY,
         &super::py_cachify::BATCH,

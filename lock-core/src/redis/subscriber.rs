@@ -191,7 +191,8 @@ impl RedisBackend {
         }
         // Not the backend itself: the subscriber must not keep it alive.
         let connector = Arc::clone(&self.inner.connector);
-        let pattern = format!("{}{{*}}:free", escape_glob(&self.inner.config.prefix));
+        // Locks' channels (`{key}:free`) and pools' (`{key}:pool:free`).
+        let pattern = format!("{}{{*}}*:free", escape_glob(&self.inner.config.prefix));
         let wakeups = Arc::clone(&self.inner.wakeups);
         let connect_timeout = self.inner.config.connect_timeout;
         let command_timeout = self.inner.config.command_timeout;
@@ -350,19 +351,25 @@ impl RedisBackend {
     /// subscription is confirmed (at most the command timeout): so no release after the attempt
     /// goes unheard.
     pub(super) async fn sharded_subscription_ready(&self, key: &str) {
+        if self.inner.connector.is_cluster() {
+            self.sharded_channel_ready(&self.channel(key)).await;
+        }
+    }
+
+    /// [`Self::sharded_subscription_ready`] for any channel (a pool's).
+    pub(super) async fn sharded_channel_ready(&self, channel: &str) {
         // A given runtime that has shut down can make no timer: `eval` then says so, typed.
         if !self.inner.connector.is_cluster() || self.inner.runtime.is_gone() {
             return;
         }
-        let channel = self.channel(key);
-        if !self.inner.wakeups.sharded.awaits_confirmation(&channel) {
+        if !self.inner.wakeups.sharded.awaits_confirmation(channel) {
             return; // no waiter's channel, or already subscribed: no timer needed
         }
         let patience = {
             let _runtime = self.inner.runtime.handle().enter();
             tokio::time::sleep(self.inner.config.command_timeout)
         };
-        let ready = self.inner.wakeups.sharded.ready(&channel, patience);
+        let ready = self.inner.wakeups.sharded.ready(channel, patience);
         ready.await;
     }
 }
