@@ -1,10 +1,13 @@
-//! `#[pooled]` and `pool_size!` at run time, on the in-memory backend: py-cachify's example of
-//! four workers on a pool of two, `on_full` and the error without it, waiting for a slot, pools
-//! isolated by the key's arguments, `pool_size!` inside and outside the body, the slot given back
-//! on panic, `?` and a dropped future, sizes from constants, `backend = ...`.
+//! `#[pooled]` and `pool_size!` at run time, on the in-memory backend and on Redis:
+//! py-cachify's example of four workers on a pool of two, `on_full` and the error without it,
+//! waiting for a slot, pools isolated by the key's arguments, `pool_size!` inside and outside the
+//! body, the slot given back on panic, `?` and a dropped future, functions that return a future,
+//! sizes from constants, `backend = ...`.
 //!
 //! Sync tests contend from threads, async tests from tasks. Every test uses its own keys: tests
-//! share the process-wide global backend.
+//! share the process-wide global backend. With the `redis` feature the binary runs its tests
+//! again against a real `redis-server` it starts (the global backend is then Redis; the
+//! `backend = ...` test's other backend stays in memory).
 
 use std::panic;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +17,53 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use lockwright::{pool_size, pooled, LockError, MemoryBackend, Pool, SharedBackend};
+
+#[cfg(feature = "redis")]
+#[path = "../lock-core/tests/support/mod.rs"]
+mod support;
+
+#[cfg(feature = "redis")]
+/// Set by `the_same_tests_pass_on_the_redis_backend` when it re-runs this binary.
+const REDIS_RUN: &str = "LOCKWRIGHT_POOLED_TESTS_REDIS";
+
+/// Every test starts here: the global backend is the in-memory default, or a real Redis server
+/// when this binary is the Redis re-run. One source, both backends.
+fn setup() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        #[cfg(feature = "redis")]
+        if let Ok(url) = std::env::var(REDIS_RUN) {
+            let backend =
+                lockwright::RedisBackend::connect_blocking(lockwright::RedisConfig::new(url))
+                    .expect("connect to the test redis-server");
+            lockwright::set_global_backend(backend.shared());
+        }
+    });
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn the_same_tests_pass_on_the_redis_backend() {
+    if std::env::var_os(REDIS_RUN).is_some() {
+        return; // this is the re-run itself
+    }
+    let server = support::RedisServer::start();
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--skip", "the_same_tests_pass_on_the_redis_backend"])
+        .env(REDIS_RUN, server.url())
+        .output()
+        .expect("re-run this test binary");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "on Redis:\n{stdout}\n{stderr}");
+    let passed: usize = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("test result: ok. "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a libtest summary line");
+    assert!(passed >= 14, "only {passed} tests ran on Redis:\n{stdout}");
+}
 
 /// How long a test waits for something that must happen soon: a liveness bound only.
 const LIVENESS: Duration = Duration::from_secs(30);
@@ -70,6 +120,7 @@ fn park_in_worker(user_id: u32) -> (mpsc::Sender<()>, thread::JoinHandle<&'stati
 
 #[test]
 fn four_workers_on_a_pool_of_two_two_work_and_two_are_refused() {
+    setup();
     let first = park_in_worker(1);
     let second = park_in_worker(1);
     assert_eq!(pool_size!(worker_or_refused(1)).blocking().unwrap(), 2);
@@ -110,6 +161,7 @@ async fn async_worker(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_four_workers_on_a_pool_of_two_two_work_and_two_are_refused() {
+    setup();
     let (entered_tx, mut entered_rx) = tokio::sync::mpsc::channel(4);
     let mut leaves = Vec::new();
     let mut tasks = Vec::new();
@@ -164,6 +216,7 @@ fn waits_briefly(case: &str) -> Result<(), LockError> {
 
 #[test]
 fn waiting_with_nowait_false_and_a_timeout_gets_a_slot_when_one_frees() {
+    setup();
     static HOLDER_LEFT: AtomicBool = AtomicBool::new(false);
     let holder = Pool::new("wait-frees", 1).acquire_blocking().unwrap();
     let waiter = thread::spawn(|| waits_for_a_slot("frees", &HOLDER_LEFT));
@@ -180,6 +233,7 @@ fn waiting_with_nowait_false_and_a_timeout_gets_a_slot_when_one_frees() {
 
 #[test]
 fn a_timeout_alone_waits_and_then_times_out() {
+    setup();
     let _holder = Pool::new("wait-times-out", 1).acquire_blocking().unwrap();
     match waits_briefly("times-out") {
         Err(LockError::TimedOut { key, waited }) => {
@@ -200,6 +254,7 @@ fn isolated(user_id: u32) -> Result<u32, LockError> {
 
 #[test]
 fn the_key_from_arguments_isolates_pools() {
+    setup();
     let _one = Pool::new("isolated-1", 2).acquire_blocking().unwrap();
     let _two = Pool::new("isolated-1", 2).acquire_blocking().unwrap();
     assert_eq!(pool_size!(isolated(1)).blocking().unwrap(), 2);
@@ -220,6 +275,7 @@ async fn async_reports_its_pool(id: u32) -> Result<u32, LockError> {
 
 #[test]
 fn pool_size_counts_the_calls_inside_and_none_outside() {
+    setup();
     assert_eq!(pool_size!(reports_its_pool(1)).blocking().unwrap(), 0);
     assert_eq!(reports_its_pool(1).unwrap(), 1);
     let _other = Pool::new("inside-1", 3).acquire_blocking().unwrap();
@@ -229,6 +285,7 @@ fn pool_size_counts_the_calls_inside_and_none_outside() {
 
 #[tokio::test]
 async fn async_pool_size_counts_the_calls_inside_and_none_outside() {
+    setup();
     assert_eq!(pool_size!(async_reports_its_pool(1)).await.unwrap(), 0);
     assert_eq!(async_reports_its_pool(1).await.unwrap(), 1);
     assert_eq!(pool_size!(async_reports_its_pool(1)).await.unwrap(), 0);
@@ -271,6 +328,7 @@ async fn never_finishes(
 
 #[test]
 fn the_slot_is_given_back_when_the_body_panics() {
+    setup();
     let result = panic::catch_unwind(|| panics(1));
     assert!(result.is_err(), "the body panicked");
     settles_at(0, || pool_size!(panics(1)).blocking());
@@ -278,6 +336,7 @@ fn the_slot_is_given_back_when_the_body_panics() {
 
 #[test]
 fn the_slot_is_given_back_when_the_body_returns_by_question_mark() {
+    setup();
     assert_eq!(parses("x"), Err(AppError::Parse));
     assert_eq!(pool_size!(parses("x")).blocking().unwrap(), 0);
     assert_eq!(
@@ -289,6 +348,7 @@ fn the_slot_is_given_back_when_the_body_returns_by_question_mark() {
 
 #[tokio::test]
 async fn the_slot_is_given_back_when_the_future_is_dropped() {
+    setup();
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(never_finishes(1, entered_tx));
     tokio::time::timeout(LIVENESS, entered_rx)
@@ -362,6 +422,7 @@ impl Export for PooledBelow {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_returned_future_runs_in_a_slot_and_gives_it_back_when_done() {
+    setup();
     assert_eq!(
         returns_impl_future(1).await.unwrap(),
         1,
@@ -411,6 +472,7 @@ fn zero_slots() -> Result<(), LockError> {
 
 #[test]
 fn a_constant_size_is_the_pools_size_and_a_zero_one_is_an_invalid_argument() {
+    setup();
     let _held = Pool::new("sized-1", 2).acquire_blocking().unwrap();
     assert_eq!(sized_by_a_constant(1).unwrap(), ());
     assert!(matches!(
@@ -424,6 +486,7 @@ fn a_constant_size_is_the_pools_size_and_a_zero_one_is_an_invalid_argument() {
 
 #[test]
 fn a_size_mismatch_is_an_error_not_on_full() {
+    setup();
     let _held = Pool::new("sized-2", 2).acquire_blocking().unwrap();
     match sized_otherwise(2) {
         Err(LockError::PoolSizeMismatch { live, given, .. }) => assert_eq!((live, given), (2, 3)),
@@ -440,6 +503,7 @@ fn elsewhere(id: u32) -> Result<u32, LockError> {
 
 #[test]
 fn a_backend_option_is_used_by_the_call_and_by_pool_size() {
+    setup();
     let _global = Pool::new("elsewhere-1", 1).acquire_blocking().unwrap();
     assert_eq!(
         elsewhere(1).unwrap(),
