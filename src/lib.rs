@@ -39,9 +39,29 @@
 //! ```
 //!
 //! A `#[locked]` function and a [`Lock`] on the same formatted key are the same lock.
+//!
+//! ## Pooled functions
+//!
+//! [`#[pooled]`](macro@pooled) runs a function in one of `max_size` slots of the pool its
+//! arguments name (py-cachify's `@pooled`); [`pool_size!`] counts the live slots of the pool a
+//! call would use. A [`Pool`] handle on the same key is the same pool.
+//!
+//! ```
+//! use lockwright::{pool_size, pooled, LockError};
+//!
+//! #[pooled(key = "user-limit-{user_id}", max_size = 5, on_full = Ok(0))]
+//! async fn export(user_id: u64) -> Result<u64, LockError> {
+//!     Ok(user_id)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), LockError> {
+//! assert_eq!(export(7).await?, 7);
+//! assert_eq!(pool_size!(export(7)).await?, 0);
+//! # Ok(()) }
+//! ```
 
 #[doc(inline)]
 pub use lock_core::*;
 
 #[doc(inline)]
-pub use lock_macros::{is_locked, locked, release};
+pub use lock_macros::{is_locked, locked, pool_size, pooled, release};

@@ -1,6 +1,7 @@
-//! Expansions are lint-clean: every shape in `tests/ui/pass` is compiled here again under
-//! `#![deny(warnings, clippy::all, clippy::pedantic)]` (rustc's lints in `cargo test`, clippy's in
-//! `cargo clippy --all-targets`, which CI runs with `-D warnings`), and run.
+//! Expansions are lint-clean: every shape in `tests/ui/pass` (`#[locked]` and `#[pooled]`) is
+//! compiled here again under `#![deny(warnings, clippy::all, clippy::pedantic)]` (rustc's lints
+//! in `cargo test`, clippy's in `cargo clippy --all-targets`, which CI runs with `-D warnings`),
+//! and run.
 //!
 //! Allowances below are for the test files' own code, never for what the macros write.
 
@@ -22,6 +23,10 @@ mod methods;
 mod one_line_bodies;
 #[path = "ui/pass/options.rs"]
 mod options;
+#[path = "ui/pass/pooled_free_functions.rs"]
+mod pooled_free_functions;
+#[path = "ui/pass/pooled_methods.rs"]
+mod pooled_methods;
 #[path = "ui/pass/raw_identifiers.rs"]
 mod raw_identifiers;
 #[path = "ui/pass/reference_pattern.rs"]
@@ -49,6 +54,8 @@ fn every_pass_shape_runs_lint_clean() {
     methods::main().unwrap();
     one_line_bodies::main().unwrap();
     options::main().unwrap();
+    pooled_free_functions::main().unwrap();
+    pooled_methods::main().unwrap();
     raw_identifiers::main().unwrap();
     reference_pattern::main().unwrap();
     return_types::main();

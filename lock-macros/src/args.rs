@@ -1,4 +1,6 @@
-//! Parsing the options of `#[locked(...)]`: `name`, `name = value`, comma separated.
+//! Parsing the options of `#[locked(...)]` and `#[pooled(...)]`: `name`, `name = value`, comma
+//! separated. One grammar serves both; an option of the other attribute is reported with what
+//! to write instead (see `Kind::foreign_option`).
 //!
 //! Parsing only splits the attribute into options and checks the grammar; values are checked by
 //! `valid.rs`, which knows the function. Every error is recorded and parsing resumes at the next
@@ -6,10 +8,11 @@
 
 use proc_macro2::{Span, TokenTree};
 use syn::ext::IdentExt;
-use syn::parse::{Parse, ParseStream};
+use syn::parse::{ParseStream, Parser};
 use syn::{Expr, ExprLit, Ident, Lit, LitStr, Token};
 
 use crate::errors::Errors;
+use crate::kind::Kind;
 
 mod kw {
     syn::custom_keyword!(key);
@@ -20,23 +23,9 @@ mod kw {
     syn::custom_keyword!(on_error);
     syn::custom_keyword!(backend);
     syn::custom_keyword!(py_cachify);
+    syn::custom_keyword!(max_size);
+    syn::custom_keyword!(on_full);
 }
-
-/// Every option, as listed in error messages.
-pub const VALID_OPTIONS: &str =
-    "`key = \"...\"`, `nowait`, `timeout = <seconds>`, `exp = <seconds> | never`, `on_locked = <value>`, `on_error = |err| <value>`, `backend = <path>`, `py_cachify`, `crate = <path>`";
-
-const NAMES: [&str; 9] = [
-    "key",
-    "nowait",
-    "timeout",
-    "exp",
-    "on_locked",
-    "on_error",
-    "backend",
-    "py_cachify",
-    "crate",
-];
 
 /// One option that may be given at most once (serde's `Attr`): the span of its name and its value.
 pub struct Opt<T> {
@@ -69,13 +58,18 @@ impl<T> Opt<T> {
 
 /// The options as written, not yet checked.
 pub struct Args {
+    /// The attribute they were written in.
+    pub kind: Kind,
     pub key: Opt<Expr>,
+    /// `#[pooled]`: how many slots the pool has.
+    pub max_size: Opt<Expr>,
     /// `nowait` alone is `None`; `nowait = value` is `Some(value)`.
     pub nowait: Opt<Option<Expr>>,
     pub timeout: Opt<Expr>,
     pub exp: Opt<Expr>,
-    pub on_locked: Opt<Expr>,
-    /// A closure from `LockError` to the return type, for failures `on_locked` does not cover.
+    /// `on_locked` (`#[locked]`) or `on_full` (`#[pooled]`): the value returned on contention.
+    pub on_contention: Opt<Expr>,
+    /// A closure from `LockError` to the return type, for failures `on_contention` does not cover.
     pub on_error: Opt<Expr>,
     pub backend: Opt<Expr>,
     /// `py_cachify`: the key is py-cachify's decorator key (Python's rendering, `-lock`).
@@ -86,14 +80,22 @@ pub struct Args {
 }
 
 impl Args {
+    /// The options of a `kind` attribute's `tokens`. Grammar errors are collected in
+    /// [`Args::errors`]; `Err` only for tokens that are no option list at all.
+    pub fn parse(kind: Kind, tokens: proc_macro2::TokenStream) -> syn::Result<Self> {
+        (|input: ParseStream| Args::parse_all(kind, input)).parse2(tokens)
+    }
+
     /// No options at all.
-    pub fn empty() -> Self {
+    pub fn empty(kind: Kind) -> Self {
         Args {
+            kind,
             key: Opt::new("key"),
+            max_size: Opt::new("max_size"),
             nowait: Opt::new("nowait"),
             timeout: Opt::new("timeout"),
             exp: Opt::new("exp"),
-            on_locked: Opt::new("on_locked"),
+            on_contention: Opt::new(kind.on_contention()),
             on_error: Opt::new("on_error"),
             backend: Opt::new("backend"),
             py_cachify: Opt::new("py_cachify"),
@@ -143,6 +145,13 @@ impl Args {
             let name = input.parse::<kw::exp>()?.span;
             let value = value(input, name, "exp", "exp = 2` or `exp = never")?;
             self.exp.set(&mut self.errors, name, value);
+        } else if lookahead.peek(kw::max_size) {
+            let name = input.parse::<kw::max_size>()?.span;
+            let value = value(input, name, "max_size", "max_size = 5")?;
+            if self.foreign(name, "max_size") {
+                return Ok(());
+            }
+            self.max_size.set(&mut self.errors, name, value);
         } else if lookahead.peek(kw::on_locked) {
             let name = input.parse::<kw::on_locked>()?.span;
             let value = value(
@@ -151,7 +160,22 @@ impl Args {
                 "on_locked",
                 "on_locked = <the value to return when the lock is taken>",
             )?;
-            self.on_locked.set(&mut self.errors, name, value);
+            if self.foreign(name, "on_locked") {
+                return Ok(());
+            }
+            self.on_contention.set(&mut self.errors, name, value);
+        } else if lookahead.peek(kw::on_full) {
+            let name = input.parse::<kw::on_full>()?.span;
+            let value = value(
+                input,
+                name,
+                "on_full",
+                "on_full = <the value to return when every slot is taken>",
+            )?;
+            if self.foreign(name, "on_full") {
+                return Ok(());
+            }
+            self.on_contention.set(&mut self.errors, name, value);
         } else if lookahead.peek(kw::on_error) {
             let name = input.parse::<kw::on_error>()?.span;
             let value = value(input, name, "on_error", "on_error = |err| <value>")?;
@@ -168,6 +192,9 @@ impl Args {
                     "`py_cachify` takes no value: write `py_cachify` alone",
                 ));
             }
+            if self.foreign(name, "py_cachify") {
+                return Ok(());
+            }
             self.py_cachify.set(&mut self.errors, name, ());
         } else if lookahead.peek(Token![crate]) {
             let name = input.parse::<Token![crate]>()?.span;
@@ -175,11 +202,22 @@ impl Args {
             self.krate.set(&mut self.errors, name, value);
         } else if input.peek(Ident::peek_any) {
             let unknown = input.call(Ident::parse_any)?;
-            return Err(unknown_option(&unknown));
+            return Err(unknown_option(self.kind, &unknown));
         } else {
             return Err(lookahead.error());
         }
         Ok(())
+    }
+
+    /// Records an error at `span` if `option` belongs to the other attribute; says whether it did.
+    fn foreign(&mut self, span: Span, option: &str) -> bool {
+        match self.kind.foreign_option(option) {
+            Some(message) => {
+                self.errors.at(span, message);
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -196,16 +234,20 @@ fn value(input: ParseStream, name: Span, option: &str, example: &str) -> syn::Re
     input.parse()
 }
 
-fn unknown_option(unknown: &Ident) -> syn::Error {
+fn unknown_option(kind: Kind, unknown: &Ident) -> syn::Error {
     let written = unknown.to_string();
-    let hint = NAMES
+    let hint = kind
+        .option_names()
         .iter()
         .find(|name| edit_distance(name, &written) <= 2)
         .map(|name| format!(" (did you mean `{name}`?)"))
         .unwrap_or_default();
     syn::Error::new(
         unknown.span(),
-        format_args!("unknown option `{written}`{hint}; valid options: {VALID_OPTIONS}"),
+        format_args!(
+            "unknown option `{written}`{hint}; valid options: {}",
+            kind.valid_options()
+        ),
     )
 }
 
@@ -236,9 +278,9 @@ fn skip_to_comma(input: ParseStream) {
     }
 }
 
-impl Parse for Args {
-    fn parse(input: ParseStream) -> syn::Result<Self> {
-        let mut args = Args::empty();
+impl Args {
+    fn parse_all(kind: Kind, input: ParseStream) -> syn::Result<Self> {
+        let mut args = Args::empty(kind);
         while !input.is_empty() {
             if let Err(err) = args.parse_option(input) {
                 args.errors.push(err);

@@ -1,6 +1,7 @@
-//! `is_locked!(call)` and `release!(call)`: the call is rewritten into the same call of the
-//! function's hidden companion (see `expand.rs`), and the companion's `LockedCall` is asked the
-//! question. The function itself does not run.
+//! `is_locked!(call)`, `release!(call)` and `pool_size!(call)`: the call is rewritten into the
+//! same call of the function's hidden companion (see `expand.rs`), and the companion's
+//! `LockedCall` (or, for a `#[pooled]` function, `PoolCall`) is asked the question. The function
+//! itself does not run.
 
 use proc_macro2::TokenStream;
 use quote::quote;
@@ -14,6 +15,7 @@ use crate::expand::{companion_name, qualified_companion_name};
 pub enum Op {
     IsLocked,
     Release,
+    PoolSize,
 }
 
 impl Op {
@@ -21,6 +23,15 @@ impl Op {
         match self {
             Op::IsLocked => "is_locked",
             Op::Release => "release",
+            Op::PoolSize => "pool_size",
+        }
+    }
+
+    /// The attribute of the functions it asks about.
+    fn attribute(self) -> &'static str {
+        match self {
+            Op::IsLocked | Op::Release => "#[locked]",
+            Op::PoolSize => "#[pooled]",
         }
     }
 }
@@ -37,6 +48,7 @@ pub fn expand(input: TokenStream, op: Op) -> TokenStream {
 
 fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
     let name = op.name();
+    let attribute = op.attribute();
     match call {
         Expr::Paren(paren) => rewrite(*paren.expr, op),
         Expr::Group(group) => rewrite(*group.expr, op),
@@ -76,7 +88,7 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
             other => Err(syn::Error::new(
                 other.span(),
                 format_args!(
-                    "`{name}!` needs a call of a `#[locked]` function by name, like `{name}!(process(42))`"
+                    "`{name}!` needs a call of a `{attribute}` function by name, like `{name}!(process(42))`"
                 ),
             )),
         },
@@ -100,7 +112,7 @@ fn rewrite(call: Expr, op: Op) -> syn::Result<TokenStream> {
         other => Err(syn::Error::new(
             other.span(),
             format_args!(
-                "`{name}!` needs a call of a `#[locked]` function, like `{name}!(process(42))` or `{name}!(worker.process(42))`"
+                "`{name}!` needs a call of a `{attribute}` function, like `{name}!(process(42))` or `{name}!(worker.process(42))`"
             ),
         )),
     }

@@ -1,8 +1,16 @@
-//! Writing the code of a `#[locked]` function and of its hidden companions.
+//! Writing the code of a `#[locked]` or `#[pooled]` function and of its hidden companions.
 //!
 //! The function keeps its signature and its body untouched: a prologue formats the key, builds
-//! the lock and acquires it into a guard, then the original block runs; `return`, `?`, panics
-//! and a dropped future all leave through the guard's `Drop` (tracing's `#[instrument]` shape).
+//! the lock (or the pool) and acquires it into a guard, then the original block runs; `return`,
+//! `?`, panics and a dropped future all leave through the guard's `Drop` (tracing's
+//! `#[instrument]` shape). The two attributes differ only in the runtime glue they call (see
+//! [`Glue`]): a `Pool` handle instead of a `Lock`, and their own return-type traits, whose
+//! messages name their own options.
+//!
+//! A function has one companion, whichever attribute it has: the companion of a `#[pooled]`
+//! function returns a `PoolCall` instead of a `LockedCall`, so `pool_size!` on a `#[locked]`
+//! function and `is_locked!` / `release!` on a `#[pooled]` one are type errors that name the
+//! macro to use (see `LockedCall::pool_size` in the runtime).
 //!
 //! The companion `__lockwright_locked_<name>_<suffix>` (see `companion_ident`) has the function's own parameters (receiver,
 //! patterns, types and generics) and builds the lock a call would take, without running
@@ -22,7 +30,57 @@ use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitStr, Member, ReturnType};
 
 use crate::key::Template;
+use crate::kind::Kind;
 use crate::valid::{Binding, Lease, Options};
+
+/// The `__private` items the expansion of one kind of attribute calls.
+struct Glue {
+    /// The handle: `Lock` or `Pool`.
+    handle: &'static str,
+    /// What the companion returns: `LockedCall` or `PoolCall`.
+    call: &'static str,
+    /// Gives an async body's guard back, awaited.
+    release_after_body: &'static str,
+    /// The trait of return types that carry every acquire failure.
+    returns: &'static str,
+    /// The trait of return types that carry every failure but contention (`on_locked` /
+    /// `on_full` given without `on_error`).
+    contention_only: &'static str,
+    /// `returns`'s conversion as a function, for return types that cannot be named.
+    from_error: &'static str,
+    /// `contention_only`'s conversion as a function.
+    contention_only_from_error: &'static str,
+}
+
+impl Glue {
+    fn of(kind: Kind) -> Glue {
+        match kind {
+            Kind::Locked => Glue {
+                handle: "Lock",
+                call: "LockedCall",
+                release_after_body: "release_after_body",
+                returns: "LockedReturn",
+                contention_only: "ContentionOnlyReturn",
+                from_error: "from_lock_error",
+                contention_only_from_error: "contention_only_from_lock_error",
+            },
+            Kind::Pooled => Glue {
+                handle: "Pool",
+                call: "PoolCall",
+                release_after_body: "release_slot_after_body",
+                returns: "PooledReturn",
+                contention_only: "FullOnlyReturn",
+                from_error: "pooled_from_lock_error",
+                contention_only_from_error: "full_only_from_lock_error",
+            },
+        }
+    }
+
+    /// `name` as an identifier of the runtime.
+    fn ident(name: &str) -> Ident {
+        Ident::new(name, Span::call_site())
+    }
+}
 
 /// The name of the companion of the function `name`: `__lockwright_locked_<name>_<suffix>`
 /// (see [`companion_ident`]).
@@ -170,6 +228,7 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
     let (inner, outer) = inner_and_outer(attrs);
     let stmts = &block.stmts;
     let not_a_future = not_a_future_check(opts, &sig.output);
+    let release = Glue::ident(Glue::of(opts.kind).release_after_body);
     let body = match awaited_release_output(sig) {
         // An async body runs in a block of its own, so every way out of it (`return`, `?`, the
         // tail) reaches the release, which is awaited: when the call returns, the lock is free
@@ -179,7 +238,7 @@ pub fn function(func: &ItemFn, opts: &Options) -> TokenStream {
             quote! {
                 #[allow(clippy::redundant_async_block, clippy::async_yields_async)]
                 let #out: #output = async { #(#stmts)* }.await;
-                #krate::__private::release_after_body(#guard).await;
+                #krate::__private::#release(#guard).await;
                 #out
             }
         }
@@ -262,6 +321,7 @@ fn future_function(
     let on_err = on_error(opts, &output, sig.ident.span(), &err);
     let (inner, outer) = inner_and_outer(attrs);
     let stmts = &block.stmts;
+    let release = Glue::ident(Glue::of(opts.kind).release_after_body);
     let locked = quote! {
         async move {
             let #guard = match #lock.acquire().await {
@@ -270,7 +330,7 @@ fn future_function(
             };
             // Awaited, so the lock is free for every process once the future has completed.
             let #out = #body.await;
-            #krate::__private::release_after_body(#guard).await;
+            #krate::__private::#release(#guard).await;
             #out
         }
     };
@@ -299,16 +359,21 @@ fn future_function(
     }
 }
 
-/// What the prologue does with an acquire error `err`: with `on_locked`, return that value for
-/// contention; hand the rest to `on_error` if given, else return it through the return type
-/// (which must then carry a `LockError`: a compile error otherwise, never a runtime panic).
+/// What the prologue does with an acquire error `err`: with `on_locked` / `on_full`, return that
+/// value for contention; hand the rest to `on_error` if given, else return it through the return
+/// type (which must then carry a `LockError`: a compile error otherwise, never a runtime panic).
 fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> TokenStream {
     let krate = &opts.krate;
+    let glue = Glue::of(opts.kind);
+    let returns = Glue::ident(glue.returns);
+    let contention_only = Glue::ident(glue.contention_only);
+    let from_error = Glue::ident(glue.from_error);
+    let contention_only_from_error = Glue::ident(glue.contention_only_from_error);
     let (ret, span) = match output {
         ReturnType::Default => (quote_spanned!(name=> ()), name),
         ReturnType::Type(_, ty) => (ty.to_token_stream(), ty.span()),
     };
-    let otherwise = match (&opts.on_error, &opts.on_locked) {
+    let otherwise = match (&opts.on_error, &opts.on_contention) {
         // The return type is given to the closure, so a wrong one is reported in the closure.
         (Some(handler), _) => {
             let span = handler.span();
@@ -318,24 +383,24 @@ fn on_error(opts: &Options, output: &ReturnType, name: Span, err: &Ident) -> Tok
                 return #private::handle_error #ret (#handler, #err)
             }
         }
-        // Reported at `on_locked`, which covers contention only.
-        (None, Some((on_locked, _))) if mentions_impl(&ret) => quote_spanned! {*on_locked=>
-            return #krate::__private::contention_only_from_lock_error(#err)
+        // Reported at `on_locked` / `on_full`, which covers contention only.
+        (None, Some((on_contention, _))) if mentions_impl(&ret) => quote_spanned! {*on_contention=>
+            return #krate::__private::#contention_only_from_error(#err)
         },
-        (None, Some((on_locked, _))) => {
-            let ret = respan(ret, *on_locked);
-            quote_spanned! {*on_locked=>
-                return <#ret as #krate::__private::ContentionOnlyReturn>::from_lock_error(#err)
+        (None, Some((on_contention, _))) => {
+            let ret = respan(ret, *on_contention);
+            quote_spanned! {*on_contention=>
+                return <#ret as #krate::__private::#contention_only>::from_lock_error(#err)
             }
         }
         (None, None) if mentions_impl(&ret) => quote_spanned! {span=>
-            return #krate::__private::from_lock_error(#err)
+            return #krate::__private::#from_error(#err)
         },
         (None, None) => quote_spanned! {span=>
-            return <#ret as #krate::__private::LockedReturn>::from_lock_error(#err)
+            return <#ret as #krate::__private::#returns>::from_lock_error(#err)
         },
     };
-    match &opts.on_locked {
+    match &opts.on_contention {
         None => otherwise,
         Some((_, value)) => quote! {{
             if #krate::__private::LockError::is_contention(&#err) {
@@ -372,15 +437,22 @@ fn mentions_impl(tokens: &TokenStream) -> bool {
     })
 }
 
-/// The expression building the `Lock` of one call: key, backend and options.
+/// The expression building the `Lock` (or `Pool`) of one call: key, size, backend and options.
 fn build_lock(opts: &Options, func: &ItemFn) -> TokenStream {
     let krate = &opts.krate;
     let key = key_expr(&opts.template, func, krate, opts.py_cachify);
+    let handle = Glue::ident(Glue::of(opts.kind).handle);
+    // The pool's size follows the key: `Pool::new(key, max_size)`, `Pool::with_backend(key,
+    // max_size, backend)`.
+    let max_size = opts.max_size.as_ref().map(|size| {
+        let size = size.to_tokens();
+        quote!(, #size)
+    });
     let mut lock = match &opts.backend {
-        None => quote!(#krate::__private::Lock::new(#key)),
+        None => quote!(#krate::__private::#handle::new(#key #max_size)),
         Some(backend) => {
             let backend = quote_spanned!(backend.span()=> #krate::__private::backend(&(#backend)));
-            quote!(#krate::__private::Lock::with_backend(#key, #backend))
+            quote!(#krate::__private::#handle::with_backend(#key #max_size, #backend))
         }
     };
     if let Some(nowait) = opts.nowait {
@@ -488,6 +560,7 @@ pub fn companion(
         }
     });
     let build = build_lock(opts, func);
+    let call = Glue::ident(Glue::of(opts.kind).call);
     quote! {
         #(#cfgs)*
         #[doc(hidden)]
@@ -501,8 +574,8 @@ pub fn companion(
             clippy::used_underscore_binding
         )]
         #[inline]
-        #vis fn #companion #generics (#(#inputs),*) -> #krate::__private::LockedCall #where_clause {
-            #krate::__private::LockedCall::new(#build)
+        #vis fn #companion #generics (#(#inputs),*) -> #krate::__private::#call #where_clause {
+            #krate::__private::#call::new(#build)
         }
     }
 }

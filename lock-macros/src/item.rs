@@ -1,5 +1,6 @@
-//! What `#[locked]` is applied to: a function (the common case), an `impl` block (to reach the
-//! `#[locked]` methods of a trait impl), or something it refuses with a reason.
+//! What `#[locked]` or `#[pooled]` is applied to: a function (the common case), an `impl` block
+//! (to reach the `#[locked]` / `#[pooled]` methods of a trait impl), or something it refuses
+//! with a reason.
 
 use std::collections::HashSet;
 
@@ -11,12 +12,19 @@ use syn::{ImplItem, Item, ItemFn, ItemImpl, Visibility};
 use crate::args::Args;
 use crate::errors::Errors;
 use crate::expand;
+use crate::kind::Kind;
 use crate::valid;
 
-/// `#[locked(...)]` on any item.
-pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
+/// `#[locked(...)]` or `#[pooled(...)]` (as `kind` says) on any item.
+pub fn attribute(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let not_a_function = || {
+        syn::Error::new(
+            Span::call_site(),
+            format_args!("`#[{}]` applies to functions and methods", kind.name()),
+        )
+    };
     match syn::parse2::<Item>(item.clone()) {
-        Ok(Item::Fn(func)) => match function(args, &func) {
+        Ok(Item::Fn(func)) => match function(kind, args, &func) {
             Ok((function, opts)) => {
                 let name = expand::companion_name(&func.sig.ident);
                 let companion = expand::companion(&func, &opts, &func.vis, &name);
@@ -24,43 +32,46 @@ pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
             }
             Err(err) => fallback(err, &func),
         },
-        Ok(Item::Impl(block)) => impl_block(args, block),
-        Ok(Item::Trait(definition)) => trait_definition(args, definition),
+        Ok(Item::Impl(block)) => impl_block(kind, args, block),
+        Ok(Item::Trait(definition)) if kind == Kind::Locked => trait_definition(args, definition),
+        Ok(Item::Trait(definition)) => fallback(pooled_trait(&definition), &definition),
         Ok(Item::Verbatim(tokens)) => match syn::parse2::<syn::TraitItemFn>(tokens.clone()) {
-            Ok(decl) if decl.default.is_none() => fallback(no_body(&decl), &decl),
-            _ => fallback(
-                syn::Error::new(
-                    Span::call_site(),
-                    "`#[locked]` applies to functions and methods",
-                ),
-                &tokens,
-            ),
+            Ok(decl) if decl.default.is_none() => fallback(no_body(kind, &decl), &decl),
+            _ => fallback(not_a_function(), &tokens),
         },
-        Ok(other) => fallback(unsupported(&other), &other),
+        Ok(other) => fallback(unsupported(kind, &other), &other),
         // Not an item: a method declaration without a body (`fn f(&self);` in a trait).
         Err(_) => match syn::parse2::<syn::TraitItemFn>(item.clone()) {
-            Ok(decl) if decl.default.is_none() => fallback(no_body(&decl), &decl),
-            _ => fallback(
-                syn::Error::new(
-                    Span::call_site(),
-                    "`#[locked]` applies to functions and methods",
-                ),
-                &item,
-            ),
+            Ok(decl) if decl.default.is_none() => fallback(no_body(kind, &decl), &decl),
+            _ => fallback(not_a_function(), &item),
         },
     }
 }
 
-fn no_body(decl: &syn::TraitItemFn) -> syn::Error {
+fn no_body(kind: Kind, decl: &syn::TraitItemFn) -> syn::Error {
+    let name = kind.name();
     syn::Error::new(
         decl.sig.fn_token.span,
-        "`#[locked]` needs a function with a body: put it on the trait's implementations (with `#[locked]` on the `impl` block), not on the declaration",
+        format_args!("`#[{name}]` needs a function with a body: put it on the trait's implementations (with `#[{name}]` on the `impl` block), not on the declaration"),
     )
 }
 
-/// Parses and checks the options for `func`, then writes the locked function.
-fn function(args: TokenStream, func: &ItemFn) -> syn::Result<(TokenStream, valid::Options)> {
-    let args: Args = syn::parse2(args)?;
+/// `#[pooled]` on a trait: its companions would have to answer `pool_size!` through generics and
+/// `dyn`, which only `#[locked]` traits do.
+fn pooled_trait(definition: &syn::ItemTrait) -> syn::Error {
+    syn::Error::new(
+        definition.trait_token.span,
+        "`#[pooled]` does not apply to a trait: put `#[pooled(key = \"...\", max_size = N)]` on the methods of its impls, with `#[pooled]` on those impls, and ask `pool_size!` where the type is known",
+    )
+}
+
+/// Parses and checks the options for `func`, then writes the locked (or pooled) function.
+fn function(
+    kind: Kind,
+    args: TokenStream,
+    func: &ItemFn,
+) -> syn::Result<(TokenStream, valid::Options)> {
+    let args = Args::parse(kind, args)?;
     let mut errors = Errors::default();
     match valid::validate(args, func, &mut errors) {
         Some(opts) => Ok((expand::function(func, &opts), opts)),
@@ -76,7 +87,7 @@ fn fallback(err: syn::Error, item: &dyn ToTokens) -> TokenStream {
     quote!(#errors #item)
 }
 
-fn unsupported(item: &Item) -> syn::Error {
+fn unsupported(kind: Kind, item: &Item) -> syn::Error {
     let (span, what) = match item {
         Item::Struct(item) => (item.struct_token.span, "a struct"),
         Item::Enum(item) => (item.enum_token.span, "an enum"),
@@ -91,14 +102,20 @@ fn unsupported(item: &Item) -> syn::Error {
     };
     syn::Error::new(
         span,
-        format_args!("`#[locked]` applies to functions and methods, not to {what}"),
+        format_args!(
+            "`#[{}]` applies to functions and methods, not to {what}",
+            kind.name()
+        ),
     )
 }
 
-/// `#[locked]` on an `impl` block: expands the `#[locked(...)]` methods inside, and puts their
-/// companions (see `expand::companion`) in an inherent `impl` of the same type, since a trait impl cannot hold them.
-fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
+/// `#[locked]` or `#[pooled]` on an `impl` block: expands the `#[locked(...)]` and
+/// `#[pooled(...)]` methods inside (either block attribute expands both), and puts their
+/// companions (see `expand::companion`) in an inherent `impl` of the same type, since a trait
+/// impl cannot hold them.
+fn impl_block(kind: Kind, args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut errors = Errors::default();
+    let name = kind.name();
     let (qualified, in_trait_companions) = match syn::parse2::<Option<syn::Ident>>(args.clone()) {
         Ok(None) => (false, false),
         Ok(Some(word)) if word == "qualified" && block.trait_.is_some() => (true, false),
@@ -106,7 +123,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         _ => {
             errors.at(
                 args.span(),
-                "on an `impl` block, `#[locked]` takes no options but, on a trait impl, `qualified` (`is_locked!` then names the trait: `<Type as Trait>::method(..)`) or `trait_companions` (the trait is `#[locked]` too, so `is_locked!` works through generics and `dyn`): write `#[locked(key = \"...\")]` on its methods",
+                format_args!("on an `impl` block, `#[{name}]` takes no options but, on a trait impl, `qualified` (`is_locked!` / `pool_size!` then name the trait: `<Type as Trait>::method(..)`) or `trait_companions` (the trait is `#[locked]` too, so `is_locked!` works through generics and `dyn`): write `#[{name}(key = \"...\")]` on its methods"),
             );
             (false, false)
         }
@@ -150,15 +167,22 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
     let mut in_trait = Vec::new();
     for item in &mut block.items {
         let ImplItem::Fn(method) = item else { continue };
-        let Some(at) = method.attrs.iter().position(|attr| {
-            attr.path()
-                .segments
-                .last()
-                .is_some_and(|s| s.ident == "locked")
+        let Some((at, method_kind)) = method.attrs.iter().enumerate().find_map(|(at, attr)| {
+            let ident = &attr.path().segments.last()?.ident;
+            [Kind::Locked, Kind::Pooled]
+                .into_iter()
+                .find(|kind| ident == kind.name())
+                .map(|kind| (at, kind))
         }) else {
             continue;
         };
         let attr = method.attrs.remove(at);
+        if in_trait_companions && method_kind == Kind::Pooled {
+            errors.at(
+                attr.path().span(),
+                "`trait_companions` covers `#[locked]` methods only: ask `pool_size!` where the type is known, and mark this impl `#[locked]` or `#[locked(qualified)]`",
+            );
+        }
         let args = match attr.meta {
             syn::Meta::List(list) => list.tokens,
             _ => TokenStream::new(),
@@ -176,7 +200,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
         } else {
             method.vis.clone()
         };
-        *item = match function(args, &func) {
+        *item = match function(method_kind, args, &func) {
             Ok((tokens, opts)) => {
                 let plain = expand::companion_name(&func.sig.ident);
                 match &block.trait_ {
@@ -185,7 +209,7 @@ fn impl_block(args: TokenStream, mut block: ItemImpl) -> TokenStream {
                         let segments: Vec<_> = trait_path.segments.iter().collect();
                         let name = expand::qualified_companion_name(&func.sig.ident, &segments);
                         companions.push(expand::companion(&companion, &opts, &vis, &name));
-                        if in_trait_companions {
+                        if in_trait_companions && method_kind == Kind::Locked {
                             // Overrides the hidden method `#[locked]` on the trait declared.
                             let inherited = Visibility::Inherited;
                             in_trait.push(expand::companion(&func, &opts, &inherited, &plain));

@@ -1,11 +1,12 @@
 //! Procedural macros of [lockwright](https://docs.rs/lockwright): `#[locked]`, `is_locked!` and
-//! `release!`. Use them through the `lockwright` crate, which re-exports them and provides the
-//! runtime they expand to.
+//! `release!`; `#[pooled]` and `pool_size!`. Use them through the `lockwright` crate, which
+//! re-exports them and provides the runtime they expand to.
 //!
-//! The work is split in stages: `args` parses the attribute, `key` scans the key template,
-//! `valid` checks both against the function, `expand` writes the code (`future` finds the
-//! output of functions that return a future), `call` rewrites the
-//! calls given to `is_locked!` / `release!`; `item` is the glue.
+//! The work is split in stages, shared by both attributes (`kind` says which one expands and
+//! holds what differs): `args` parses the attribute, `key` scans the key template, `valid`
+//! checks both against the function, `expand` writes the code (`future` finds the output of
+//! functions that return a future), `call` rewrites the calls given to `is_locked!` /
+//! `release!` / `pool_size!`; `item` is the glue.
 
 mod args;
 mod call;
@@ -14,6 +15,7 @@ mod expand;
 mod future;
 mod item;
 mod key;
+mod kind;
 mod valid;
 
 use proc_macro::TokenStream;
@@ -21,7 +23,13 @@ use proc_macro::TokenStream;
 #[doc = include_str!("../docs/locked.md")]
 #[proc_macro_attribute]
 pub fn locked(args: TokenStream, item: TokenStream) -> TokenStream {
-    item::locked(args.into(), item.into()).into()
+    item::attribute(kind::Kind::Locked, args.into(), item.into()).into()
+}
+
+#[doc = include_str!("../docs/pooled.md")]
+#[proc_macro_attribute]
+pub fn pooled(args: TokenStream, item: TokenStream) -> TokenStream {
+    item::attribute(kind::Kind::Pooled, args.into(), item.into()).into()
 }
 
 #[doc = include_str!("../docs/is_locked.md")]
@@ -34,4 +42,10 @@ pub fn is_locked(call: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn release(call: TokenStream) -> TokenStream {
     call::expand(call.into(), call::Op::Release).into()
+}
+
+#[doc = include_str!("../docs/pool_size.md")]
+#[proc_macro]
+pub fn pool_size(call: TokenStream) -> TokenStream {
+    call::expand(call.into(), call::Op::PoolSize).into()
 }

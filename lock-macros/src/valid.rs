@@ -1,5 +1,5 @@
-//! Checking a `#[locked]` attribute against its function: option values, the key template's
-//! placeholders against the parameters, and the shape of the item.
+//! Checking a `#[locked]` or `#[pooled]` attribute against its function: option values, the key
+//! template's placeholders against the parameters, and the shape of the item.
 //!
 //! Produces [`Options`], from which `expand.rs` writes code without further checks.
 
@@ -11,9 +11,10 @@ use syn::ext::IdentExt;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, FnArg, Ident, ItemFn, Lit, Pat, Path, Signature, Type, UnOp};
 
-use crate::args::{Args, VALID_OPTIONS};
+use crate::args::Args;
 use crate::errors::Errors;
 use crate::key::{self, Template};
+use crate::kind::Kind;
 
 /// The longest timeout or lease accepted: 365 days, as in lock-core (`MAX_DURATION`).
 const MAX_SECONDS: u64 = 365 * 24 * 60 * 60;
@@ -48,17 +49,41 @@ pub enum Lease {
     Never,
 }
 
+/// A pool's `max_size`.
+pub enum MaxSize {
+    /// A literal, checked here (at least 1, fits a `u32`).
+    Literal(u32),
+    /// Any other expression, evaluated as a `u32` constant; a zero value becomes the pool
+    /// handle's `LockError::InvalidArgument`, returned before any slot is taken.
+    Constant(Expr),
+}
+
+impl MaxSize {
+    /// The `max_size` argument of `Pool::new` / `Pool::with_backend`.
+    pub fn to_tokens(&self) -> TokenStream {
+        match self {
+            MaxSize::Literal(size) => quote!(#size),
+            MaxSize::Constant(expr) => quote_spanned!(expr.span()=> const { #expr }),
+        }
+    }
+}
+
 /// Checked options.
 pub struct Options {
+    /// `#[locked]` or `#[pooled]`.
+    pub kind: Kind,
     pub template: Template,
+    /// `#[pooled]`: the pool's size (always `Some` for pools, `None` for locks).
+    pub max_size: Option<MaxSize>,
     /// `Some` when the generated code must call `.nowait(..)`; `None` keeps the runtime default
     /// (`true`, as in py-cachify).
     pub nowait: Option<bool>,
     pub timeout: Option<Seconds>,
     pub lease: Option<Lease>,
-    /// The span of the option's name, and the value.
-    pub on_locked: Option<(Span, Expr)>,
-    /// Handles every acquire failure `on_locked` does not: `|err: LockError| -> ReturnType`.
+    /// `on_locked` / `on_full`: the span of the option's name, and the value returned on
+    /// contention (the lock taken, the pool full, the wait timed out).
+    pub on_contention: Option<(Span, Expr)>,
+    /// Handles every acquire failure `on_contention` does not: `|err: LockError| -> ReturnType`.
     pub on_error: Option<Expr>,
     pub backend: Option<Expr>,
     /// `py_cachify`: placeholders render as Python's `str.format` would (`KeyPython`), and the
@@ -175,19 +200,42 @@ fn collect(pat: &Pat, out: &mut Vec<Binding>) {
     }
 }
 
-/// Items `#[locked]` cannot wrap, with the reason.
-pub fn check_item(func: &ItemFn, errors: &mut Errors) {
+/// Items a `kind` attribute cannot wrap, with the reason.
+pub fn check_item(kind: Kind, func: &ItemFn, errors: &mut Errors) {
     let sig = &func.sig;
+    let name = kind.name();
     if let Some(constness) = &sig.constness {
         errors.at(
             constness.span,
-            "`#[locked]` cannot be used on a `const fn`: taking a lock happens at run time; remove `const`",
+            format_args!(
+                "`#[{name}]` cannot be used on a `const fn`: taking a {} happens at run time; remove `const`",
+                if kind == Kind::Locked { "lock" } else { "slot" }
+            ),
         );
     }
     if let Some(variadic) = &sig.variadic {
         errors.at(
             variadic.span(),
-            "`#[locked]` cannot be used on a variadic function",
+            format_args!("`#[{name}]` cannot be used on a variadic function"),
+        );
+    }
+    // Both would write the function's companion (`is_locked!` / `pool_size!` find it by name).
+    let other = match kind {
+        Kind::Locked => "pooled",
+        Kind::Pooled => "locked",
+    };
+    if let Some(attr) = func.attrs.iter().find(|attr| {
+        attr.path()
+            .segments
+            .last()
+            .is_some_and(|segment| segment.ident == other)
+    }) {
+        errors.at(
+            attr.path().span(),
+            format_args!(
+                "a function is `#[locked]` or `#[pooled]`, not both: keep one, and take a `{}` handle in the body for the other",
+                if kind == Kind::Locked { "Pool" } else { "Lock" }
+            ),
         );
     }
 }
@@ -195,11 +243,13 @@ pub fn check_item(func: &ItemFn, errors: &mut Errors) {
 /// Checks `args` for `func`; `None` when anything is wrong (errors recorded).
 pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Options> {
     let Args {
+        kind,
         mut key,
+        mut max_size,
         mut nowait,
         mut timeout,
         mut exp,
-        mut on_locked,
+        mut on_contention,
         mut on_error,
         mut backend,
         mut py_cachify,
@@ -210,15 +260,18 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
     if let Err(err) = parse_errors.finish() {
         errors.push(err);
     }
-    check_item(func, errors);
+    check_item(kind, func, errors);
     let params = Params::of(&func.sig);
+    let valid_options = kind.valid_options();
 
     let template = match key.take() {
         None => {
             errors.at(
                 Span::call_site(),
                 format_args!(
-                    "missing `key = \"...\"`: the lock's key template, e.g. `#[locked(key = \"job-{{id}}\")]`; valid options: {VALID_OPTIONS}"
+                    "missing `key = \"...\"`: the {}'s key template, e.g. `{}`; valid options: {valid_options}",
+                    kind.holder(),
+                    kind.example()
                 ),
             );
             None
@@ -270,7 +323,7 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
     };
     let timeout = timeout
         .take()
-        .and_then(|(_, value)| seconds(value, "timeout", &params, errors));
+        .and_then(|(_, value)| seconds(kind, value, "timeout", &params, errors));
     let lease = exp.take().and_then(|(_, value)| match &value {
         Expr::Path(path) if path.qself.is_none() && path.path.is_ident("never") => {
             Some(Lease::Never)
@@ -278,11 +331,14 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         Expr::Path(path) if path.qself.is_none() && path.path.is_ident("None") => {
             errors.at(
                 value.span(),
-                "write `exp = never` for a lock that never expires (py-cachify's `exp=None`)",
+                match kind {
+                    Kind::Locked => "write `exp = never` for a lock that never expires (py-cachify's `exp=None`)",
+                    Kind::Pooled => "write `exp = never` for slots that never expire (py-cachify's `slot_exp=None`)",
+                },
             );
             None
         }
-        _ => seconds(value, "exp", &params, errors).map(Lease::Fixed),
+        _ => seconds(kind, value, "exp", &params, errors).map(Lease::Fixed),
     });
     // `timeout` alone means "wait up to timeout": without this, py-cachify's default `nowait`
     // would silently ignore it. An explicit `nowait` (the card's `nowait, timeout = 4`) wins.
@@ -314,7 +370,21 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
             syn::parse_quote!(::lockwright)
         }
     };
-    let on_locked = on_locked.take();
+    let max_size = match (kind, max_size.take()) {
+        (Kind::Locked, _) => None,
+        (Kind::Pooled, None) => {
+            errors.at(
+                Span::call_site(),
+                format_args!(
+                    "missing `max_size = N`: how many calls may hold a slot of the pool at once, e.g. `{}`; valid options: {valid_options}",
+                    kind.example()
+                ),
+            );
+            None
+        }
+        (Kind::Pooled, Some((_, value))) => max_size_of(value, &params, errors),
+    };
+    let on_contention = on_contention.take();
     let on_error = on_error.take().map(|(_, value)| value);
     let backend = backend.take().map(|(_, value)| value);
 
@@ -322,16 +392,83 @@ pub fn validate(args: Args, func: &ItemFn, errors: &mut Errors) -> Option<Option
         return None;
     }
     Some(Options {
+        kind,
         template: template?,
+        max_size,
         nowait,
         timeout,
         lease,
-        on_locked,
+        on_contention,
         on_error,
         backend,
         py_cachify,
         krate,
     })
+}
+
+/// A pool size: a literal from 1 to `u32::MAX`, or a constant expression that does not read the
+/// call's arguments (see [`MaxSize::Constant`]).
+fn max_size_of(value: Expr, params: &Params, errors: &mut Errors) -> Option<MaxSize> {
+    let usage = "`max_size` is a whole number of slots: `max_size = 5`, or a `u32` constant such as `max_size = MAX_SLOTS`";
+    match &value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(int), ..
+        }) => {
+            if !matches!(int.suffix(), "" | "u32") {
+                errors.at(
+                    int.span(),
+                    format_args!("{usage} (without the `{}` suffix)", int.suffix()),
+                );
+                return None;
+            }
+            match int.base10_parse::<u32>() {
+                Ok(0) => {
+                    errors.at(
+                        int.span(),
+                        "`max_size` must be at least 1: a pool of 0 slots could never be entered",
+                    );
+                    None
+                }
+                Ok(size) => Some(MaxSize::Literal(size)),
+                Err(_) => {
+                    errors.at(
+                        int.span(),
+                        format_args!(
+                            "`max_size` of {} is more than the maximum of {}",
+                            int.base10_digits(),
+                            u32::MAX
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        Expr::Lit(_) => {
+            errors.at(value.span(), usage);
+            None
+        }
+        Expr::Unary(unary)
+            if matches!(unary.op, UnOp::Neg(_)) && matches!(&*unary.expr, Expr::Lit(_)) =>
+        {
+            errors.at(
+                value.span(),
+                "`max_size` must be at least 1: a pool of 0 slots could never be entered",
+            );
+            None
+        }
+        _ => {
+            if let Some(argument) = argument_in(value.to_token_stream(), params) {
+                errors.at(
+                    argument.span(),
+                    format_args!(
+                        "`max_size` cannot use `{argument}`: every caller of a pool must agree on its size, so it is a literal, a `const` or an expression of constants (`max_size = MAX_SLOTS`); to size a pool per call, take a `Pool` handle in the body: `Pool::new(..)`"
+                    ),
+                );
+                return None;
+            }
+            Some(MaxSize::Constant(value))
+        }
+    }
 }
 
 /// What py-cachify's `@lock` decorator appends to its formatted key.
@@ -398,7 +535,17 @@ fn check_placeholders(template: &Template, params: &Params, function: &Ident, er
 /// A positive number of seconds, at most 365 days, for a literal; any other expression is a
 /// constant checked when the lock is built (see [`Seconds::Constant`]), provided it does not read
 /// the call's arguments.
-fn seconds(value: Expr, option: &str, params: &Params, errors: &mut Errors) -> Option<Seconds> {
+fn seconds(
+    kind: Kind,
+    value: Expr,
+    option: &str,
+    params: &Params,
+    errors: &mut Errors,
+) -> Option<Seconds> {
+    let handle = match kind {
+        Kind::Locked => "Lock",
+        Kind::Pooled => "Pool",
+    };
     let constant = if option == "exp" { "LEASE" } else { "TIMEOUT" };
     let usage = format!(
         "`{option}` is a number of seconds or a `Duration`: `{option} = 4`, `{option} = 0.5`, or a constant such as `{option} = {constant}`"
@@ -465,7 +612,7 @@ fn seconds(value: Expr, option: &str, params: &Params, errors: &mut Errors) -> O
                 errors.at(
                     argument.span(),
                     format_args!(
-                        "`{option}` cannot use `{argument}`: it is the same for every call, so it is a literal, a `const` or an expression of constants (`{option} = {constant}`, `{option} = 2 * SECS`); to choose it per call, take a `Lock` handle in the body: `Lock::new(..).{option}(..)`"
+                        "`{option}` cannot use `{argument}`: it is the same for every call, so it is a literal, a `const` or an expression of constants (`{option} = {constant}`, `{option} = 2 * SECS`); to choose it per call, take a `{handle}` handle in the body: `{handle}::new(..).{option}(..)`"
                     ),
                 );
                 return None;
