@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -287,4 +288,102 @@ async fn a_dropped_guard_is_seen_by_the_same_process_next_operation() {
         drop(pool.acquire().await.unwrap());
     }
     assert_eq!(pool.size().await.unwrap(), 0);
+}
+
+#[test]
+fn a_pool_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_still_gives_its_slot_back() {
+    // As a lock guard's (`a_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_still_
+    // releases`): the slot never expires, so a release that is only logged leaks it for good.
+    // Rounds of each way a runtime shuts down (the order it drops its tasks in varies).
+    let server = RedisServer::start();
+    let observer = backend(&server.url());
+    for (round, shutdown) in ["drop", "shutdown_background"].repeat(5).iter().enumerate() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = RedisConfig::new(server.url()).runtime(runtime.handle().clone());
+        let owned = RedisBackend::connect_blocking(config).unwrap().shared();
+        let key = format!("given-runtime-shutdown-{round}");
+        let pool = Pool::with_backend(key.as_str(), 1, &owned).never_expires();
+        let (acquired, is_acquired) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _slot = pool.acquire().await.unwrap();
+            acquired.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+        is_acquired.recv_timeout(LIVENESS).unwrap();
+        let probe = Pool::with_backend(key.as_str(), 1, &observer.shared());
+        assert_eq!(probe.size_blocking().unwrap(), 1);
+        match *shutdown {
+            "drop" => drop(runtime),
+            _ => runtime.shutdown_background(),
+        }
+        let start = Instant::now();
+        while probe.size_blocking().unwrap() > 0 {
+            assert!(
+                start.elapsed() < LIVENESS,
+                "{shutdown}: the slot of {key} is still taken (it never expires)"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_a_pool_release_in_the_same_call_as_a_slot_renewal_still_frees_its_slot() {
+    // Out of memory, Redis refuses a script's first write that adds data (a renewal's ZADD)
+    // and the whole call fails; a release queued beside it must not be taken down with it
+    // (as for locks: `out_of_memory_a_release_in_the_same_batch_as_a_refused_acquire_still_
+    // frees_its_key`).
+    let server = RedisServer::start();
+    let redis = RedisBackend::connect(RedisConfig::new(server.url()).pool_size(1))
+        .await
+        .unwrap();
+    let mut admin = raw(&server.url());
+    let (renewed, released): (Arc<str>, Arc<str>) = ("renewed".into(), "released".into());
+    let owner = Owner::current();
+    let slot_of = |acquired: lock_core::Result<PoolAcquire>| match acquired {
+        Ok(PoolAcquire::Acquired { slot, .. }) => slot,
+        other => panic!("not acquired: {other:?}"),
+    };
+    let lease = Some(Duration::from_secs(30));
+    let renewed_slot = slot_of(redis.pool_acquire(&renewed, owner, 1, lease).await);
+    let released_slot = slot_of(redis.pool_acquire(&released, owner, 1, lease).await);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    let in_flight = calls_in_flight(&redis, &server.url(), Duration::from_millis(600)).await;
+    // Queued in this order behind the calls in flight: one batch, one call (as they stand).
+    let mut extend = redis.pool_extend(&renewed, owner, renewed_slot, Some(Duration::from_secs(60)));
+    let mut release = redis.pool_release(&released, owner, released_slot);
+    std::future::poll_fn(|cx| {
+        assert!(extend.as_mut().poll(cx).is_pending(), "answered while paused");
+        assert!(release.as_mut().poll(cx).is_pending(), "answered while paused");
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let (extended, freed) = (extend.await, release.await);
+    for call in in_flight {
+        let _ = call.await.unwrap();
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut admin)
+        .unwrap();
+    assert!(
+        matches!(freed, Ok(true)),
+        "the release beside a renewal refused out of memory: {freed:?} (renewal: {extended:?})"
+    );
+    assert_eq!(
+        redis.pool_state(&released).await.unwrap().size,
+        0,
+        "the released slot is still taken"
+    );
 }
