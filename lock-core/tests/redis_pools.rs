@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -359,11 +358,18 @@ async fn out_of_memory_a_pool_release_in_the_same_call_as_a_slot_renewal_still_f
         .unwrap();
     let in_flight = calls_in_flight(&redis, &server.url(), Duration::from_millis(600)).await;
     // Queued in this order behind the calls in flight: one batch, one call (as they stand).
-    let mut extend = redis.pool_extend(&renewed, owner, renewed_slot, Some(Duration::from_secs(60)));
+    let mut extend =
+        redis.pool_extend(&renewed, owner, renewed_slot, Some(Duration::from_secs(60)));
     let mut release = redis.pool_release(&released, owner, released_slot);
     std::future::poll_fn(|cx| {
-        assert!(extend.as_mut().poll(cx).is_pending(), "answered while paused");
-        assert!(release.as_mut().poll(cx).is_pending(), "answered while paused");
+        assert!(
+            extend.as_mut().poll(cx).is_pending(),
+            "answered while paused"
+        );
+        assert!(
+            release.as_mut().poll(cx).is_pending(),
+            "answered while paused"
+        );
         std::task::Poll::Ready(())
     })
     .await;

@@ -16,7 +16,9 @@ use std::time::Duration;
 use super::batch::Op;
 use super::operations::{Detachable, Fallback};
 use super::RedisBackend;
-use crate::backend::{BoxFuture, Fence, LeaseTime, PoolAcquire, PoolState, RemainingLease};
+use crate::backend::{
+    BoxFuture, Fence, HoldKind, LeaseTime, PoolAcquire, PoolState, RemainingLease,
+};
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
 
@@ -187,26 +189,25 @@ impl RedisBackend {
     }
 
     /// A slot given back with nobody waiting for the answer (a dropped guard's, or an acquire's
-    /// whose caller left), counted as in flight for the pool until it ends.
+    /// whose caller left), counted as in flight for the pool until it ends. Built to run in any
+    /// case, as a lock hold's release (`background_release`): should no runtime be left to run
+    /// it, it runs synchronously instead.
     fn pool_background_release(&self, key: Arc<str>, owner: Owner, slot: Fence) -> Detachable<()> {
         let in_flight = self.pending_until_dropped(&Self::pool_pending(&key));
         let backend = self.clone();
         let fallback: Fallback = {
-            let (key, url) = (Arc::clone(&key), self.inner.config.redacted_url());
-            Box::new(move |_| {
-                tracing::error!(
-                    %key,
-                    %url,
-                    slot = slot.0,
-                    "lockwright: a pool slot's release on drop was cut off by a runtime \
-                     shutdown; the slot stays taken until its lease ends (never without one) or \
-                     force_release"
-                )
+            let (backend, key) = (self.clone(), Arc::clone(&key));
+            Box::new(move |polled| {
+                backend.release_without_runtime(&key, owner, slot, polled, HoldKind::PoolSlot)
             })
         };
         Detachable {
             op: Some(Box::pin(async move {
                 let _in_flight = in_flight;
+                if backend.inner.runtime.is_gone() {
+                    backend.release_without_runtime(&key, owner, slot, false, HoldKind::PoolSlot);
+                    return;
+                }
                 if let Err(err) = backend.pool_release_now(&key, owner, slot).await {
                     tracing::warn!(%key, error = %err, "lockwright: pool slot release on drop failed");
                 }
@@ -221,6 +222,10 @@ impl RedisBackend {
 
     /// [`Self::pool_background_release`] on the backend's runtime, never waited for here.
     pub(super) fn pool_release_in_background(&self, key: &str, owner: Owner, slot: Fence) {
+        if self.inner.runtime.is_gone() {
+            self.release_without_runtime(key, owner, slot, false, HoldKind::PoolSlot);
+            return;
+        }
         drop(
             self.inner
                 .runtime
@@ -230,8 +235,12 @@ impl RedisBackend {
     }
 
     /// A guard's drop: as a lock guard's (see `release_on_drop`), in the background inside a
-    /// runtime, waited for outside one.
+    /// runtime, waited for outside one, synchronously once the backend's runtime is gone.
     pub(super) fn pool_release_on_drop_op(&self, key: &str, owner: Owner, slot: Fence) {
+        if self.inner.runtime.is_gone() {
+            self.release_without_runtime(key, owner, slot, false, HoldKind::PoolSlot);
+            return;
+        }
         let release = self.pool_background_release(key.into(), owner, slot);
         match tokio::runtime::Handle::try_current() {
             Ok(current)
