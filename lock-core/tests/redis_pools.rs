@@ -295,38 +295,14 @@ fn a_pool_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_still_give
     // releases`): the slot never expires, so a release that is only logged leaks it for good.
     // Rounds of each way a runtime shuts down (the order it drops its tasks in varies).
     let server = RedisServer::start();
-    let observer = backend(&server.url());
+    let observer = backend(&server.url()).shared();
     for (round, shutdown) in ["drop", "shutdown_background"].repeat(5).iter().enumerate() {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = RedisConfig::new(server.url()).runtime(runtime.handle().clone());
-        let owned = RedisBackend::connect_blocking(config).unwrap().shared();
-        let key = format!("given-runtime-shutdown-{round}");
-        let pool = Pool::with_backend(key.as_str(), 1, &owned).never_expires();
-        let (acquired, is_acquired) = std::sync::mpsc::channel();
-        runtime.spawn(async move {
-            let _slot = pool.acquire().await.unwrap();
-            acquired.send(()).unwrap();
-            std::future::pending::<()>().await;
-        });
-        is_acquired.recv_timeout(LIVENESS).unwrap();
-        let probe = Pool::with_backend(key.as_str(), 1, &observer.shared());
-        assert_eq!(probe.size_blocking().unwrap(), 1);
-        match *shutdown {
-            "drop" => drop(runtime),
-            _ => runtime.shutdown_background(),
-        }
-        let start = Instant::now();
-        while probe.size_blocking().unwrap() > 0 {
-            assert!(
-                start.elapsed() < LIVENESS,
-                "{shutdown}: the slot of {key} is still taken (it never expires)"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        support::assert_the_given_runtimes_shutdown_gives_back_the_slot(
+            RedisConfig::new(server.url()),
+            &observer,
+            shutdown,
+            &format!("given-runtime-shutdown-{round}"),
+        );
     }
 }
 
