@@ -143,6 +143,7 @@ impl Drop for Acquiring {
             sent: Arc::clone(&self.sent),
             url: backend.inner.config.redacted_url(),
             answered: false,
+            kind: HoldKind::Lock,
         };
         drop(self.backend.inner.runtime.handle().spawn(async move {
             let _in_flight = in_flight;
@@ -165,6 +166,8 @@ pub(super) struct Unanswered {
     pub(super) sent: Arc<AtomicBool>,
     pub(super) url: String,
     pub(super) answered: bool,
+    /// A lock's acquire, or a pool's (which takes a slot).
+    pub(super) kind: HoldKind,
 }
 
 impl Unanswered {
@@ -175,14 +178,25 @@ impl Unanswered {
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        if !self.answered && self.sent.load(Ordering::Acquire) {
-            tracing::error!(
+        if self.answered || !self.sent.load(Ordering::Acquire) {
+            return;
+        }
+        match self.kind {
+            HoldKind::Lock => tracing::error!(
                 key = %self.key,
                 url = %self.url,
                 "lockwright: an abandoned acquire was cut off in flight by a runtime shutdown; \
                  if it took the lock, the hold cannot be given back (its fence was in the lost \
                  reply) and stays until its lease ends (never without one) or force_unlock"
-            );
+            ),
+            HoldKind::PoolSlot => tracing::error!(
+                key = %self.key,
+                url = %self.url,
+                "lockwright: an abandoned pool acquire was cut off in flight by a runtime \
+                 shutdown; if it took a slot, the slot cannot be given back (its token was in \
+                 the lost reply) and stays taken until its lease ends (never without one) or \
+                 force_release_all"
+            ),
         }
     }
 }
