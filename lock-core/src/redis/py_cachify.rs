@@ -92,7 +92,9 @@ impl RedisConfig {
     ///
     /// Either side sees the other's holds: `is_locked` is true, an acquire waits or is refused.
     /// lockwright releases only its own holds; a lockwright waiter on a py-cachify holder polls
-    /// every [`py_cachify_poll_interval`](RedisConfig::py_cachify_poll_interval). What holds in
+    /// every [`py_cachify_poll_interval`](RedisConfig::py_cachify_poll_interval). Pools are not
+    /// shared: a [`Pool`](crate::Pool) keeps lockwright's own layout in this mode and does not
+    /// count the slots of py-cachify's `pool()` of the same key (nor they its). What holds in
     /// this mode and what py-cachify itself cannot guarantee is in README.md ("Sharing locks with
     /// py-cachify") and GUARANTEES.md. Not on a Cluster: connecting fails with
     /// [`LockError::InvalidArgument`](crate::LockError::InvalidArgument).
