@@ -369,3 +369,31 @@ async fn out_of_memory_a_pool_release_in_the_same_call_as_a_slot_renewal_still_f
         "the released slot is still taken"
     );
 }
+
+#[test]
+fn slot_tokens_keep_growing_after_the_server_is_flushed_and_a_stale_guard_frees_nothing() {
+    // The pool's last token is gone with the flush: the tokens' floor, the server clock in
+    // microseconds, keeps them above every token handed out before, so the stale guard's
+    // release (token and owner) cannot match the new slot.
+    let server = RedisServer::start();
+    let redis = backend(&server.url());
+    let mut conn = raw(&server.url());
+    let pool = Pool::with_backend("flushed", 1, &redis.shared()).never_expires();
+    let stale = pool.acquire_blocking().unwrap();
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    let fresh = pool.acquire_blocking().unwrap();
+    assert!(
+        fresh.slot() > stale.slot(),
+        "token {} after the flush, {} before",
+        fresh.slot(),
+        stale.slot()
+    );
+    let err = stale.release_blocking().unwrap_err();
+    assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
+    assert_eq!(
+        pool.size_blocking().unwrap(),
+        1,
+        "the stale guard freed the new slot"
+    );
+    drop(fresh);
+}
