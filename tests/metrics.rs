@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use lockwright::telemetry::{
     ACQUIRED, ACQUIRE_ATTEMPTS, ACQUIRE_REFUSED, ACQUIRE_TIMED_OUT, ACQUIRE_WAIT_SECONDS,
-    BACKEND_ERRORS, HOLD_SECONDS, LEASE_LOST, RENEWALS, RENEWAL_FAILURES,
+    BACKEND_ERRORS, HOLD_SECONDS, LEASE_LOST, POOL_ACQUIRED, POOL_ACQUIRE_ATTEMPTS,
+    POOL_ACQUIRE_REFUSED, POOL_ACQUIRE_TIMED_OUT, POOL_ACQUIRE_WAIT_SECONDS, POOL_HOLD_SECONDS,
+    RENEWALS, RENEWAL_FAILURES,
 };
-use lockwright::{Lock, LockError, MemoryBackend, SharedBackend};
+use lockwright::{Lock, LockError, MemoryBackend, Pool, SharedBackend};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 #[cfg(feature = "redis")]
@@ -187,6 +189,63 @@ fn lock_and_check(backend: &SharedBackend, kind: &str, prefix: &str) {
     );
     assert!(
         scrape.contains(&format!("# HELP {ACQUIRED} ")),
+        "no description:\n{scrape}"
+    );
+    pool_and_check(backend, kind, prefix);
+}
+
+/// The pools' metrics, beside the locks' (which they leave alone): 3 slots taken (2 at once,
+/// then a waiter), 2 refused, 1 timed out, every slot given back.
+fn pool_and_check(backend: &SharedBackend, kind: &str, prefix: &str) {
+    let pool = Pool::with_backend(format!("{prefix}-pool"), 2, backend).exp(10);
+    let first = pool.acquire_blocking().unwrap();
+    // The async path too.
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(pool.acquire())
+        .unwrap();
+    assert!(matches!(
+        pool.acquire_blocking(),
+        Err(LockError::PoolFull { .. })
+    ));
+    assert!(pool.try_acquire_blocking().unwrap().is_none());
+    assert!(matches!(
+        pool.clone().nowait(false).timeout(0.05).acquire_blocking(),
+        Err(LockError::TimedOut { .. })
+    ));
+    let waiter = pool.clone().nowait(false).timeout(30);
+    let waiting = thread::spawn(move || waiter.acquire_blocking().map(drop));
+    thread::sleep(Duration::from_millis(30));
+    drop(first);
+    waiting.join().unwrap().unwrap();
+    drop(second);
+
+    let scrape = recorder().render();
+    let count = |name: &str, extra: &[(&str, &str)]| value(&scrape, name, kind, extra);
+    assert_eq!(count(POOL_ACQUIRED, &[]), 3.0, "{scrape}");
+    assert_eq!(count(POOL_ACQUIRE_REFUSED, &[]), 2.0, "{scrape}");
+    assert_eq!(count(POOL_ACQUIRE_TIMED_OUT, &[]), 1.0, "{scrape}");
+    assert_eq!(count(POOL_ACQUIRE_ATTEMPTS, &[]), 6.0, "{scrape}");
+    let wait_count = format!("{POOL_ACQUIRE_WAIT_SECONDS}_count");
+    assert_eq!(
+        count(&wait_count, &[("outcome", "acquired")]),
+        3.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        count(&wait_count, &[("outcome", "timed_out")]),
+        1.0,
+        "{scrape}"
+    );
+    assert_eq!(
+        count(&format!("{POOL_HOLD_SECONDS}_count"), &[]),
+        3.0,
+        "{scrape}"
+    );
+    assert!(
+        scrape.contains(&format!("# HELP {POOL_ACQUIRED} ")),
         "no description:\n{scrape}"
     );
 }

@@ -12,7 +12,9 @@ use crate::global::global_backend;
 use crate::lock::{renewed_from_now, Lease, MAX_KEY_LEN};
 use crate::owner::Owner;
 use crate::pool_guard::PoolGuard;
+use crate::telemetry::{self, AcquireObserver, Operation};
 use crate::waiting::{self, contention_as_none, Attempt, Wait, Waiter};
+use tracing::Instrument;
 
 /// A handle on the pool of one key: at most [`max_size`](Pool::max_size) slots of it are held at
 /// once, across every process on the backend (py-cachify's `pool`, Redisson's
@@ -205,26 +207,22 @@ impl Pool {
     /// [`LockError::PoolFull`] (nowait), [`LockError::TimedOut`],
     /// [`LockError::PoolSizeMismatch`], [`LockError::InvalidArgument`], [`LockError::Backend`].
     pub async fn acquire(&self) -> Result<PoolGuard> {
-        self.validate()?;
-        self.acquire_with(self.options_wait(), Waiter::Task).await
+        self.acquire_as_task(self.options_wait()).await
     }
 
     /// Blocking form of [`acquire`](Pool::acquire) (py-cachify's `with pool(...)`).
     pub fn acquire_blocking(&self) -> Result<PoolGuard> {
-        self.validate()?;
-        block_on(self.acquire_with(self.options_wait(), Waiter::Thread))
+        self.acquire_as_thread(self.options_wait())
     }
 
     /// Takes a slot without waiting, whatever the options: `None` when the pool is full.
     pub async fn try_acquire(&self) -> Result<Option<PoolGuard>> {
-        self.validate()?;
-        contention_as_none(self.acquire_with(Wait::No, Waiter::Task).await)
+        contention_as_none(self.acquire_as_task(Wait::No).await)
     }
 
     /// Blocking form of [`try_acquire`](Pool::try_acquire).
     pub fn try_acquire_blocking(&self) -> Result<Option<PoolGuard>> {
-        self.validate()?;
-        contention_as_none(block_on(self.acquire_with(Wait::No, Waiter::Thread)))
+        contention_as_none(self.acquire_as_thread(Wait::No))
     }
 
     /// Waits up to `timeout` for a slot, whatever the options: `None` when none freed in time.
@@ -232,9 +230,8 @@ impl Pool {
         &self,
         timeout: impl IntoLockDuration,
     ) -> Result<Option<PoolGuard>> {
-        self.validate()?;
         let timeout = timeout.into_lock_duration("timeout")?;
-        contention_as_none(self.acquire_with(Wait::For(timeout), Waiter::Task).await)
+        contention_as_none(self.acquire_as_task(Wait::For(timeout)).await)
     }
 
     /// Blocking form of [`try_acquire_for`](Pool::try_acquire_for).
@@ -242,11 +239,8 @@ impl Pool {
         &self,
         timeout: impl IntoLockDuration,
     ) -> Result<Option<PoolGuard>> {
-        self.validate()?;
         let timeout = timeout.into_lock_duration("timeout")?;
-        contention_as_none(block_on(
-            self.acquire_with(Wait::For(timeout), Waiter::Thread),
-        ))
+        contention_as_none(self.acquire_as_thread(Wait::For(timeout)))
     }
 
     /// Live slots of the pool, in every process (py-cachify's `asize()`).
@@ -262,7 +256,8 @@ impl Pool {
     /// Live slots and the size they were taken with.
     pub async fn state(&self) -> Result<PoolState> {
         self.validate()?;
-        self.backend.pool_state(&self.key).await
+        let state = self.backend.pool_state(&self.key).await;
+        telemetry::observe(self.backend.kind(), Operation::PoolState, &self.key, state)
     }
 
     /// Blocking form of [`state`](Pool::state).
@@ -289,7 +284,13 @@ impl Pool {
     /// Frees every slot of the pool; returns how many were live.
     pub async fn force_release_all(&self) -> Result<u32> {
         self.validate()?;
-        self.backend.pool_force_release(&self.key, None).await
+        let freed = self.backend.pool_force_release(&self.key, None).await;
+        telemetry::observe(
+            self.backend.kind(),
+            Operation::PoolForceRelease,
+            &self.key,
+            freed,
+        )
     }
 
     /// Blocking form of [`force_release_all`](Pool::force_release_all).
@@ -297,9 +298,40 @@ impl Pool {
         block_on(self.force_release_all())
     }
 
+    /// Every acquiring method's, observed (see `telemetry`).
+    async fn acquire_as_task(&self, wait: Wait) -> Result<PoolGuard> {
+        self.validate()?;
+        let mut observer = AcquireObserver::start_pool(self.backend.kind(), &self.key);
+        observer.count_attempt();
+        let span = observer.span().clone();
+        let acquired = self
+            .acquire_with(wait, Waiter::Task, &mut observer)
+            .instrument(span)
+            .await;
+        observer.finish(acquired)
+    }
+
+    /// [`acquire_as_task`](Pool::acquire_as_task) for the blocking API.
+    fn acquire_as_thread(&self, wait: Wait) -> Result<PoolGuard> {
+        self.validate()?;
+        let mut observer = AcquireObserver::start_pool(self.backend.kind(), &self.key);
+        observer.count_attempt();
+        let span = observer.span().clone();
+        let acquired = block_on(
+            self.acquire_with(wait, Waiter::Thread, &mut observer)
+                .instrument(span),
+        );
+        observer.finish(acquired)
+    }
+
     /// The acquire loop, as a lock's (see `waiting`): woken when a slot frees, or when the first
     /// slot's lease ends.
-    async fn acquire_with(&self, wait: Wait, waiter: Waiter) -> Result<PoolGuard> {
+    async fn acquire_with(
+        &self,
+        wait: Wait,
+        waiter: Waiter,
+        observer: &mut AcquireObserver,
+    ) -> Result<PoolGuard> {
         let owner = Owner::current();
         let (lease, renewed_lease) = self.lease.resolve(&self.backend);
         waiting::until_taken(
@@ -325,7 +357,7 @@ impl Pool {
                     PoolAcquire::Full { remaining } => Attempt::Busy(remaining),
                 })
             },
-            |_| {},
+            |now| observer.found_held(now),
             || LockError::PoolFull {
                 key: Arc::clone(&self.key),
                 max_size: self.max_size,

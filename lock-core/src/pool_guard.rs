@@ -1,6 +1,9 @@
 //! The RAII guard of one pool slot.
 
 use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
 
 use crate::backend::{Fence, HoldKind, LeaseTime, RenewHold, SharedBackend};
 use crate::block_on::block_on;
@@ -8,7 +11,7 @@ use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::guard::Renewed;
 use crate::owner::Owner;
-use crate::telemetry::{self, FoundBy};
+use crate::telemetry::{self, FoundBy, Operation, ReleaseObserver, ReleaseOutcome, Taken};
 use crate::watchdog::{self, Ticket};
 
 /// One slot of a [`Pool`](crate::Pool), given back when dropped: at the end of scope, on `?`
@@ -40,6 +43,8 @@ pub struct PoolGuard {
     size: u32,
     armed: bool,
     watch: Option<Ticket>,
+    /// When the slot was taken, for its hold time (as a lock guard's `held_since`).
+    held_since: Option<Instant>,
 }
 
 impl PoolGuard {
@@ -51,6 +56,7 @@ impl PoolGuard {
         size: u32,
         renewed: Option<Renewed>,
     ) -> Self {
+        let held_since = renewed.map(|renewed| renewed.sent_at);
         let watch = renewed.map(|Renewed { lease, sent_at }| {
             let hold = RenewHold {
                 key: Arc::clone(&key),
@@ -68,6 +74,7 @@ impl PoolGuard {
             size,
             armed: true,
             watch,
+            held_since,
         }
     }
 
@@ -101,15 +108,25 @@ impl PoolGuard {
         self.armed = false;
         // Stop renewing before releasing: no renewal can follow the release.
         let found_lost = self.stop_watching();
+        let kind = self.backend.kind();
+        let observer = ReleaseObserver::start_pool(kind, &self.key, self.slot);
         let released = self
             .backend
             .pool_release(&self.key, self.owner, self.slot)
-            .await?;
-        if released {
-            Ok(())
-        } else {
-            Err(self.lease_lost_error(found_lost))
-        }
+            .instrument(observer.span().clone())
+            .await;
+        let result = match telemetry::observe(kind, Operation::PoolRelease, &self.key, released) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(self.lease_lost_error(found_lost)),
+            Err(err) => Err(err),
+        };
+        let outcome = match &result {
+            Ok(()) => ReleaseOutcome::Released,
+            Err(LockError::LeaseLost { .. }) => ReleaseOutcome::LeaseLost,
+            Err(_) => ReleaseOutcome::Error,
+        };
+        observer.finish(outcome, self.held_since);
+        result
     }
 
     /// Blocking form of [`release`](PoolGuard::release).
@@ -140,11 +157,12 @@ impl PoolGuard {
 
     async fn extend_to(&mut self, lease: LeaseTime) -> Result<()> {
         let found_lost = self.stop_watching();
-        if self
+        let extended = self
             .backend
             .pool_extend(&self.key, self.owner, self.slot, lease)
-            .await?
-        {
+            .await;
+        let kind = self.backend.kind();
+        if telemetry::observe(kind, Operation::PoolExtend, &self.key, extended)? {
             Ok(())
         } else {
             Err(self.lease_lost_error(found_lost))
@@ -199,8 +217,26 @@ impl Drop for PoolGuard {
     fn drop(&mut self) {
         self.watch = None;
         if self.armed {
-            self.backend
-                .pool_release_on_drop(&self.key, self.owner, self.slot);
+            let observer = ReleaseObserver::start_pool(self.backend.kind(), &self.key, self.slot);
+            observer.span().in_scope(|| {
+                self.backend
+                    .pool_release_on_drop(&self.key, self.owner, self.slot);
+            });
+            observer.finish(ReleaseOutcome::Dropped, self.held_since);
         }
+    }
+}
+
+impl Taken for PoolGuard {
+    fn token(&self) -> Fence {
+        self.slot
+    }
+
+    fn hold_timed(&self) -> bool {
+        self.held_since.is_some()
+    }
+
+    fn time_hold_from(&mut self, since: Instant) {
+        self.held_since = Some(since);
     }
 }

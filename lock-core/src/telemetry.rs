@@ -21,7 +21,18 @@
 //! | [`LEASE_LOST`] | counter | `backend` | holds found gone while their guard lived (by the watchdog or by the guard's release or extend), each counted once |
 //! | [`RENEWALS`] | counter | `backend` | holds the lease watchdog renewed |
 //! | [`RENEWAL_FAILURES`] | counter | `backend` | hold renewals that got no answer (backend error): the watchdog tries again while the lease runs |
-//! | [`BACKEND_ERRORS`] | counter | `backend`, `operation` = `acquire` / `release` / `extend` / `inspect` / `force_unlock` / `renew` | backend calls that failed |
+//! | [`BACKEND_ERRORS`] | counter | `backend`, `operation` = `acquire` / `release` / `extend` / `inspect` / `force_unlock` / `renew` / `pool_acquire` / `pool_release` / `pool_extend` / `pool_state` / `pool_force_release` | backend calls that failed |
+//! | [`POOL_ACQUIRE_ATTEMPTS`] | counter | `backend` | pool acquire calls with valid arguments ([`Pool`](crate::Pool), `#[pooled]`) |
+//! | [`POOL_ACQUIRED`] | counter | `backend` | pool acquires that took a slot |
+//! | [`POOL_ACQUIRE_REFUSED`] | counter | `backend` | pool acquires that found every slot taken and were not to wait |
+//! | [`POOL_ACQUIRE_TIMED_OUT`] | counter | `backend` | pool acquires whose wait timeout ran out |
+//! | [`POOL_ACQUIRE_WAIT_SECONDS`] | histogram, seconds | `backend`, `outcome` = `acquired` / `timed_out` | how long a pool acquire waited for a slot |
+//! | [`POOL_HOLD_SECONDS`] | histogram, seconds | `backend` | from a slot's acquire to its guard's release |
+//!
+//! Pool slots are holds too: [`LEASE_LOST`], [`RENEWALS`] and [`RENEWAL_FAILURES`] count them
+//! with the locks' holds. A pool acquire ends as exactly one of [`POOL_ACQUIRED`],
+//! [`POOL_ACQUIRE_REFUSED`], [`POOL_ACQUIRE_TIMED_OUT`] or a [`BACKEND_ERRORS`] with
+//! `operation="pool_acquire"` (a size mismatch or an invalid argument counts as none).
 //!
 //! An acquire started ([`ACQUIRE_ATTEMPTS`]) ends as exactly one of [`ACQUIRED`],
 //! [`ACQUIRE_REFUSED`], [`ACQUIRE_TIMED_OUT`] or a [`BACKEND_ERRORS`] with `operation="acquire"`;
@@ -34,7 +45,10 @@
 //! (`released`, `dropped`, `lease_lost`, `not_owner`, `not_locked`, `error`); each ends with a
 //! `DEBUG` event carrying the outcome. A lost lease is a `WARN` event (key, fence, backend, who
 //! found it). A backend error returned to the caller is a `DEBUG` event (the caller has the error
-//! itself; errors nobody receives, such as a failed renewal, are logged at `WARN`). Nothing is
+//! itself; errors nobody receives, such as a failed renewal, are logged at `WARN`). Pools have
+//! the same spans under their own names, [`POOL_ACQUIRE_SPAN`] and [`POOL_RELEASE_SPAN`], whose
+//! `fence` field is the slot's token (release outcomes `released`, `dropped`, `lease_lost`,
+//! `error`). Nothing is
 //! logged at `INFO` per operation. Fields carry keys, fences and errors, whose texts never
 //! contain a password.
 //!
@@ -94,6 +108,22 @@ pub const RENEWAL_FAILURES: &str = "lockwright_renewal_failures_total";
 /// `inspect`, `force_unlock`, `renew`).
 pub const BACKEND_ERRORS: &str = "lockwright_backend_errors_total";
 
+/// Counter: pool acquire calls with valid arguments, counted when they start (every acquiring
+/// method of [`Pool`](crate::Pool), and `#[pooled]` calls). Label `backend`.
+pub const POOL_ACQUIRE_ATTEMPTS: &str = "lockwright_pool_acquire_attempts_total";
+/// Counter: pool acquires that took a slot. Label `backend`.
+pub const POOL_ACQUIRED: &str = "lockwright_pool_acquired_total";
+/// Counter: pool acquires that found every slot taken and were not to wait
+/// ([`LockError::PoolFull`], `None` from `try_acquire`). Label `backend`.
+pub const POOL_ACQUIRE_REFUSED: &str = "lockwright_pool_acquire_refused_total";
+/// Counter: pool acquires whose wait timeout ran out with the pool still full. Label `backend`.
+pub const POOL_ACQUIRE_TIMED_OUT: &str = "lockwright_pool_acquire_timed_out_total";
+/// Histogram, seconds: how long a pool acquire waited for a slot, from the first try that found
+/// the pool full until it returned; 0 when the first try took one. Labels `backend`, `outcome`.
+pub const POOL_ACQUIRE_WAIT_SECONDS: &str = "lockwright_pool_acquire_wait_seconds";
+/// Histogram, seconds: how long a pool guard held its slot. Label `backend`.
+pub const POOL_HOLD_SECONDS: &str = "lockwright_pool_hold_seconds";
+
 /// The label naming the backend's [`kind`](crate::Backend::kind) (`memory`, `redis`), on every
 /// metric.
 pub const BACKEND_LABEL: &str = "backend";
@@ -106,6 +136,11 @@ pub const OPERATION_LABEL: &str = "operation";
 pub const ACQUIRE_SPAN: &str = "lockwright.acquire";
 /// The `DEBUG` span of a release: fields `key`, `backend`, `fence`, `outcome`.
 pub const RELEASE_SPAN: &str = "lockwright.release";
+/// The `DEBUG` span of a pool acquire: fields `key`, `backend`, `fence` (the slot's token),
+/// `waited_ms`, `outcome`.
+pub const POOL_ACQUIRE_SPAN: &str = "lockwright.pool_acquire";
+/// The `DEBUG` span of a pool slot's release: fields `key`, `backend`, `fence`, `outcome`.
+pub const POOL_RELEASE_SPAN: &str = "lockwright.pool_release";
 
 /// Gives the installed recorder the unit and help text of every metric (Prometheus prints them
 /// as `# HELP`). Call it once, after installing the recorder; without a recorder it does nothing.
@@ -147,6 +182,29 @@ pub fn describe_metrics() {
         "Hold renewals that got no answer; retried while the lease runs."
     );
     describe_counter!(BACKEND_ERRORS, "Backend calls that failed.");
+    describe_counter!(
+        POOL_ACQUIRE_ATTEMPTS,
+        "Pool acquire calls with valid arguments, counted when they start."
+    );
+    describe_counter!(POOL_ACQUIRED, "Pool acquires that took a slot.");
+    describe_counter!(
+        POOL_ACQUIRE_REFUSED,
+        "Pool acquires that found every slot taken and were not to wait."
+    );
+    describe_counter!(
+        POOL_ACQUIRE_TIMED_OUT,
+        "Pool acquires whose wait timeout ran out with the pool still full."
+    );
+    describe_histogram!(
+        POOL_ACQUIRE_WAIT_SECONDS,
+        Unit::Seconds,
+        "How long a pool acquire waited for a slot (0 when the first try took one)."
+    );
+    describe_histogram!(
+        POOL_HOLD_SECONDS,
+        Unit::Seconds,
+        "How long a pool guard held its slot, from acquire to release."
+    );
 }
 
 /// A backend call, for the `operation` label of [`BACKEND_ERRORS`].
@@ -158,16 +216,26 @@ pub(crate) enum Operation {
     Inspect,
     ForceUnlock,
     Renew,
+    PoolAcquire,
+    PoolRelease,
+    PoolExtend,
+    PoolState,
+    PoolForceRelease,
 }
 
 impl Operation {
-    const ALL: [Operation; 6] = [
+    const ALL: [Operation; 11] = [
         Operation::Acquire,
         Operation::Release,
         Operation::Extend,
         Operation::Inspect,
         Operation::ForceUnlock,
         Operation::Renew,
+        Operation::PoolAcquire,
+        Operation::PoolRelease,
+        Operation::PoolExtend,
+        Operation::PoolState,
+        Operation::PoolForceRelease,
     ];
 
     fn as_str(self) -> &'static str {
@@ -178,6 +246,11 @@ impl Operation {
             Operation::Inspect => "inspect",
             Operation::ForceUnlock => "force_unlock",
             Operation::Renew => "renew",
+            Operation::PoolAcquire => "pool_acquire",
+            Operation::PoolRelease => "pool_release",
+            Operation::PoolExtend => "pool_extend",
+            Operation::PoolState => "pool_state",
+            Operation::PoolForceRelease => "pool_force_release",
         }
     }
 }
@@ -212,9 +285,16 @@ impl ReleaseOutcome {
     }
 }
 
-/// Every metric key of one backend kind, built once: recording then only looks a key up.
-struct Keys {
-    kind: &'static str,
+/// What an acquire takes: a lock's hold or a pool's slot (their metrics and spans are named
+/// apart).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Subject {
+    Lock,
+    Pool,
+}
+
+/// The keys of one subject's acquires and holds.
+struct AcquireKeys {
     attempts: Key,
     acquired: Key,
     refused: Key,
@@ -222,6 +302,13 @@ struct Keys {
     waited_acquired: Key,
     waited_timed_out: Key,
     hold: Key,
+}
+
+/// Every metric key of one backend kind, built once: recording then only looks a key up.
+struct Keys {
+    kind: &'static str,
+    lock: AcquireKeys,
+    pool: AcquireKeys,
     lease_lost: Key,
     renewals: Key,
     renewal_failures: Key,
@@ -240,13 +327,24 @@ impl Keys {
         };
         Keys {
             kind,
-            attempts: key(ACQUIRE_ATTEMPTS),
-            acquired: key(ACQUIRED),
-            refused: key(ACQUIRE_REFUSED),
-            timed_out: key(ACQUIRE_TIMED_OUT),
-            waited_acquired: with(ACQUIRE_WAIT_SECONDS, OUTCOME_LABEL, "acquired"),
-            waited_timed_out: with(ACQUIRE_WAIT_SECONDS, OUTCOME_LABEL, "timed_out"),
-            hold: key(HOLD_SECONDS),
+            lock: AcquireKeys {
+                attempts: key(ACQUIRE_ATTEMPTS),
+                acquired: key(ACQUIRED),
+                refused: key(ACQUIRE_REFUSED),
+                timed_out: key(ACQUIRE_TIMED_OUT),
+                waited_acquired: with(ACQUIRE_WAIT_SECONDS, OUTCOME_LABEL, "acquired"),
+                waited_timed_out: with(ACQUIRE_WAIT_SECONDS, OUTCOME_LABEL, "timed_out"),
+                hold: key(HOLD_SECONDS),
+            },
+            pool: AcquireKeys {
+                attempts: key(POOL_ACQUIRE_ATTEMPTS),
+                acquired: key(POOL_ACQUIRED),
+                refused: key(POOL_ACQUIRE_REFUSED),
+                timed_out: key(POOL_ACQUIRE_TIMED_OUT),
+                waited_acquired: with(POOL_ACQUIRE_WAIT_SECONDS, OUTCOME_LABEL, "acquired"),
+                waited_timed_out: with(POOL_ACQUIRE_WAIT_SECONDS, OUTCOME_LABEL, "timed_out"),
+                hold: key(POOL_HOLD_SECONDS),
+            },
             lease_lost: key(LEASE_LOST),
             renewals: key(RENEWALS),
             renewal_failures: key(RENEWAL_FAILURES),
@@ -257,6 +355,13 @@ impl Keys {
 
     fn backend_error(&self, operation: Operation) -> &Key {
         &self.backend_errors[operation as usize]
+    }
+
+    fn of(&self, subject: Subject) -> &AcquireKeys {
+        match subject {
+            Subject::Lock => &self.lock,
+            Subject::Pool => &self.pool,
+        }
     }
 }
 
@@ -371,18 +476,42 @@ pub(crate) fn observe<T>(
     result
 }
 
+/// What an acquire returns, as the observer records it: a lock's guard or a pool's.
+pub(crate) trait Taken {
+    /// The fence (a slot's token).
+    fn token(&self) -> Fence;
+    /// Whether the hold time has a start.
+    fn hold_timed(&self) -> bool;
+    /// Times the hold from `since`.
+    fn time_hold_from(&mut self, since: Instant);
+}
+
+impl Taken for LockGuard {
+    fn token(&self) -> Fence {
+        self.fence()
+    }
+
+    fn hold_timed(&self) -> bool {
+        LockGuard::hold_timed(self)
+    }
+
+    fn time_hold_from(&mut self, since: Instant) {
+        LockGuard::time_hold_from(self, since)
+    }
+}
+
 /// One acquire, from its start to its outcome: its span, and when it started to wait.
 pub(crate) struct AcquireObserver {
     keys: &'static Keys,
+    subject: Subject,
     span: Span,
     waiting_since: Option<Instant>,
     attempt_counted: bool,
 }
 
 impl AcquireObserver {
-    /// Opens the span of an acquire.
+    /// Opens the span of a lock's acquire.
     pub(crate) fn start(kind: &'static str, key: &str) -> Self {
-        let keys = keys(kind);
         let span = tracing::debug_span!(
             ACQUIRE_SPAN,
             key,
@@ -391,8 +520,26 @@ impl AcquireObserver {
             waited_ms = Empty,
             outcome = Empty
         );
+        Self::with_span(kind, Subject::Lock, span)
+    }
+
+    /// Opens the span of a pool's acquire.
+    pub(crate) fn start_pool(kind: &'static str, key: &str) -> Self {
+        let span = tracing::debug_span!(
+            POOL_ACQUIRE_SPAN,
+            key,
+            backend = kind,
+            fence = Empty,
+            waited_ms = Empty,
+            outcome = Empty
+        );
+        Self::with_span(kind, Subject::Pool, span)
+    }
+
+    fn with_span(kind: &'static str, subject: Subject, span: Span) -> Self {
         AcquireObserver {
-            keys,
+            keys: keys(kind),
+            subject,
             span,
             waiting_since: None,
             attempt_counted: false,
@@ -405,7 +552,8 @@ impl AcquireObserver {
     pub(crate) fn count_attempt(&mut self) {
         if !self.attempt_counted {
             self.attempt_counted = true;
-            metrics::with_recorder(|recorder| count(recorder, &self.keys.attempts, 1));
+            let attempts = &self.keys.of(self.subject).attempts;
+            metrics::with_recorder(|recorder| count(recorder, attempts, 1));
         }
     }
 
@@ -422,8 +570,12 @@ impl AcquireObserver {
     /// Records the outcome and passes the result through. For a guard whose hold time nobody
     /// has started timing (a hold the watchdog does not renew), starts it if the hold time is
     /// collected.
-    pub(crate) fn finish(self, mut result: Result<LockGuard>) -> Result<LockGuard> {
-        let keys = self.keys;
+    pub(crate) fn finish<T: Taken>(self, mut result: Result<T>) -> Result<T> {
+        let (all, keys) = (self.keys, self.keys.of(self.subject));
+        let operation = match self.subject {
+            Subject::Lock => Operation::Acquire,
+            Subject::Pool => Operation::PoolAcquire,
+        };
         let waited = self.waiting_since.map(|since| since.elapsed());
         let waited_secs = waited.unwrap_or_default();
         let attempt = u64::from(!self.attempt_counted);
@@ -437,10 +589,10 @@ impl AcquireObserver {
                         guard.time_hold_from(Instant::now());
                     }
                 });
-                self.span.record("fence", guard.fence().0);
+                self.span.record("fence", guard.token().0);
                 "acquired"
             }
-            Err(LockError::Locked { .. }) => {
+            Err(LockError::Locked { .. } | LockError::PoolFull { .. }) => {
                 metrics::with_recorder(|recorder| {
                     count(recorder, &keys.attempts, attempt);
                     count(recorder, &keys.refused, 1);
@@ -460,7 +612,7 @@ impl AcquireObserver {
                 if is_backend_failure(err) {
                     let key = err.key().unwrap_or_default();
                     self.span
-                        .in_scope(|| backend_error(keys.kind, Operation::Acquire, key, err));
+                        .in_scope(|| backend_error(all.kind, operation, key, err));
                 }
                 "error"
             }
@@ -475,6 +627,7 @@ impl AcquireObserver {
 /// One release: its span, and the hold time of a guard's hold.
 pub(crate) struct ReleaseObserver {
     kind: &'static str,
+    subject: Subject,
     span: Span,
 }
 
@@ -488,7 +641,27 @@ impl ReleaseObserver {
             fence = fence.map(|fence| fence.0),
             outcome = Empty
         );
-        ReleaseObserver { kind, span }
+        ReleaseObserver {
+            kind,
+            subject: Subject::Lock,
+            span,
+        }
+    }
+
+    /// Opens the span of the release of a pool's slot `slot`.
+    pub(crate) fn start_pool(kind: &'static str, key: &str, slot: Fence) -> Self {
+        let span = tracing::debug_span!(
+            POOL_RELEASE_SPAN,
+            key,
+            backend = kind,
+            fence = slot.0,
+            outcome = Empty
+        );
+        ReleaseObserver {
+            kind,
+            subject: Subject::Pool,
+            span,
+        }
     }
 
     /// The release's span, to enter while it runs.
@@ -499,9 +672,9 @@ impl ReleaseObserver {
     /// Records the outcome, and the hold time of a guard's hold timed since `held_since`.
     pub(crate) fn finish(self, outcome: ReleaseOutcome, held_since: Option<Instant>) {
         if let Some(since) = held_since {
-            let keys = keys(self.kind);
+            let hold = &keys(self.kind).of(self.subject).hold;
             metrics::with_recorder(|recorder| {
-                histogram(recorder, &keys.hold).record(SecondsSince(since));
+                histogram(recorder, hold).record(SecondsSince(since));
             });
         }
         self.span.record("outcome", outcome.as_str());

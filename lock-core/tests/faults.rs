@@ -1,6 +1,7 @@
-//! Safety under faults, against a real redis-server: killed and paused holders, a killed and a
-//! frozen subscriber connection, start-up errors, and a walk of awkward keys. (The multi-process
-//! history checker has a file of its own: `history.rs`.)
+//! Safety under faults, against a real redis-server: killed and paused holders (of locks and of
+//! pool slots), a killed and a frozen subscriber connection, start-up errors, and a walk of
+//! awkward keys. (The multi-process history checkers have files of their own: `history.rs`,
+//! `pool_history.rs`.)
 
 mod conformance;
 mod support;
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-use lock_core::{Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
+use lock_core::{Lock, LockError, Pool, RedisBackend, RedisConfig, SharedBackend};
 
 use conformance::{key, LIVENESS};
 use support::fenced::{fenced_write, read_counter};
@@ -27,6 +28,7 @@ fn raw(url: &str) -> redis::Connection {
 fn fault_worker() {
     match env("LOCKWRIGHT_ROLE").as_str() {
         "holder" => holder_worker(),
+        "slot-holder" => slot_holder_worker(),
         role => panic!("unknown role {role}"),
     }
 }
@@ -83,6 +85,57 @@ fn holder_worker() {
             return;
         }
     }
+}
+
+/// Takes a slot of the pool `LOCKWRIGHT_KEY` (of one slot) and holds it until killed,
+/// printing `@ slot <token>`. The lease comes from `LOCKWRIGHT_EXP` (fixed), else
+/// `LOCKWRIGHT_DEFAULT_LEASE` (the backend's default lease, renewed by the watchdog).
+fn slot_holder_worker() {
+    let url = env("LOCKWRIGHT_URL");
+    let name = env("LOCKWRIGHT_KEY");
+    let mut config = RedisConfig::new(url.as_str());
+    if let Ok(lease) = std::env::var("LOCKWRIGHT_DEFAULT_LEASE") {
+        config = config.default_lease(lease.parse::<f64>().unwrap()).unwrap();
+    }
+    let backend = RedisBackend::connect_blocking(config).unwrap();
+    let mut pool = Pool::with_backend(name.as_str(), 1, &backend.shared());
+    if let Ok(exp) = std::env::var("LOCKWRIGHT_EXP") {
+        pool = pool.exp(exp.parse::<f64>().unwrap());
+    }
+    let slot = pool.acquire_blocking().unwrap();
+    println!("@ slot {}", slot.slot());
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A slot holder in another process, once it holds its slot.
+fn slot_holder(url: &str, name: &str, lease: (&str, &str)) -> Worker {
+    let env = [
+        ("LOCKWRIGHT_URL", url.to_owned()),
+        ("LOCKWRIGHT_KEY", name.to_owned()),
+        (lease.0, lease.1.to_owned()),
+    ];
+    let mut worker = Worker::start("fault_worker", "slot-holder", &env);
+    let held = worker.line();
+    assert!(held.starts_with("slot "), "unexpected {held:?}");
+    worker
+}
+
+/// Waits (from another process's point of view) for a slot of the one-slot pool, returning how
+/// long it took.
+fn time_to_take_the_slot(backend: &SharedBackend, name: &str) -> Duration {
+    let pool = Pool::with_backend(name, 1, backend)
+        .nowait(false)
+        .timeout(20)
+        .exp(30);
+    let start = Instant::now();
+    let slot = pool
+        .acquire_blocking()
+        .expect("the waiter never got the slot");
+    let waited = start.elapsed();
+    drop(slot);
+    waited
 }
 
 fn holder(url: &str, name: &str, lease: &[(&str, &str)]) -> (Worker, u64) {
@@ -201,6 +254,43 @@ fn a_killed_handle_lock_holder_frees_the_key_within_one_watchdog_lease() {
     // ...then the process dies: the key frees within one lease.
     worker.signal("-KILL");
     let waited = time_to_acquire(&backend.shared(), &name);
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+#[test]
+fn a_killed_slot_holder_with_a_lease_frees_the_slot_after_the_lease() {
+    let (server, backend) = shared_redis();
+    let name = key("kill-slot-fixed");
+    let worker = slot_holder(&server.url(), &name, ("LOCKWRIGHT_EXP", "1.0"));
+    worker.signal("-KILL");
+    let waited = time_to_take_the_slot(&backend.shared(), &name);
+    assert!(
+        waited > Duration::from_millis(500),
+        "freed before its lease: {waited:?}"
+    );
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+}
+
+/// A slot taken without `exp` in another process: renewed past several default leases, it keeps
+/// this process out; once the process is killed, the slot frees within one lease.
+#[test]
+fn a_killed_slot_holder_under_the_watchdog_frees_the_slot_within_one_lease() {
+    let (server, backend) = shared_redis();
+    let name = key("kill-slot-watchdog");
+    let worker = slot_holder(&server.url(), &name, ("LOCKWRIGHT_DEFAULT_LEASE", "1.0"));
+    std::thread::sleep(Duration::from_millis(2500));
+    let probe = Pool::with_backend(name.as_str(), 1, &backend.shared());
+    assert_eq!(
+        probe.size_blocking().unwrap(),
+        1,
+        "the watchdog did not renew the slot"
+    );
+    assert!(
+        probe.try_acquire_blocking().unwrap().is_none(),
+        "another process got into the full pool"
+    );
+    worker.signal("-KILL");
+    let waited = time_to_take_the_slot(&backend.shared(), &name);
     assert!(waited < Duration::from_secs(5), "{waited:?}");
 }
 

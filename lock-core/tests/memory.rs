@@ -2,7 +2,32 @@
 
 mod conformance;
 
-conformance_suite!(lock_core::MemoryBackend::shared());
+conformance_suite!(memory_backend(), pool_entries = memory_entries);
+
+/// Every store the suite made, so that [`memory_entries`] finds the one behind a `SharedBackend`.
+static MADE: std::sync::Mutex<Vec<std::sync::Weak<lock_core::MemoryBackend>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// A store of its own per call (as `MemoryBackend::shared()`), remembered.
+fn memory_backend() -> lock_core::SharedBackend {
+    let memory = std::sync::Arc::new(lock_core::MemoryBackend::new());
+    let mut made = MADE.lock().unwrap();
+    made.retain(|store| store.strong_count() > 0);
+    made.push(std::sync::Arc::downgrade(&memory));
+    memory
+}
+
+/// The entries of the whole store behind `backend` (the pool tests that ask use a store of their
+/// own); `None` for a backend this file did not make.
+fn memory_entries(backend: &lock_core::SharedBackend, _pool: &str) -> Option<usize> {
+    let address = std::sync::Arc::as_ptr(backend) as *const ();
+    MADE.lock()
+        .unwrap()
+        .iter()
+        .filter_map(std::sync::Weak::upgrade)
+        .find(|store| std::sync::Arc::as_ptr(store) as *const () == address)
+        .map(|store| store.entry_count())
+}
 
 mod memory_only {
     use std::sync::Arc;
@@ -35,6 +60,24 @@ mod memory_only {
         std::thread::sleep(Duration::from_millis(100));
         // Ordinary traffic on other keys sweeps the expired holds.
         let busy = Lock::with_backend("busy", &backend);
+        for _ in 0..6_000 {
+            drop(busy.acquire_blocking().unwrap());
+        }
+        assert_eq!(memory.entry_count(), 0);
+    }
+
+    #[test]
+    fn expired_pool_slots_nobody_touches_again_are_reclaimed() {
+        let memory = Arc::new(MemoryBackend::new());
+        let backend: SharedBackend = memory.clone();
+        for i in 0..5_000 {
+            let pool = lock_core::Pool::with_backend(format!("forgotten-pool-{i}"), 2, &backend);
+            std::mem::forget(pool.exp(0.05).acquire_blocking().unwrap());
+        }
+        assert_eq!(memory.entry_count(), 5_000);
+        std::thread::sleep(Duration::from_millis(100));
+        // Ordinary traffic on another pool sweeps the expired slots.
+        let busy = lock_core::Pool::with_backend("busy-pool", 1, &backend);
         for _ in 0..6_000 {
             drop(busy.acquire_blocking().unwrap());
         }

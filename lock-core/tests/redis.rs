@@ -3,7 +3,27 @@
 mod conformance;
 mod support;
 
-conformance_suite!(support::shared_redis_backend());
+conformance_suite!(
+    support::shared_redis_backend(),
+    pool_entries = redis_pool_entries
+);
+
+/// What the shared server keeps for the pool `pool` that it should not: its slots' sorted set
+/// (gone with the last slot), and its meta key if it has no TTL (the meta outlives the slots
+/// only for the fence counter TTL, for the slot tokens). The names are the key layout's
+/// (`RedisBackend`'s rustdoc): the lock's name and `:pool`, `:pool-meta`.
+fn redis_pool_entries(_backend: &lock_core::SharedBackend, pool: &str) -> Option<usize> {
+    let (server, redis) = support::shared_redis();
+    let mut conn = redis::Client::open(server.url())
+        .and_then(|client| client.get_connection())
+        .expect("raw redis connection");
+    let slots = format!("{}:pool", redis.lock_key(pool));
+    let meta = format!("{}:pool-meta", redis.lock_key(pool));
+    let slots_left: usize = redis::cmd("EXISTS").arg(&slots).query(&mut conn).unwrap();
+    let meta_ttl: i64 = redis::cmd("PTTL").arg(&meta).query(&mut conn).unwrap();
+    // PTTL: -2 no key, -1 no expiry.
+    Some(slots_left + usize::from(meta_ttl == -1))
+}
 
 mod redis_only {
     use std::time::{Duration, Instant};

@@ -397,3 +397,21 @@ fn slot_tokens_keep_growing_after_the_server_is_flushed_and_a_stale_guard_frees_
     );
     drop(fresh);
 }
+
+#[test]
+fn pools_work_in_py_cachify_mode_under_lockwrights_own_names() {
+    let server = RedisServer::start();
+    let redis =
+        RedisBackend::connect_blocking(RedisConfig::new(server.url()).py_cachify()).unwrap();
+    let mut conn = raw(&server.url());
+    let pool = Pool::with_backend("py-pool", 1, &redis.shared()).exp(30);
+    let slot = pool.acquire_blocking().unwrap();
+    assert!(exists(&mut conn, "lockwright:{py-pool}:pool"));
+    assert!(matches!(
+        pool.acquire_blocking(),
+        Err(LockError::PoolFull { .. })
+    ));
+    assert_eq!(pool.size_blocking().unwrap(), 1);
+    slot.release_blocking().unwrap();
+    assert_eq!(pool.size_blocking().unwrap(), 0);
+}

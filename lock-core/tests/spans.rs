@@ -294,3 +294,39 @@ fn redis_spans_and_backend_errors_carry_no_password() {
         "the password reached a span or event:\n{captured}"
     );
 }
+
+#[test]
+fn pool_acquires_and_releases_have_spans_of_their_own() {
+    logs::capture_spans();
+    let backend = MemoryBackend::shared();
+    let pool = lock_core::Pool::with_backend("spans-pool", 1, &backend).exp(10);
+    let slot = pool.acquire_blocking().unwrap();
+    let token = format!("fence={}", slot.slot());
+    const POOL_ACQUIRE: &str = lock_core::telemetry::POOL_ACQUIRE_SPAN;
+    const POOL_RELEASE: &str = lock_core::telemetry::POOL_RELEASE_SPAN;
+    let span = the_span(
+        POOL_ACQUIRE,
+        &[
+            "key=\"spans-pool\"",
+            "backend=\"memory\"",
+            &token,
+            "waited_ms=0",
+            "outcome=\"acquired\"",
+        ],
+    );
+    assert!(span.starts_with("DEBUG "), "{span}");
+    let err = pool.acquire_blocking().unwrap_err();
+    assert!(matches!(err, LockError::PoolFull { .. }), "{err:?}");
+    the_span(POOL_ACQUIRE, &["key=\"spans-pool\"", "outcome=\"refused\""]);
+    slot.release_blocking().unwrap();
+    the_span(
+        POOL_RELEASE,
+        &["key=\"spans-pool\"", &token, "outcome=\"released\""],
+    );
+    drop(pool.acquire_blocking().unwrap());
+    the_span(POOL_RELEASE, &["key=\"spans-pool\"", "outcome=\"dropped\""]);
+    assert!(
+        logs::spans_containing_all(ACQUIRE, &["key=\"spans-pool\""]).is_empty(),
+        "a pool's acquire is not a lock's"
+    );
+}

@@ -31,6 +31,9 @@
 //!   waiter also tries again every [`RedisConfig::py_cachify_poll_interval`] (default 100 ms,
 //!   py-cachify's own) while a py-cachify process holds the key.
 //!
+//! Pools keep lockwright's own layout in this mode (py-cachify's `pool` is a pickled state
+//! rewritten whole under a meta-lock; they are not shared).
+//!
 //! One Redis server or Sentinel's master; not a Cluster (py-cachify's names carry no hash tag,
 //! so the fence counter could not share the lock's slot): connecting refuses it.
 
@@ -92,12 +95,15 @@ impl RedisConfig {
     ///
     /// Either side sees the other's holds: `is_locked` is true, an acquire waits or is refused.
     /// lockwright releases only its own holds; a lockwright waiter on a py-cachify holder polls
-    /// every [`py_cachify_poll_interval`](RedisConfig::py_cachify_poll_interval). Pools are not
-    /// shared: a [`Pool`](crate::Pool) keeps lockwright's own layout in this mode and does not
-    /// count the slots of py-cachify's `pool()` of the same key (nor they its). What holds in
+    /// every [`py_cachify_poll_interval`](RedisConfig::py_cachify_poll_interval). What holds in
     /// this mode and what py-cachify itself cannot guarantee is in README.md ("Sharing locks with
     /// py-cachify") and GUARANTEES.md. Not on a Cluster: connecting fails with
     /// [`LockError::InvalidArgument`](crate::LockError::InvalidArgument).
+    ///
+    /// Pools ([`Pool`](crate::Pool)) are not shared with py-cachify's `pool`: py-cachify keeps a
+    /// pool as a pickled state behind a lock of its own, read and rewritten whole by each
+    /// client, which lockwright cannot take part in without that lock's races. A backend in
+    /// this mode keeps lockwright's own pool layout (see [`RedisBackend`](crate::RedisBackend)).
     ///
     /// ```
     /// use lock_core::RedisConfig;

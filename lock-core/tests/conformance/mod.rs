@@ -3,6 +3,8 @@
 //! `conformance_suite!(make_backend)` expands to the whole suite as `#[test]` functions, each
 //! calling `make_backend` (an expression of type `SharedBackend`) for its backend. Each test uses
 //! its own keys, so backends may be shared between tests.
+//! `conformance_suite!(make_backend, pool_entries = probe)` also gives the pool tests a probe of
+//! what the store keeps for a pool (see `pools::entries_not_counted`).
 
 #![allow(dead_code)]
 
@@ -10,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub mod handle_holds;
+pub mod pools;
 
 /// A key no other test (or earlier run against the same server) uses.
 pub fn key(name: &str) -> String {
@@ -263,6 +266,14 @@ pub fn run_without_tokio<F: std::future::Future>(future: F) -> F::Output {
 #[macro_export]
 macro_rules! conformance_suite {
     ($make_backend:expr) => {
+        $crate::conformance_suite!(
+            $make_backend,
+            pool_entries = $crate::conformance::pools::entries_not_counted
+        );
+    };
+    // `pool_entries`: a `fn(&SharedBackend, pool_key: &str) -> Option<usize>` counting what the
+    // store keeps for a pool, for the test that nothing accumulates.
+    ($make_backend:expr, pool_entries = $pool_entries:expr) => {
         use std::sync::atomic::{AtomicU64 as __AtomicU64, Ordering as __Ordering};
         use std::sync::Arc as __Arc;
         use std::time::{Duration as __Duration, Instant as __Instant};
@@ -1390,6 +1401,8 @@ macro_rules! conformance_suite {
         }
 
         $crate::handle_hold_conformance!();
+
+        $crate::pool_conformance!($pool_entries);
 
         #[test]
         fn lock_futures_and_guards_are_send() {
