@@ -557,6 +557,29 @@ fn an_acquire_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
     println!("logged: {}", logged.unwrap());
 }
 
+/// As for a lock: a pool acquire already sent when the runtime shuts down may have taken a
+/// slot whose token came with the lost reply, so it cannot be given back (here it never
+/// expires). The backend logs an error naming the pool's key.
+#[test]
+fn a_pool_acquire_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
+    logs::capture();
+    let runtime = two_worker_runtime();
+    let (proxy, backend) = backend_behind_proxy_on(&runtime);
+    let name = key("cut-off-pool-acquire");
+    let pool = lock_core::Pool::with_backend(name.as_str(), 1, &backend).never_expires();
+    // Opens the key's connection, which is then frozen with the rest.
+    drop(pool.acquire_blocking().unwrap());
+    assert!(proxy.freeze_all() >= 1);
+    runtime.spawn(async move {
+        let _slot = pool.acquire().await;
+    });
+    std::thread::sleep(Duration::from_millis(300)); // the acquire is sent, and unanswered
+    drop(runtime);
+    let logged = logs::error_naming(&name, conformance::LIVENESS);
+    assert!(logged.is_some(), "no error naming {name} was logged");
+    println!("logged: {}", logged.unwrap());
+}
+
 #[test]
 fn wrong_database_and_unreachable_server_fail_fast_with_typed_errors() {
     let (server, _) = shared_redis();

@@ -377,6 +377,90 @@ mod cluster_only {
         );
     }
 
+    #[test]
+    fn a_pool_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_gives_its_slot_back_on_a_cluster(
+    ) {
+        // The synchronous release goes out on a cluster connection of its own, routed to the
+        // pool's slot, with pool.lua (not the locks' script).
+        let (cluster, observer) = shared_cluster();
+        let observer = observer.shared();
+        for shutdown in ["drop", "shutdown_background"].repeat(2) {
+            crate::support::assert_the_given_runtimes_shutdown_gives_back_the_slot(
+                RedisConfig::new(cluster.url()),
+                &observer,
+                shutdown,
+                &key("cluster-given-runtime-shutdown-pool"),
+            );
+        }
+    }
+
+    #[test]
+    fn a_pool_waiter_of_another_client_is_woken_by_the_release_on_a_cluster() {
+        // The pool's channel is sharded (SPUBLISH from pool.lua, SSUBSCRIBE by the waiter's
+        // client): the wake-up must come from the release, not the holder's 60 s lease.
+        let (cluster, holder) = shared_cluster();
+        let waiter_backend = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
+            .unwrap()
+            .shared();
+        for round in 0..3 {
+            let k = key(&format!("pool-handoff-{round}"));
+            let held = lock_core::Pool::with_backend(k.clone(), 1, &holder.shared()).exp(60);
+            let slot = held.acquire_blocking().unwrap();
+            let waiting = lock_core::Pool::with_backend(k.clone(), 1, &waiter_backend)
+                .exp(60)
+                .nowait(false)
+                .timeout(30);
+            let waiter = std::thread::spawn(move || {
+                let slot = waiting.acquire_blocking()?;
+                Ok::<_, LockError>((Instant::now(), slot.slot()))
+            });
+            std::thread::sleep(Duration::from_millis(300)); // the waiter is waiting
+            let released = Instant::now();
+            let first = slot.slot();
+            slot.release_blocking().unwrap();
+            let (acquired, token) = waiter.join().unwrap().unwrap();
+            let waited = acquired.saturating_duration_since(released);
+            assert!(
+                waited < LIVENESS,
+                "{k}: the waiter was not woken by the release (took {waited:?})"
+            );
+            assert!(token > first, "token {token} after {first}");
+        }
+    }
+
+    #[test]
+    fn many_renewed_pool_slots_across_slots_stay_taken_past_their_lease() {
+        // The watchdog renews slots beside locks (`extend_locks_and_slots`); each pool's
+        // renewal must reach the node of its own hash slot.
+        let (cluster, _) = shared_cluster();
+        let backend = RedisBackend::connect_blocking(
+            RedisConfig::new(cluster.url()).default_lease(1).unwrap(),
+        )
+        .unwrap()
+        .shared();
+        let keys: Vec<String> = (0..30).map(|i| key(&format!("renewed-pool-{i}"))).collect();
+        let slots: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                lock_core::Pool::with_backend(k.clone(), 1, &backend)
+                    .acquire_blocking()
+                    .unwrap()
+            })
+            .collect();
+        let locks = hold_all(&[key("renewed-beside-pools")], &backend);
+        std::thread::sleep(Duration::from_millis(2500));
+        for (k, slot) in keys.iter().zip(&slots) {
+            let pool = lock_core::Pool::with_backend(k.clone(), 1, &backend);
+            assert_eq!(
+                pool.size_blocking().unwrap(),
+                1,
+                "{k} expired despite the watchdog"
+            );
+            assert!(!slot.is_lease_lost(), "{k}");
+        }
+        drop(locks);
+    }
+
     /// A cluster of its own for the tests that move slots and kill masters, one at a time.
     fn fault_cluster() -> std::sync::MutexGuard<'static, RedisCluster> {
         static CLUSTER: OnceLock<Mutex<RedisCluster>> = OnceLock::new();

@@ -290,6 +290,115 @@ async fn a_dropped_guard_is_seen_by_the_same_process_next_operation() {
 }
 
 #[test]
+fn a_pool_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_still_gives_its_slot_back() {
+    // As a lock guard's (`a_guard_dropped_by_the_shutdown_of_the_backends_given_runtime_still_
+    // releases`): the slot never expires, so a release that is only logged leaks it for good.
+    // Rounds of each way a runtime shuts down (the order it drops its tasks in varies).
+    let server = RedisServer::start();
+    let observer = backend(&server.url()).shared();
+    for (round, shutdown) in ["drop", "shutdown_background"].repeat(5).iter().enumerate() {
+        support::assert_the_given_runtimes_shutdown_gives_back_the_slot(
+            RedisConfig::new(server.url()),
+            &observer,
+            shutdown,
+            &format!("given-runtime-shutdown-{round}"),
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_memory_a_pool_release_in_the_same_call_as_a_slot_renewal_still_frees_its_slot() {
+    // Out of memory, Redis refuses a script's first write that adds data (a renewal's ZADD)
+    // and the whole call fails; a release queued beside it must not be taken down with it
+    // (as for locks: `out_of_memory_a_release_in_the_same_batch_as_a_refused_acquire_still_
+    // frees_its_key`).
+    let server = RedisServer::start();
+    let redis = RedisBackend::connect(RedisConfig::new(server.url()).pool_size(1))
+        .await
+        .unwrap();
+    let mut admin = raw(&server.url());
+    let (renewed, released): (Arc<str>, Arc<str>) = ("renewed".into(), "released".into());
+    let owner = Owner::current();
+    let slot_of = |acquired: lock_core::Result<PoolAcquire>| match acquired {
+        Ok(PoolAcquire::Acquired { slot, .. }) => slot,
+        other => panic!("not acquired: {other:?}"),
+    };
+    let lease = Some(Duration::from_secs(30));
+    let renewed_slot = slot_of(redis.pool_acquire(&renewed, owner, 1, lease).await);
+    let released_slot = slot_of(redis.pool_acquire(&released, owner, 1, lease).await);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("1")
+        .query(&mut admin)
+        .unwrap();
+    let in_flight = calls_in_flight(&redis, &server.url(), Duration::from_millis(600)).await;
+    // Queued in this order behind the calls in flight: one batch, one call (as they stand).
+    let mut extend =
+        redis.pool_extend(&renewed, owner, renewed_slot, Some(Duration::from_secs(60)));
+    let mut release = redis.pool_release(&released, owner, released_slot);
+    std::future::poll_fn(|cx| {
+        assert!(
+            extend.as_mut().poll(cx).is_pending(),
+            "answered while paused"
+        );
+        assert!(
+            release.as_mut().poll(cx).is_pending(),
+            "answered while paused"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let (extended, freed) = (extend.await, release.await);
+    for call in in_flight {
+        let _ = call.await.unwrap();
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query(&mut admin)
+        .unwrap();
+    assert!(
+        matches!(freed, Ok(true)),
+        "the release beside a renewal refused out of memory: {freed:?} (renewal: {extended:?})"
+    );
+    assert_eq!(
+        redis.pool_state(&released).await.unwrap().size,
+        0,
+        "the released slot is still taken"
+    );
+}
+
+#[test]
+fn slot_tokens_keep_growing_after_the_server_is_flushed_and_a_stale_guard_frees_nothing() {
+    // The pool's last token is gone with the flush: the tokens' floor, the server clock in
+    // microseconds, keeps them above every token handed out before, so the stale guard's
+    // release (token and owner) cannot match the new slot.
+    let server = RedisServer::start();
+    let redis = backend(&server.url());
+    let mut conn = raw(&server.url());
+    let pool = Pool::with_backend("flushed", 1, &redis.shared()).never_expires();
+    let stale = pool.acquire_blocking().unwrap();
+    let _: () = redis::cmd("FLUSHALL").query(&mut conn).unwrap();
+    let fresh = pool.acquire_blocking().unwrap();
+    assert!(
+        fresh.slot() > stale.slot(),
+        "token {} after the flush, {} before",
+        fresh.slot(),
+        stale.slot()
+    );
+    let err = stale.release_blocking().unwrap_err();
+    assert!(matches!(err, LockError::LeaseLost { .. }), "{err:?}");
+    assert_eq!(
+        pool.size_blocking().unwrap(),
+        1,
+        "the stale guard freed the new slot"
+    );
+    drop(fresh);
+}
+
+#[test]
 fn pools_work_in_py_cachify_mode_under_lockwrights_own_names() {
     let server = RedisServer::start();
     let redis =

@@ -121,16 +121,15 @@ impl Op {
         )
     }
 
-    /// Which calls it may share (see [`calls_of`]): lock or pool, acquire or not.
+    /// Which calls it may share (see [`calls_of`]): lock or pool; whether its first write
+    /// adds data (an acquire; a slot's extend, whose `ZADD` Redis refuses out of memory) or
+    /// not.
     fn call_class(&self) -> usize {
         match self {
             Op::Release { .. } | Op::Inspect { .. } | Op::Extend { .. } => 0,
             Op::Acquire { .. } => 1,
-            Op::PoolRelease { .. }
-            | Op::PoolExtend { .. }
-            | Op::PoolState
-            | Op::PoolForce { .. } => 2,
-            Op::PoolAcquire { .. } => 3,
+            Op::PoolRelease { .. } | Op::PoolState | Op::PoolForce { .. } => 2,
+            Op::PoolAcquire { .. } | Op::PoolExtend { .. } => 3,
         }
     }
 
@@ -537,14 +536,16 @@ impl RedisBackend {
 }
 
 /// The script calls that send `batch`, in order: at most [`MAX_BATCH`] operations each, each
-/// holding operations of one class only: lock acquires, other lock operations, pool acquires,
-/// other pool operations (locks and pools have scripts of their own). Out of memory, Redis
-/// aborts a script at its first write that adds data, and what the script did before is lost
-/// with its reply. An acquire's first write is the first thing it changes, so an aborted call
-/// of acquires changed nothing (each acquire fails, as it would alone), and a release never
-/// shares a call with an acquire that would take it down (a release only adds data when it
-/// counts down a re-entered hold). Operations on one key keep their order: one that follows an
-/// acquire of its key (and kind) in the batch starts a new round of calls.
+/// holding operations of one class only: lock acquires, other lock operations, pool acquires
+/// and extends, other pool operations (locks and pools have scripts of their own). Out of
+/// memory, Redis aborts a script at its first write that adds data, and what the script did
+/// before is lost with its reply. An acquire's first write is the first thing it changes, and
+/// so is a pool extend's (its `ZADD`, or the meta's `SET`), so an aborted call of them changed
+/// nothing (each fails, as it would alone), and a release never shares a call with one that
+/// would take it down (a lock release only adds data when it counts down a re-entered hold; a
+/// pool release's first write is a `ZREM`). Operations on one key keep their order: one that
+/// follows an acquire (or pool extend) of its key (and kind) in the batch starts a new round of
+/// calls.
 fn calls_of(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
     let mut calls = Vec::new();
     let mut classes: [Vec<Queued>; 4] = Default::default();

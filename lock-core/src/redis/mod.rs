@@ -433,13 +433,15 @@ impl RedisBackend {
         let backend = self.clone();
         let fallback: Fallback = {
             let (backend, key) = (self.clone(), Arc::clone(&key));
-            Box::new(move |polled| backend.release_without_runtime(&key, owner, fence, polled))
+            Box::new(move |polled| {
+                backend.release_without_runtime(&key, owner, fence, polled, HoldKind::Lock)
+            })
         };
         Detachable {
             op: Some(Box::pin(async move {
                 let _in_flight = in_flight;
                 if backend.inner.runtime.is_gone() {
-                    backend.release_without_runtime(&key, owner, fence, false);
+                    backend.release_without_runtime(&key, owner, fence, false, HoldKind::Lock);
                     return;
                 }
                 let released = backend
@@ -464,7 +466,7 @@ impl RedisBackend {
     /// [`Self::background_release`], on the backend's runtime, never waited for here.
     fn release_in_background(&self, key: &str, owner: Owner, fence: Fence) {
         if self.inner.runtime.is_gone() {
-            self.release_without_runtime(key, owner, fence, false);
+            self.release_without_runtime(key, owner, fence, false, HoldKind::Lock);
             return;
         }
         drop(
@@ -874,7 +876,7 @@ impl Backend for RedisBackend {
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
         if self.inner.runtime.is_gone() {
             // The backend's given runtime has shut down: no operation can run on it any more.
-            self.release_without_runtime(key, owner, fence, false);
+            self.release_without_runtime(key, owner, fence, false, HoldKind::Lock);
             return;
         }
         let release = self.background_release(key.into(), owner, fence);

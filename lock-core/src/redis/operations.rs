@@ -11,7 +11,7 @@ use std::task::{ready, Context, Poll};
 use event_listener::Event;
 
 use super::{batch, RedisBackend};
-use crate::backend::{Backend, BoxFuture, Fence, TryAcquire};
+use crate::backend::{Backend, BoxFuture, Fence, HoldKind, TryAcquire};
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
 
@@ -143,6 +143,7 @@ impl Drop for Acquiring {
             sent: Arc::clone(&self.sent),
             url: backend.inner.config.redacted_url(),
             answered: false,
+            kind: HoldKind::Lock,
         };
         drop(self.backend.inner.runtime.handle().spawn(async move {
             let _in_flight = in_flight;
@@ -165,6 +166,8 @@ pub(super) struct Unanswered {
     pub(super) sent: Arc<AtomicBool>,
     pub(super) url: String,
     pub(super) answered: bool,
+    /// A lock's acquire, or a pool's (which takes a slot).
+    pub(super) kind: HoldKind,
 }
 
 impl Unanswered {
@@ -175,14 +178,25 @@ impl Unanswered {
 
 impl Drop for Unanswered {
     fn drop(&mut self) {
-        if !self.answered && self.sent.load(Ordering::Acquire) {
-            tracing::error!(
+        if self.answered || !self.sent.load(Ordering::Acquire) {
+            return;
+        }
+        match self.kind {
+            HoldKind::Lock => tracing::error!(
                 key = %self.key,
                 url = %self.url,
                 "lockwright: an abandoned acquire was cut off in flight by a runtime shutdown; \
                  if it took the lock, the hold cannot be given back (its fence was in the lost \
                  reply) and stays until its lease ends (never without one) or force_unlock"
-            );
+            ),
+            HoldKind::PoolSlot => tracing::error!(
+                key = %self.key,
+                url = %self.url,
+                "lockwright: an abandoned pool acquire was cut off in flight by a runtime \
+                 shutdown; if it took a slot, the slot cannot be given back (its token was in \
+                 the lost reply) and stays taken until its lease ends (never without one) or \
+                 force_release_all"
+            ),
         }
     }
 }
@@ -295,23 +309,33 @@ impl RedisBackend {
     /// that drops it (a runtime shutting down, or a caller of a backend whose runtime is gone).
     /// One that was polled may have reached Redis already, and is not repeated: a second
     /// release could take away another hold of the same owner. That one is logged as an error,
-    /// as are those not sent because the one before failed moments ago.
+    /// as are those not sent because the one before failed moments ago. `kind` says whether it
+    /// gives back a lock's hold or a pool's slot (`fence` is then the slot's token).
     pub(super) fn release_without_runtime(
         &self,
         key: &str,
         owner: Owner,
         fence: Fence,
         polled: bool,
+        kind: HoldKind,
     ) {
         let url = self.inner.config.redacted_url();
+        let (what, stays) = match kind {
+            HoldKind::Lock => ("guard", "the lock stays held"),
+            HoldKind::PoolSlot => ("pool guard", "the pool slot stays taken"),
+        };
+        let fix = match kind {
+            HoldKind::Lock => "force_unlock",
+            HoldKind::PoolSlot => "force_release",
+        };
         if polled {
             tracing::error!(
                 %key,
                 %url,
                 fence = fence.0,
-                "lockwright: a guard's release on drop was cut off in flight by a runtime \
-                 shutdown; it may not have reached Redis and cannot safely be repeated: the lock \
-                 stays held until its lease ends (never without one) or force_unlock"
+                "lockwright: a {what}'s release on drop was cut off in flight by a runtime \
+                 shutdown; it may not have reached Redis and cannot safely be repeated: {stays} \
+                 until its lease ends (never without one) or {fix}"
             );
             return;
         }
@@ -332,9 +356,9 @@ impl RedisBackend {
                 tracing::error!(
                     %key,
                     %url,
-                    "lockwright: a guard's release on drop, with no runtime left to run it, was \
-                     not sent: the synchronous release before it failed moments ago; the lock \
-                     stays held until its lease ends (never without one) or force_unlock"
+                    "lockwright: a {what}'s release on drop, with no runtime left to run it, was \
+                     not sent: the synchronous release before it failed moments ago; {stays} \
+                     until its lease ends (never without one) or {fix}"
                 );
                 return;
             }
@@ -342,36 +366,50 @@ impl RedisBackend {
         tracing::warn!(
             %key,
             %url,
-            "lockwright: no runtime left to run a guard's release on drop; releasing synchronously"
+            "lockwright: no runtime left to run a {what}'s release on drop; releasing synchronously"
         );
-        if let Err(err) = self.release_blocking(key, owner, fence) {
+        if let Err(err) = self.release_blocking(key, owner, fence, kind) {
             *failed_at = Some(std::time::Instant::now());
             tracing::error!(
                 %key,
                 %url,
                 error = %err,
-                "lockwright: a guard's release on drop failed, with no runtime left to retry it: \
-                 the lock stays held until its lease ends (never without one) or force_unlock"
+                "lockwright: a {what}'s release on drop failed, with no runtime left to retry \
+                 it: {stays} until its lease ends (never without one) or {fix}"
             );
         }
     }
 
-    /// The call of [`Self::release_now`] (scope one), on a plain synchronous connection.
+    /// The call of [`Self::release_now`] (scope one), or of a pool slot's release, on a plain
+    /// synchronous connection: the first integer of the reply.
     pub(super) fn release_blocking(
         &self,
         key: &str,
         owner: Owner,
         fence: Fence,
+        kind: HoldKind,
     ) -> std::result::Result<i64, Box<dyn std::error::Error + Send + Sync>> {
         let mut conn = self.inner.connector.blocking(&self.inner.config)?;
-        let mut invocation = self.scripts().0.prepare_invoke();
-        invocation.arg(self.publish_command()).arg("0");
-        let (mut keys, mut args) = (Vec::new(), Vec::new());
-        let release = batch::Op::Release {
-            owner,
-            fence: Some(fence),
-            scope: crate::backend::ReleaseScope::One,
+        let (script, release, ms) = match kind {
+            HoldKind::Lock => (
+                self.scripts().0,
+                batch::Op::Release {
+                    owner,
+                    fence: Some(fence),
+                    scope: crate::backend::ReleaseScope::One,
+                },
+                "0".to_owned(),
+            ),
+            // pool.lua keeps the pool's meta for the token TTL after its last slot.
+            HoldKind::PoolSlot => (
+                &*super::scripts::POOL_BATCH,
+                batch::Op::PoolRelease { owner, slot: fence },
+                super::lease_millis(Some(self.inner.config.fence_counter_ttl)),
+            ),
         };
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(self.publish_command()).arg(ms);
+        let (mut keys, mut args) = (Vec::new(), Vec::new());
         release.encode(self, key, &mut keys, &mut args);
         for name in keys {
             invocation.key(name);

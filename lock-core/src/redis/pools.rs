@@ -14,9 +14,11 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use super::batch::Op;
-use super::operations::{Detachable, Fallback};
+use super::operations::{Detachable, Fallback, Unanswered};
 use super::RedisBackend;
-use crate::backend::{BoxFuture, Fence, LeaseTime, PoolAcquire, PoolState, RemainingLease};
+use crate::backend::{
+    BoxFuture, Fence, HoldKind, LeaseTime, PoolAcquire, PoolState, RemainingLease,
+};
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
 
@@ -45,18 +47,32 @@ impl RedisBackend {
         let backend = self.clone();
         let key = Arc::clone(key);
         let abandoned = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicBool::new(false));
         let op = {
-            let (key, abandoned) = (Arc::clone(&key), Arc::clone(&abandoned));
+            let (key, abandoned, sent) =
+                (Arc::clone(&key), Arc::clone(&abandoned), Arc::clone(&sent));
             async move {
-                backend
-                    .after_pending_releases(&Self::pool_pending(&key), || {
-                        abandoned.load(Ordering::Acquire)
-                    })
-                    .await;
+                let gave_up = || abandoned.load(Ordering::Acquire);
+                // Nobody reads the error of an acquire whose caller left: it takes nothing.
+                let left = || LockError::Backend {
+                    key: Arc::clone(&key),
+                    source: "pool acquire abandoned before it was sent".into(),
+                };
+                if !backend
+                    .after_pending_releases(&Self::pool_pending(&key), gave_up)
+                    .await
+                {
+                    return Err(left());
+                }
                 // On a cluster a waiter's channel must be subscribed before it tries.
                 backend
                     .sharded_channel_ready(&backend.pool_channel(&key))
                     .await;
+                if gave_up() {
+                    return Err(left());
+                }
+                // From here the slot may be taken: cut off unanswered, it is logged.
+                sent.store(true, Ordering::Release);
                 let op = Op::PoolAcquire {
                     owner,
                     max_size,
@@ -107,6 +123,7 @@ impl RedisBackend {
             op: Some(Box::pin(op)),
             started: false,
             abandoned,
+            sent,
             backend: self.clone(),
             key,
             owner,
@@ -187,26 +204,25 @@ impl RedisBackend {
     }
 
     /// A slot given back with nobody waiting for the answer (a dropped guard's, or an acquire's
-    /// whose caller left), counted as in flight for the pool until it ends.
+    /// whose caller left), counted as in flight for the pool until it ends. Built to run in any
+    /// case, as a lock hold's release (`background_release`): should no runtime be left to run
+    /// it, it runs synchronously instead.
     fn pool_background_release(&self, key: Arc<str>, owner: Owner, slot: Fence) -> Detachable<()> {
         let in_flight = self.pending_until_dropped(&Self::pool_pending(&key));
         let backend = self.clone();
         let fallback: Fallback = {
-            let (key, url) = (Arc::clone(&key), self.inner.config.redacted_url());
-            Box::new(move |_| {
-                tracing::error!(
-                    %key,
-                    %url,
-                    slot = slot.0,
-                    "lockwright: a pool slot's release on drop was cut off by a runtime \
-                     shutdown; the slot stays taken until its lease ends (never without one) or \
-                     force_release"
-                )
+            let (backend, key) = (self.clone(), Arc::clone(&key));
+            Box::new(move |polled| {
+                backend.release_without_runtime(&key, owner, slot, polled, HoldKind::PoolSlot)
             })
         };
         Detachable {
             op: Some(Box::pin(async move {
                 let _in_flight = in_flight;
+                if backend.inner.runtime.is_gone() {
+                    backend.release_without_runtime(&key, owner, slot, false, HoldKind::PoolSlot);
+                    return;
+                }
                 if let Err(err) = backend.pool_release_now(&key, owner, slot).await {
                     tracing::warn!(%key, error = %err, "lockwright: pool slot release on drop failed");
                 }
@@ -221,6 +237,10 @@ impl RedisBackend {
 
     /// [`Self::pool_background_release`] on the backend's runtime, never waited for here.
     pub(super) fn pool_release_in_background(&self, key: &str, owner: Owner, slot: Fence) {
+        if self.inner.runtime.is_gone() {
+            self.release_without_runtime(key, owner, slot, false, HoldKind::PoolSlot);
+            return;
+        }
         drop(
             self.inner
                 .runtime
@@ -230,8 +250,12 @@ impl RedisBackend {
     }
 
     /// A guard's drop: as a lock guard's (see `release_on_drop`), in the background inside a
-    /// runtime, waited for outside one.
+    /// runtime, waited for outside one, synchronously once the backend's runtime is gone.
     pub(super) fn pool_release_on_drop_op(&self, key: &str, owner: Owner, slot: Fence) {
+        if self.inner.runtime.is_gone() {
+            self.release_without_runtime(key, owner, slot, false, HoldKind::PoolSlot);
+            return;
+        }
         let release = self.pool_background_release(key.into(), owner, slot);
         match tokio::runtime::Handle::try_current() {
             Ok(current)
@@ -253,6 +277,8 @@ struct PoolAcquiring {
     op: Option<BoxFuture<'static, Result<PoolAcquire>>>,
     started: bool,
     abandoned: Arc<AtomicBool>,
+    /// Set once the acquire may have gone out (see `Unanswered`).
+    sent: Arc<AtomicBool>,
     backend: RedisBackend,
     key: Arc<str>,
     owner: Owner,
@@ -283,17 +309,20 @@ impl Drop for PoolAcquiring {
         // entry, which is its own.
         in_flight.pending.done.notify(usize::MAX);
         let (backend, key, owner) = (self.backend.clone(), Arc::clone(&self.key), self.owner);
+        let mut unanswered = Unanswered {
+            key: Arc::clone(&key),
+            sent: Arc::clone(&self.sent),
+            url: backend.inner.config.redacted_url(),
+            answered: false,
+            kind: HoldKind::PoolSlot,
+        };
         drop(self.backend.inner.runtime.handle().spawn(async move {
             let _in_flight = in_flight;
-            if let Ok(PoolAcquire::Acquired { slot, .. }) = op.await {
-                if let Err(err) = backend.pool_release_now(&key, owner, slot).await {
-                    tracing::warn!(
-                        %key,
-                        error = %err,
-                        "lockwright: a pool slot taken by an abandoned acquire could not be \
-                         given back; it stays until its lease ends"
-                    );
-                }
+            let outcome = op.await;
+            unanswered.answered();
+            if let Ok(PoolAcquire::Acquired { slot, .. }) = outcome {
+                // Given back like a dropped guard's slot: even should this runtime shut down.
+                backend.pool_release_on_drop_op(&key, owner, slot);
             }
         }));
     }

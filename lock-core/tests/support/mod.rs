@@ -498,6 +498,46 @@ pub fn assert_the_given_runtimes_shutdown_releases(
     }
 }
 
+/// [`assert_the_given_runtimes_shutdown_releases`] for a pool slot: a task on the given runtime
+/// holds a never-expiring slot of the pool `name` (of 1); after the shutdown `observer` must see
+/// the pool empty within 5 s.
+pub fn assert_the_given_runtimes_shutdown_gives_back_the_slot(
+    config: RedisConfig,
+    observer: &SharedBackend,
+    shutdown: &str,
+    name: &str,
+) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = config.runtime(runtime.handle().clone());
+    let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+    let pool = lock_core::Pool::with_backend(name, 1, &backend).never_expires();
+    let (acquired, is_acquired) = std::sync::mpsc::channel();
+    runtime.spawn(async move {
+        let _slot = pool.acquire().await.unwrap();
+        acquired.send(()).unwrap();
+        std::future::pending::<()>().await;
+    });
+    is_acquired.recv_timeout(Duration::from_secs(5)).unwrap();
+    let probe = lock_core::Pool::with_backend(name, 1, observer);
+    assert_eq!(probe.size_blocking().unwrap(), 1);
+    match shutdown {
+        "drop" => drop(runtime),
+        _ => runtime.shutdown_background(),
+    }
+    let start = Instant::now();
+    while probe.size_blocking().unwrap() > 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{shutdown}: the slot of {name} is still taken (it never expires)"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Everything an error shows: its `Display` and `Debug`, and those of each source, for checks
 /// that a secret appears nowhere.
 pub fn everything_shown(err: &lock_core::LockError) -> String {
