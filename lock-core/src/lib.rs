@@ -35,6 +35,7 @@ mod handle_holds;
 mod lock;
 mod memory;
 mod memory_pools;
+mod options;
 mod owner;
 mod pool;
 mod pool_guard;

@@ -14,6 +14,7 @@ use crate::error::{LockError, Result};
 use crate::global::{default_lease, global_backend};
 use crate::guard::{LockGuard, Renewed};
 use crate::handle_holds;
+use crate::options::Options;
 use crate::owner::Owner;
 use crate::telemetry::{self, AcquireObserver, Operation, ReleaseObserver, ReleaseOutcome};
 use crate::waiting::{self, contention_as_none, Attempt, Wait, Waiter};
@@ -126,10 +127,7 @@ macro_rules! lock {
 pub struct Lock {
     key: Arc<str>,
     backend: SharedBackend,
-    nowait: bool,
-    timeout: Option<Duration>,
-    lease: Lease,
-    invalid: Option<(&'static str, String)>,
+    options: Options,
 }
 
 impl Lock {
@@ -143,26 +141,10 @@ impl Lock {
     /// its guards goes to that backend.
     pub fn with_backend(key: impl Into<Arc<str>>, backend: &SharedBackend) -> Self {
         let key = key.into();
-        let invalid = if key.is_empty() {
-            Some(("key", "must not be empty".to_owned()))
-        } else if key.len() > MAX_KEY_LEN {
-            Some((
-                "key",
-                format!(
-                    "{} bytes is longer than the maximum of {MAX_KEY_LEN}",
-                    key.len()
-                ),
-            ))
-        } else {
-            None
-        };
         Lock {
+            options: Options::for_key(&key),
             key,
             backend: Arc::clone(backend),
-            nowait: true,
-            timeout: None,
-            lease: Lease::Default,
-            invalid,
         }
     }
 
@@ -170,7 +152,7 @@ impl Lock {
     /// [`LockError::Locked`] when another owner holds the lock. `false`: it waits, up to the
     /// [`timeout`](Lock::timeout) if one is set, else until the lock is free.
     pub fn nowait(mut self, nowait: bool) -> Self {
-        self.nowait = nowait;
+        self.options.nowait = nowait;
         self
     }
 
@@ -178,20 +160,14 @@ impl Lock {
     /// [`LockError::TimedOut`]. A `Duration` or seconds (`4`, `0.5`). With `nowait(true)` the
     /// timeout is kept but unused, as in py-cachify.
     pub fn timeout(mut self, timeout: impl IntoLockDuration) -> Self {
-        match timeout.into_lock_duration("timeout") {
-            Ok(timeout) => self.timeout = Some(timeout),
-            Err(err) => self.remember(err),
-        }
+        self.options.set_timeout(timeout);
         self
     }
 
     /// The hold expires this long after acquire unless released first (py-cachify's `exp`). A
     /// `Duration` or seconds (`2`, `0.25`).
     pub fn exp(mut self, exp: impl IntoLockDuration) -> Self {
-        match exp.into_lock_duration("exp") {
-            Ok(exp) => self.lease = Lease::Fixed(exp),
-            Err(err) => self.remember(err),
-        }
+        self.options.set_exp(exp);
         self
     }
 
@@ -199,35 +175,20 @@ impl Lock {
     /// or until the `unlock()` of a [`lock`](Lock::lock) (like no `exp`, with a lease other than
     /// the default).
     pub fn renewed_lease(mut self, lease: impl IntoLockDuration) -> Self {
-        match lease.into_lock_duration("renewed lease") {
-            Ok(lease) => self.lease = Lease::Renewed(lease),
-            Err(err) => self.remember(err),
-        }
+        self.options.set_renewed_lease(lease);
         self
     }
 
     /// Holds never expire: they last until released (py-cachify's `exp=None`).
     pub fn never_expires(mut self) -> Self {
-        self.lease = Lease::Never;
+        self.options.lease = Lease::Never;
         self
     }
 
     /// Sets the lease policy directly.
     pub fn lease(mut self, lease: Lease) -> Self {
-        match lease {
-            Lease::Fixed(exp) => self.exp(exp),
-            Lease::Renewed(lease) => self.renewed_lease(lease),
-            Lease::Default | Lease::Never => {
-                self.lease = lease;
-                self
-            }
-        }
-    }
-
-    fn remember(&mut self, err: LockError) {
-        if let (None, LockError::InvalidArgument { name, reason }) = (&self.invalid, err) {
-            self.invalid = Some((name, reason));
-        }
+        self.options.set_lease(lease);
+        self
     }
 
     /// The key.
@@ -242,14 +203,11 @@ impl Lock {
 
     /// `Ok` when the key and options are valid, else the first problem.
     pub fn validate(&self) -> Result<&Self> {
-        match &self.invalid {
-            None => Ok(self),
-            Some((name, reason)) => Err(LockError::invalid(name, reason.clone())),
-        }
+        self.options.validate().map(|()| self)
     }
 
     fn options_wait(&self) -> Wait {
-        Wait::from_options(self.nowait, self.timeout)
+        self.options.wait()
     }
 
     /// Acquires with the handle's options (py-cachify's `with lock(...)`): the guard releases on
@@ -369,7 +327,7 @@ impl Lock {
     fn hold_until_unlock(&self, guard: LockGuard) -> Fence {
         let owner = guard.owner();
         let (fence, ticket) = guard.disarm();
-        let kept = match (ticket, self.lease.resolve(&self.backend).0) {
+        let kept = match (ticket, self.options.lease.resolve(&self.backend).0) {
             (Some(ticket), _) => handle_holds::Kept::Renewed(ticket),
             (None, Some(lease)) => handle_holds::Kept::Fixed(lease),
             (None, None) => handle_holds::Kept::Never,
@@ -616,7 +574,7 @@ impl Lock {
     /// must wait for the lock; the waiting loop then listens and tries again.
     fn acquire_at_once(&self, wait: Wait) -> Option<Result<LockGuard>> {
         let owner = Owner::current();
-        let (lease, renewed_lease) = self.lease.resolve(&self.backend);
+        let (lease, renewed_lease) = self.options.lease.resolve(&self.backend);
         let renewed = renewed_from_now(renewed_lease);
         match self.backend.try_acquire_sync(&self.key, owner, lease)? {
             Err(err) => Some(Err(err)),
@@ -667,7 +625,7 @@ impl Lock {
         observer: &mut AcquireObserver,
     ) -> Result<LockGuard> {
         let owner = Owner::current();
-        let (lease, renewed_lease) = self.lease.resolve(&self.backend);
+        let (lease, renewed_lease) = self.options.lease.resolve(&self.backend);
         waiting::until_taken(
             &self.key,
             wait,

@@ -2,14 +2,14 @@
 //! `RPermitExpirableSemaphore`), a keyed counting semaphore on any backend.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::backend::{Fence, PoolAcquire, PoolState, SharedBackend};
 use crate::block_on::block_on;
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::global::global_backend;
-use crate::lock::{renewed_from_now, Lease, MAX_KEY_LEN};
+use crate::lock::{renewed_from_now, Lease};
+use crate::options::Options;
 use crate::owner::Owner;
 use crate::pool_guard::PoolGuard;
 use crate::telemetry::{self, AcquireObserver, Operation};
@@ -63,10 +63,7 @@ pub struct Pool {
     key: Arc<str>,
     backend: SharedBackend,
     max_size: u32,
-    nowait: bool,
-    timeout: Option<Duration>,
-    lease: Lease,
-    invalid: Option<(&'static str, String)>,
+    options: Options,
 }
 
 impl Pool {
@@ -83,32 +80,18 @@ impl Pool {
     /// [`LockError::InvalidArgument`].
     pub fn with_backend(key: impl Into<Arc<str>>, max_size: u32, backend: &SharedBackend) -> Self {
         let key = key.into();
-        let invalid = if key.is_empty() {
-            Some(("key", "must not be empty".to_owned()))
-        } else if key.len() > MAX_KEY_LEN {
-            Some((
-                "key",
-                format!(
-                    "{} bytes is longer than the maximum of {MAX_KEY_LEN}",
-                    key.len()
-                ),
-            ))
-        } else if max_size == 0 {
-            Some((
+        let mut options = Options::for_key(&key);
+        if max_size == 0 {
+            options.refuse(
                 "max_size",
-                "must be at least 1 (a pool of 0 slots could never be entered)".to_owned(),
-            ))
-        } else {
-            None
-        };
+                "must be at least 1 (a pool of 0 slots could never be entered)",
+            );
+        }
         Pool {
+            options,
             key,
             backend: Arc::clone(backend),
             max_size,
-            nowait: true,
-            timeout: None,
-            lease: Lease::Default,
-            invalid,
         }
     }
 
@@ -116,61 +99,40 @@ impl Pool {
     /// [`LockError::PoolFull`] when every slot is taken. `false`: it waits for a slot, up to the
     /// [`timeout`](Pool::timeout) if one is set.
     pub fn nowait(mut self, nowait: bool) -> Self {
-        self.nowait = nowait;
+        self.options.nowait = nowait;
         self
     }
 
     /// The longest [`acquire`](Pool::acquire) waits when `nowait(false)`; then it fails with
     /// [`LockError::TimedOut`]. A `Duration` or seconds.
     pub fn timeout(mut self, timeout: impl IntoLockDuration) -> Self {
-        match timeout.into_lock_duration("timeout") {
-            Ok(timeout) => self.timeout = Some(timeout),
-            Err(err) => self.remember(err),
-        }
+        self.options.set_timeout(timeout);
         self
     }
 
     /// Each slot expires this long after acquire unless given back first (py-cachify's
     /// `slot_exp`), renewed by nobody. A `Duration` or seconds.
     pub fn exp(mut self, exp: impl IntoLockDuration) -> Self {
-        match exp.into_lock_duration("exp") {
-            Ok(exp) => self.lease = Lease::Fixed(exp),
-            Err(err) => self.remember(err),
-        }
+        self.options.set_exp(exp);
         self
     }
 
     /// Slots get this lease, renewed by the watchdog every third of it while the guard lives.
     pub fn renewed_lease(mut self, lease: impl IntoLockDuration) -> Self {
-        match lease.into_lock_duration("renewed lease") {
-            Ok(lease) => self.lease = Lease::Renewed(lease),
-            Err(err) => self.remember(err),
-        }
+        self.options.set_renewed_lease(lease);
         self
     }
 
     /// Slots never expire: they last until given back (py-cachify's `slot_exp=None`).
     pub fn never_expires(mut self) -> Self {
-        self.lease = Lease::Never;
+        self.options.lease = Lease::Never;
         self
     }
 
     /// Sets the lease policy directly.
     pub fn lease(mut self, lease: Lease) -> Self {
-        match lease {
-            Lease::Fixed(exp) => self.exp(exp),
-            Lease::Renewed(lease) => self.renewed_lease(lease),
-            Lease::Default | Lease::Never => {
-                self.lease = lease;
-                self
-            }
-        }
-    }
-
-    fn remember(&mut self, err: LockError) {
-        if let (None, LockError::InvalidArgument { name, reason }) = (&self.invalid, err) {
-            self.invalid = Some((name, reason));
-        }
+        self.options.set_lease(lease);
+        self
     }
 
     /// The key.
@@ -190,14 +152,11 @@ impl Pool {
 
     /// `Ok` when the key and options are valid, else the first problem.
     pub fn validate(&self) -> Result<&Self> {
-        match &self.invalid {
-            None => Ok(self),
-            Some((name, reason)) => Err(LockError::invalid(name, reason.clone())),
-        }
+        self.options.validate().map(|()| self)
     }
 
     fn options_wait(&self) -> Wait {
-        Wait::from_options(self.nowait, self.timeout)
+        self.options.wait()
     }
 
     /// Takes a slot with the handle's options (py-cachify's `async with pool(...)`): the guard
@@ -333,7 +292,7 @@ impl Pool {
         observer: &mut AcquireObserver,
     ) -> Result<PoolGuard> {
         let owner = Owner::current();
-        let (lease, renewed_lease) = self.lease.resolve(&self.backend);
+        let (lease, renewed_lease) = self.options.lease.resolve(&self.backend);
         waiting::until_taken(
             &self.key,
             wait,
