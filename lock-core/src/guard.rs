@@ -200,20 +200,12 @@ impl LockGuard {
     /// # Ok(()) }
     /// ```
     pub async fn lease_lost(&self) {
-        match &self.watch {
-            Some(watch) => watch.signal().wait().await,
-            None => std::future::pending().await,
-        }
+        watchdog::lost(self.watch.as_ref()).await
     }
 
     /// Blocking form of [`lease_lost`](LockGuard::lease_lost).
     pub fn lease_lost_blocking(&self) {
-        match &self.watch {
-            Some(watch) => watch.signal().wait_blocking(),
-            None => loop {
-                std::thread::park();
-            },
-        }
+        watchdog::lost_blocking(self.watch.as_ref())
     }
 
     async fn extend_to(&mut self, lease: LeaseTime) -> Result<()> {

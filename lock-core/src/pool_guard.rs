@@ -183,20 +183,12 @@ impl PoolGuard {
     /// Resolves when the watchdog finds this slot gone. For slots it does not renew it never
     /// resolves.
     pub async fn lease_lost(&self) {
-        match &self.watch {
-            Some(watch) => watch.signal().wait().await,
-            None => std::future::pending().await,
-        }
+        watchdog::lost(self.watch.as_ref()).await
     }
 
     /// Blocking form of [`lease_lost`](PoolGuard::lease_lost).
     pub fn lease_lost_blocking(&self) {
-        match &self.watch {
-            Some(watch) => watch.signal().wait_blocking(),
-            None => loop {
-                std::thread::park();
-            },
-        }
+        watchdog::lost_blocking(self.watch.as_ref())
     }
 
     fn stop_watching(&mut self) -> bool {

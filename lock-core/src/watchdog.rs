@@ -179,6 +179,24 @@ struct Watchdog {
     changed: Condvar,
 }
 
+/// Resolves when the hold behind a guard's ticket is lost; never, for a hold nobody renews.
+pub(crate) async fn lost(watch: Option<&Ticket>) {
+    match watch {
+        Some(watch) => watch.signal().wait().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Blocking form of [`lost`].
+pub(crate) fn lost_blocking(watch: Option<&Ticket>) {
+    match watch {
+        Some(watch) => watch.signal().wait_blocking(),
+        None => loop {
+            std::thread::park();
+        },
+    }
+}
+
 /// A hold under watch; dropping it stops the renewals.
 #[derive(Debug)]
 pub(crate) struct Ticket {
