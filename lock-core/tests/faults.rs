@@ -16,11 +16,7 @@ use conformance::{key, LIVENESS};
 use support::fenced::{fenced_write, read_counter};
 use support::logs;
 use support::processes::{env, Worker};
-use support::{shared_redis, RedisServer};
-
-fn raw(url: &str) -> redis::Connection {
-    redis::Client::open(url).unwrap().get_connection().unwrap()
-}
+use support::{raw, shared_redis, RedisServer};
 
 /// Entry point of the worker processes: not a test of its own.
 #[test]

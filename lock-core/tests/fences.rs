@@ -11,13 +11,7 @@ use std::time::{Duration, Instant};
 use lock_core::{Fence, Lock, LockError, RedisBackend, RedisConfig, SharedBackend};
 
 use conformance::key;
-use support::RedisServer;
-
-fn raw(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .and_then(|client| client.get_connection())
-        .expect("raw redis connection")
-}
+use support::{raw, RedisServer};
 
 fn backend(url: &str) -> SharedBackend {
     let config = RedisConfig::new(url)

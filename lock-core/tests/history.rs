@@ -35,19 +35,8 @@ use lock_core::{Lock, LockError, LockGuard, RedisBackend, RedisConfig, SharedBac
 
 use conformance::key;
 use support::fenced::{fenced_read, fenced_write, read_counter};
-use support::processes::{env, monotonic_ns, Worker};
-use support::RedisServer;
-
-fn raw(url: &str) -> redis::Connection {
-    redis::Client::open(url).unwrap().get_connection().unwrap()
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
+use support::processes::{env, env_or, monotonic_ns, Worker};
+use support::{raw, RedisServer};
 
 /// How a hold's lease was set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,17 +80,7 @@ pub struct Hold {
 mod worker {
     use super::*;
 
-    /// A small xorshift generator: reproducible per owner, no dependency.
-    pub struct Rng(pub u64);
-
-    impl Rng {
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    pub use crate::support::processes::Rng;
 
     pub struct Plan {
         pub lock: Lock,

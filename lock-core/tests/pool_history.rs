@@ -30,15 +30,8 @@ use std::time::{Duration, Instant};
 use lock_core::{LockError, Pool, PoolGuard, RedisBackend, RedisConfig, SharedBackend};
 
 use conformance::key;
-use support::processes::{env, monotonic_ns, Worker};
+use support::processes::{env, env_or, monotonic_ns, Worker};
 use support::RedisServer;
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The watchdog's lease of renewed slots, in ms: the first lease a renewed slot surely had.
 const RENEWED_LEASE_MS: u64 = 300;
@@ -218,17 +211,7 @@ pub fn violations(slots: &[Slot], forced: &[ForceAll], max_size: u32) -> Vec<Str
 mod worker {
     use super::*;
 
-    /// A small xorshift generator: reproducible per owner, no dependency.
-    pub struct Rng(pub u64);
-
-    impl Rng {
-        pub fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
+    pub use crate::support::processes::Rng;
 
     /// What an owner does next.
     pub struct Plan {

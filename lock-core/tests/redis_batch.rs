@@ -19,36 +19,14 @@ use lock_core::{
     TryAcquire,
 };
 
-use support::RedisServer;
+use support::{raw, script_calls, RedisServer};
 
 /// How long the server stays paused: the operations under test are queued well within it.
 const PAUSE: Duration = Duration::from_millis(1000);
 const LEASE: Option<Duration> = Some(Duration::from_secs(30));
 
-fn raw(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .and_then(|client| client.get_connection())
-        .expect("raw redis connection")
-}
-
 fn one_connection_backend(url: &str) -> RedisBackend {
     RedisBackend::connect_blocking(RedisConfig::new(url).pool_size(1)).unwrap()
-}
-
-/// Script calls the server has run so far (`EVALSHA`, and `EVAL` after a `NOSCRIPT`).
-fn script_calls(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
 }
 
 /// Another owner than the caller's: a thread's.

@@ -10,15 +10,9 @@ use std::time::{Duration, Instant};
 
 use lock_core::{Backend, LockError, Owner, Pool, PoolAcquire, RedisBackend, RedisConfig};
 
-use support::RedisServer;
+use support::{raw, script_calls, RedisServer};
 
 const LIVENESS: Duration = Duration::from_secs(10);
-
-fn raw(url: &str) -> redis::Connection {
-    redis::Client::open(url)
-        .and_then(|client| client.get_connection())
-        .expect("raw redis connection")
-}
 
 fn backend(url: &str) -> RedisBackend {
     RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap()
@@ -30,22 +24,6 @@ fn pttl(conn: &mut redis::Connection, name: &str) -> i64 {
 
 fn exists(conn: &mut redis::Connection, name: &str) -> bool {
     redis::cmd("EXISTS").arg(name).query::<i64>(conn).unwrap() == 1
-}
-
-/// Script calls the server has run so far.
-fn script_calls(conn: &mut redis::Connection) -> u64 {
-    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
-    info.lines()
-        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
-        .filter_map(|line| {
-            line.split("calls=")
-                .nth(1)?
-                .split(',')
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum::<u64>()
 }
 
 fn other_owner() -> Owner {

@@ -227,6 +227,29 @@ done"#,
 }
 
 /// A loopback port nothing listens on right now.
+/// A plain connection to `url`, beside the backend under test (to inspect or disturb Redis).
+pub fn raw(url: &str) -> redis::Connection {
+    redis::Client::open(url)
+        .and_then(|client| client.get_connection())
+        .expect("raw redis connection")
+}
+
+/// Script calls the server has run so far (`EVALSHA`, and `EVAL` after a `NOSCRIPT`).
+pub fn script_calls(conn: &mut redis::Connection) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
+    info.lines()
+        .filter(|line| line.starts_with("cmdstat_evalsha:") || line.starts_with("cmdstat_eval:"))
+        .filter_map(|line| {
+            line.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
