@@ -44,6 +44,7 @@ mod python_format;
 mod redis;
 pub mod telemetry;
 mod waiting;
+mod wakeups;
 mod watchdog;
 
 #[doc(hidden)]

@@ -4,7 +4,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use event_listener::{Event, EventListener};
+use event_listener::EventListener;
 use hashbrown::HashTable;
 
 use crate::backend::{
@@ -14,10 +14,7 @@ use crate::backend::{
 use crate::error::Result;
 use crate::memory_pools::Pools;
 use crate::owner::Owner;
-
-/// Wake-up events are striped by key hash: a release wakes the waiters of its stripe, who
-/// re-check their own key. 64 stripes keep unrelated wake-ups rare without per-key state.
-const WAKE_STRIPES: usize = 64;
+use crate::wakeups::KeyedWakeups;
 
 /// Expired entries are swept once every `max(entries, MIN_SWEEP_OPS)` acquires: a sweep costs
 /// O(entries), so this is amortised O(1) per acquire, and holds that expire with nobody touching
@@ -29,7 +26,8 @@ const MIN_SWEEP_OPS: usize = 1024;
 ///
 /// Free and released keys take no memory; expired holds are dropped when touched or swept.
 /// Fences come from one counter per backend, so they grow strictly per key (and globally).
-/// Each operation hashes its key once (seeded `foldhash`), for the table and the wake-up stripe.
+/// Each operation hashes its key once (seeded `foldhash`). A release wakes the waiters of its
+/// own key only, and costs nothing more when nobody found the key taken.
 ///
 /// ```
 /// use lock_core::{Lock, MemoryBackend};
@@ -46,7 +44,9 @@ const MIN_SWEEP_OPS: usize = 1024;
 pub struct MemoryBackend {
     table: Mutex<Table>,
     pools: Pools,
-    stripes: Box<[Event]>,
+    /// The waiters of locks and of pools, apart: a lock and a pool of one key are independent.
+    lock_wakeups: KeyedWakeups,
+    pool_wakeups: KeyedWakeups,
     hasher: foldhash::fast::RandomState,
     /// `None`: the monotonic clock.
     clock: Option<ManualClock>,
@@ -123,6 +123,8 @@ struct Hold {
     count: u32,
     fence: Fence,
     expires_at: Option<Instant>,
+    /// Another owner found it taken: its release wakes the key's waiters.
+    waited: bool,
 }
 
 impl Hold {
@@ -179,7 +181,8 @@ impl MemoryBackend {
                 acquires_since_sweep: 0,
             }),
             pools: Pools::new(),
-            stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
+            lock_wakeups: KeyedWakeups::default(),
+            pool_wakeups: KeyedWakeups::default(),
             hasher: Default::default(),
         }
     }
@@ -203,8 +206,7 @@ impl MemoryBackend {
         table.holds.len() + self.pools.purge_expired(now)
     }
 
-    /// Pool slots share the wake-up stripes with locks (a lock and a pool of one key wake each
-    /// other's waiters, who re-check); the pool's hash is salted so that they rarely do.
+    /// The pools' table is apart from the locks'; its hash is salted all the same.
     fn pool_hash(&self, key: &str) -> u64 {
         self.hash(key) ^ 0x9e37_79b9_7f4a_7c15
     }
@@ -216,10 +218,11 @@ impl MemoryBackend {
         slot: Fence,
         now: Option<Instant>,
     ) -> bool {
-        let hash = self.pool_hash(key);
-        let live = self.pools.remove(key, hash, owner, slot, now);
+        let live = self
+            .pools
+            .remove(key, self.pool_hash(key), owner, slot, now);
         if live {
-            self.stripe(hash).notify(usize::MAX);
+            self.pool_wakeups.wake(key);
         }
         live
     }
@@ -243,19 +246,16 @@ impl MemoryBackend {
         self.hasher.hash_one(key)
     }
 
-    fn stripe(&self, hash: u64) -> &Event {
-        &self.stripes[hash as usize % WAKE_STRIPES]
-    }
-
     fn acquire_in_table(&self, key: &Arc<str>, owner: Owner, lease: LeaseTime) -> TryAcquire {
         let hash = self.hash(key);
         let now = self.now();
         let mut table = self.table();
         table.maybe_sweep(now);
         let table = &mut *table;
-        let found = table.holds.find_mut(hash, |hold| *hold.key == **key);
-        if let Some(hold) = found.as_ref().filter(|hold| !hold.expired(now)) {
+        let mut found = table.holds.find_mut(hash, |hold| *hold.key == **key);
+        if let Some(hold) = found.as_mut().filter(|hold| !hold.expired(now)) {
             if hold.owner != owner {
+                hold.waited = true;
                 return TryAcquire::Held {
                     remaining: hold.remaining(now),
                 };
@@ -269,6 +269,7 @@ impl MemoryBackend {
             count: 1,
             fence,
             expires_at: expiry(now, lease),
+            waited: false,
         };
         match found {
             Some(hold) if !hold.expired(now) => {
@@ -279,7 +280,13 @@ impl MemoryBackend {
                     hold_count: hold.count,
                 };
             }
-            Some(expired) => *expired = fresh(key),
+            // Whoever waited on the expired hold may still wait (woken by its lease's end,
+            // not yet back): the new hold's release wakes them.
+            Some(expired) => {
+                let waited = expired.waited;
+                *expired = fresh(key);
+                expired.waited = waited;
+            }
             None => {
                 table
                     .holds
@@ -324,9 +331,11 @@ impl MemoryBackend {
         if hold.count > 0 {
             return Release::StillHeld(hold.count);
         }
-        entry.remove();
+        let (hold, _) = entry.remove();
         drop(table);
-        self.stripe(hash).notify(usize::MAX);
+        if hold.waited {
+            self.lock_wakeups.wake(key);
+        }
         Release::Freed
     }
 
@@ -341,11 +350,10 @@ impl MemoryBackend {
             Ok(entry) => Some(entry.remove().0),
             Err(_) => None,
         };
-        let was_held = removed.is_some_and(|hold| !hold.expired(now));
-        if was_held {
-            self.stripe(hash).notify(usize::MAX);
+        if removed.as_ref().is_some_and(|hold| hold.waited) {
+            self.lock_wakeups.wake(key);
         }
-        was_held
+        removed.is_some_and(|hold| !hold.expired(now))
     }
 
     fn inspect_now(&self, key: &str, owner: Owner) -> LockState {
@@ -446,7 +454,7 @@ impl Backend for MemoryBackend {
     }
 
     fn listen(&self, key: &str) -> EventListener {
-        self.stripe(self.hash(key)).listen()
+        self.lock_wakeups.listen(key)
     }
 
     fn release_on_drop(&self, key: &str, owner: Owner, fence: Fence) {
@@ -506,7 +514,7 @@ impl Backend for MemoryBackend {
                 let hash = self.pool_hash(key);
                 let freed = self.pools.clear(key, hash, now);
                 if freed > 0 {
-                    self.stripe(hash).notify(usize::MAX);
+                    self.pool_wakeups.wake(key);
                 }
                 freed
             }
@@ -515,7 +523,7 @@ impl Backend for MemoryBackend {
     }
 
     fn listen_pool(&self, key: &str) -> EventListener {
-        self.stripe(self.pool_hash(key)).listen()
+        self.pool_wakeups.listen(key)
     }
 
     fn pool_release_on_drop(&self, key: &str, owner: Owner, slot: Fence) {

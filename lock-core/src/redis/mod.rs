@@ -28,7 +28,7 @@ mod topology;
 pub use config::RedisConfig;
 use operations::{Acquiring, Detachable, Fallback, PendingKey};
 use runtime::IoRuntime;
-use subscriber::{Wakeups, WAKE_STRIPES};
+use subscriber::Wakeups;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -335,8 +335,7 @@ impl RedisBackend {
                 pending_releases: Default::default(),
                 known_holds,
                 wakeups: Arc::new(Wakeups {
-                    stripes: (0..WAKE_STRIPES).map(|_| Event::new()).collect(),
-                    hasher: Default::default(),
+                    channels: Default::default(),
                     closed: AtomicBool::new(false),
                     sharded: Default::default(),
                 }),
@@ -841,7 +840,7 @@ impl Backend for RedisBackend {
 
     fn listen_pool(&self, key: &str) -> EventListener {
         let channel = self.pool_channel(key);
-        let listener = self.inner.wakeups.stripe(&channel).listen();
+        let listener = self.inner.wakeups.channels.listen(&channel);
         if self.inner.connector.is_cluster() {
             self.inner.wakeups.sharded.want(&channel);
         }
@@ -866,7 +865,7 @@ impl Backend for RedisBackend {
 
     fn listen(&self, key: &str) -> EventListener {
         let channel = self.channel(key);
-        let listener = self.inner.wakeups.stripe(&channel).listen();
+        let listener = self.inner.wakeups.channels.listen(&channel);
         if self.inner.connector.is_cluster() {
             self.inner.wakeups.sharded.want(&channel);
         }

@@ -5,7 +5,6 @@
 //! to the channels of the keys being waited on, each on the node serving its slot.
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,8 +15,7 @@ use futures_util::StreamExt;
 
 use super::connection::TimeoutError;
 use super::RedisBackend;
-
-pub(super) const WAKE_STRIPES: usize = 64;
+use crate::wakeups::KeyedWakeups;
 
 /// How often the subscriber PINGs its connection. Waiters on a holder without a lease end
 /// (`never_expires`) are woken by pub/sub alone, and a connection that silently stops delivering
@@ -32,8 +30,8 @@ pub(super) const SUBSCRIBER_KEEPALIVE: Duration = Duration::from_secs(1);
 const SHARDED_IDLE: Duration = Duration::from_secs(60);
 
 pub(super) struct Wakeups {
-    pub(super) stripes: Box<[Event]>,
-    pub(super) hasher: foldhash::fast::RandomState,
+    /// The waiters of each channel (a lock's or a pool's).
+    pub(super) channels: KeyedWakeups,
     pub(super) closed: AtomicBool,
     /// A cluster backend's sharded subscriptions (unused elsewhere).
     pub(super) sharded: Sharded,
@@ -161,18 +159,6 @@ impl Sharded {
     }
 }
 
-impl Wakeups {
-    pub(super) fn stripe(&self, channel: &str) -> &Event {
-        &self.stripes[self.hasher.hash_one(channel) as usize % WAKE_STRIPES]
-    }
-
-    pub(super) fn wake_everyone(&self) {
-        for stripe in self.stripes.iter() {
-            stripe.notify(usize::MAX);
-        }
-    }
-}
-
 pub(super) fn escape_glob(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
@@ -211,13 +197,11 @@ impl RedisBackend {
                 match tokio::time::timeout(connect_timeout, subscribed).await {
                     Ok(Ok(pubsub)) => {
                         // Anything released while we were not listening: everyone re-checks.
-                        wakeups.wake_everyone();
+                        wakeups.channels.wake_everyone();
                         let (mut sink, mut messages) = pubsub.split();
                         let listening = async {
                             while let Some(message) = messages.next().await {
-                                wakeups
-                                    .stripe(message.get_channel_name())
-                                    .notify(usize::MAX);
+                                wakeups.channels.wake(message.get_channel_name());
                             }
                         };
                         let keepalive = async {
@@ -253,7 +237,7 @@ impl RedisBackend {
                     }
                     Err(_) => tracing::warn!(%url, "lockwright: Redis subscriber timed out"),
                 }
-                wakeups.wake_everyone();
+                wakeups.channels.wake_everyone();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
@@ -325,7 +309,7 @@ impl RedisBackend {
                 match tokio::time::timeout(connect_timeout, connecting).await {
                     Ok(Ok(mut conn)) => {
                         wakeups.sharded.unconfirm(None);
-                        wakeups.wake_everyone();
+                        wakeups.channels.wake_everyone();
                         let failure = serve_sharded(&mut conn, &wakeups, command_timeout).await;
                         tracing::warn!(
                             %url,
@@ -340,7 +324,7 @@ impl RedisBackend {
                 }
                 // Whoever waits for a confirmation stops waiting for this round.
                 wakeups.sharded.confirmed.notify(usize::MAX);
-                wakeups.wake_everyone();
+                wakeups.channels.wake_everyone();
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         };
@@ -382,17 +366,17 @@ fn on_push(wakeups: &Wakeups, info: PushInfo) {
     });
     match (info.kind, channel) {
         (PushKind::SMessage, Some(channel)) => {
-            wakeups.stripe(channel).notify(usize::MAX);
+            wakeups.channels.wake(channel);
         }
         // The server dropped the subscription (its slot moved): subscribe again where it went,
         // and let the channel's waiters re-check meanwhile.
         (PushKind::SUnsubscribe, Some(channel)) => {
             wakeups.sharded.unconfirm(Some(channel));
-            wakeups.stripe(channel).notify(usize::MAX);
+            wakeups.channels.wake(channel);
         }
         (PushKind::Disconnection, _) => {
             wakeups.sharded.unconfirm(None);
-            wakeups.wake_everyone();
+            wakeups.channels.wake_everyone();
         }
         _ => {}
     }
@@ -413,7 +397,7 @@ async fn serve_sharded(
                     sharded.confirm(&channel, generation);
                     // A waiter that stopped waiting for this confirmation (its patience ran
                     // out) tried unsubscribed: a release since then went unheard. Re-check.
-                    wakeups.stripe(&channel).notify(usize::MAX);
+                    wakeups.channels.wake(&channel);
                 }
                 Ok(Err(err)) => return err.into(),
                 Err(_) => return TimeoutError(command_timeout).into(),

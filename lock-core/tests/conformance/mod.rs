@@ -28,6 +28,45 @@ pub fn elapsed_since(start: Instant) -> Duration {
     start.elapsed()
 }
 
+/// Other keys contended and freed over and over until `until`, on `backend`: each round takes
+/// every key, has another task (another owner) find it taken, so that its release wakes
+/// waiters, and frees it; `pools` churns pools of one slot instead of locks. A waiter on a key
+/// of its own must sleep through all of it (wake-ups are per key).
+pub async fn churn_other_keys(
+    backend: lock_core::SharedBackend,
+    name: &str,
+    keys: usize,
+    pools: bool,
+    until: Instant,
+) -> u64 {
+    let names: Vec<String> = (0..keys)
+        .map(|i| key(&format!("{name}-churn-{i}")))
+        .collect();
+    let mut released = 0;
+    while Instant::now() < until {
+        for name in &names {
+            if pools {
+                let pool = lock_core::Pool::with_backend(name.as_str(), 1, &backend).exp(30);
+                let slot = pool.acquire().await.unwrap();
+                let other = pool.clone();
+                let full =
+                    tokio::spawn(async move { other.try_acquire().await.unwrap().is_none() });
+                assert!(full.await.unwrap(), "another task took the churned slot");
+                slot.release().await.unwrap();
+            } else {
+                let lock = lock_core::Lock::with_backend(name.as_str(), &backend).exp(30);
+                let guard = lock.acquire().await.unwrap();
+                let other = lock.clone();
+                let held = tokio::spawn(async move { other.try_lock().await.unwrap() });
+                assert!(!held.await.unwrap(), "another task took the churned lock");
+                guard.release().await.unwrap();
+            }
+            released += 1;
+        }
+    }
+    released
+}
+
 /// Wraps a backend and counts, per key, the acquire attempts and the renewals (`extend_many`
 /// entries) that reach it; it also logs when each renewal batch was sent and whether every hold
 /// in it came back live, and runs a hook before each batch (to make renewals panic, say).
@@ -1191,6 +1230,34 @@ macro_rules! conformance_suite {
             assert!(
                 while_held <= 5,
                 "{while_held} attempts while the lock was held"
+            );
+        }
+
+        /// Wake-ups are per key: releases of other keys, hundreds of them, while a waiter
+        /// waits do not make it try again (with wake-ups shared by groups of keys, each of them
+        /// would wake the waiters of its group, each of whom then makes a round trip).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_waiter_is_not_woken_by_releases_of_other_keys() {
+            let counting = __Arc::new($crate::conformance::CountingBackend::new(backend()));
+            let shared: SharedBackend = counting.clone();
+            let name = key("no-other-wakeups");
+            let lock = Lock::with_backend(name.as_str(), &shared).exp(30);
+            let guard = lock.acquire().await.unwrap();
+            let waiter = lock.clone().nowait(false).timeout(LIVENESS * 2);
+            let waiting = tokio::spawn(async move { waiter.acquire().await.map(drop) });
+            let until = __Instant::now() + __Duration::from_millis(1500);
+            let released =
+                $crate::conformance::churn_other_keys(shared.clone(), &name, 256, false, until)
+                    .await;
+            let while_held = counting.attempts(&name) - 1;
+            guard.release().await.unwrap();
+            waiting.await.unwrap().unwrap();
+            assert!(released >= 256, "only {released} releases of other keys");
+            // The waiter's first try, and spares for the subscriber's reconnects (each wakes
+            // everyone).
+            assert!(
+                while_held <= 5,
+                "{while_held} attempts while the lock was held and {released} other keys freed"
             );
         }
 

@@ -1065,6 +1065,31 @@ macro_rules! pool_conformance {
                 assert!(while_full <= 5, "{while_full} attempts while the pool was full");
             }
 
+            /// Wake-ups are per pool: slots of other pools freed by the hundred while a waiter
+            /// waits do not make it try again.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_pool_waiter_is_not_woken_by_releases_of_other_pools() {
+                let counting = __Arc::new($crate::conformance::CountingBackend::new(backend()));
+                let shared: SharedBackend = counting.clone();
+                let name = key("pool-no-other-wakeups");
+                let pool = Pool::with_backend(name.as_str(), 1, &shared).exp(30);
+                let held = pool.acquire().await.unwrap();
+                let waiter = pool.clone().nowait(false).timeout(LIVENESS * 2);
+                let waiting = tokio::spawn(async move { waiter.acquire().await.map(drop) });
+                let until = __Instant::now() + __Duration::from_millis(1500);
+                let released =
+                    $crate::conformance::churn_other_keys(shared.clone(), &name, 256, true, until)
+                        .await;
+                let while_full = counting.attempts(&name) - 1;
+                held.release().await.unwrap();
+                waiting.await.unwrap().unwrap();
+                assert!(released >= 256, "only {released} releases of other pools");
+                assert!(
+                    while_full <= 5,
+                    "{while_full} attempts while the pool was full and {released} other slots freed"
+                );
+            }
+
             #[test]
             fn pool_futures_and_guards_are_send() {
                 fn assert_send<T: Send>(_: &T) {}

@@ -1,0 +1,205 @@
+//! Per-key wake-ups, for every backend: a release wakes the waiters of its own key and nobody
+//! else's.
+//!
+//! Wake-ups shared by a group of keys (stripes) would make every release of a busy key wake
+//! the waiters of all the other keys of its group; on Redis each of them then makes a round
+//! trip for nothing, so the busier a server, the more it is asked in vain. Here a waiter's
+//! [`KeyedWakeups::listen`] registers under its key; [`KeyedWakeups::wake`] notifies that key's
+//! listeners and forgets the key (a waiter that sleeps again listens again).
+
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use event_listener::{Event, EventListener};
+use hashbrown::HashTable;
+
+/// Shards of the key table, so that listens and wakes of different keys rarely meet on one
+/// mutex.
+const SHARDS: usize = 16;
+
+/// A shard is swept of keys nobody listens on any more (their waiters took the key, timed out
+/// or were dropped) when it has grown to twice its size after the last sweep, and at least
+/// this: amortised O(1) per listen, and never more than about twice the live waiters' keys.
+const MIN_SWEEP_LEN: usize = 64;
+
+pub(crate) struct KeyedWakeups {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: foldhash::fast::RandomState,
+    /// Keys in all shards: a wake finds none without taking a lock (the common case, a
+    /// release nobody waits for).
+    keys: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Shard {
+    events: HashTable<(Box<str>, Event)>,
+    swept_len: usize,
+}
+
+impl std::fmt::Debug for KeyedWakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyedWakeups")
+            .field("keys", &self.keys.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for KeyedWakeups {
+    fn default() -> Self {
+        KeyedWakeups {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: Default::default(),
+            keys: AtomicUsize::new(0),
+        }
+    }
+}
+
+impl KeyedWakeups {
+    fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
+        // No user code runs under these mutexes: a poisoned one is still consistent.
+        self.shards[(hash >> 59) as usize % SHARDS]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Registers for the next [`wake`](Self::wake) of `key` (or [`wake_everyone`](Self::wake_everyone)).
+    /// Waiters listen *before* they try, so a release between the try and the sleep wakes them.
+    pub(crate) fn listen(&self, key: &str) -> EventListener {
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard(hash);
+        if let Some((_, event)) = shard.events.find(hash, |(known, _)| **known == *key) {
+            return event.listen();
+        }
+        if shard.events.len() >= 2 * shard.swept_len.max(MIN_SWEEP_LEN) {
+            let before = shard.events.len();
+            shard
+                .events
+                .retain(|(_, event)| event.total_listeners() > 0);
+            shard.swept_len = shard.events.len();
+            self.keys
+                .fetch_sub(before - shard.swept_len, Ordering::Relaxed);
+        }
+        let event = Event::new();
+        let listener = event.listen();
+        let hasher = &self.hasher;
+        shard
+            .events
+            .insert_unique(hash, (key.into(), event), |(known, _)| {
+                hasher.hash_one(known)
+            });
+        // Under the shard's lock, before the waiter's try: a release that the try misses
+        // sees this count (the backend's own lock or the server orders the two).
+        self.keys.fetch_add(1, Ordering::SeqCst);
+        listener
+    }
+
+    /// Wakes the listeners of `key`, if any.
+    pub(crate) fn wake(&self, key: &str) {
+        if self.keys.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        let hash = self.hasher.hash_one(key);
+        let mut shard = self.shard(hash);
+        let Ok(entry) = shard.events.find_entry(hash, |(known, _)| **known == *key) else {
+            return;
+        };
+        let ((_, event), _) = entry.remove();
+        drop(shard);
+        self.keys.fetch_sub(1, Ordering::Relaxed);
+        event.notify(usize::MAX);
+    }
+
+    /// Wakes every listener: after the wake-ups themselves may have been missed (a subscriber
+    /// reconnecting), everyone re-checks.
+    pub(crate) fn wake_everyone(&self) {
+        for shard in self.shards.iter() {
+            let events = {
+                let mut shard = shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                shard.swept_len = 0;
+                std::mem::take(&mut shard.events)
+            };
+            self.keys.fetch_sub(events.len(), Ordering::Relaxed);
+            for (_, event) in events {
+                event.notify(usize::MAX);
+            }
+        }
+    }
+
+    /// How many keys are registered (live listeners or not yet swept). Diagnostic, for tests.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.keys.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use event_listener::Listener;
+    use std::time::{Duration, Instant};
+
+    fn woken(listener: EventListener) -> bool {
+        listener
+            .wait_deadline(Instant::now() + Duration::from_millis(20))
+            .is_some()
+    }
+
+    #[test]
+    fn a_wake_reaches_its_keys_listeners_only() {
+        let wakeups = KeyedWakeups::default();
+        let mine = wakeups.listen("a");
+        let also_mine = wakeups.listen("a");
+        let others: Vec<_> = (0..200).map(|i| wakeups.listen(&format!("b{i}"))).collect();
+        wakeups.wake("a");
+        assert!(woken(mine));
+        assert!(woken(also_mine));
+        for other in others {
+            assert!(!woken(other), "a wake of `a` woke another key's listener");
+        }
+    }
+
+    #[test]
+    fn a_listener_registered_after_a_wake_waits_for_the_next_one() {
+        let wakeups = KeyedWakeups::default();
+        let first = wakeups.listen("k");
+        wakeups.wake("k");
+        let second = wakeups.listen("k");
+        assert!(woken(first));
+        assert!(!woken(second));
+        let third = wakeups.listen("k");
+        wakeups.wake("k");
+        assert!(woken(third));
+    }
+
+    #[test]
+    fn wake_everyone_wakes_every_key() {
+        let wakeups = KeyedWakeups::default();
+        let listeners: Vec<_> = (0..100).map(|i| wakeups.listen(&format!("k{i}"))).collect();
+        wakeups.wake_everyone();
+        assert!(listeners.into_iter().all(woken));
+        assert_eq!(wakeups.len(), 0);
+    }
+
+    #[test]
+    fn keys_nobody_listens_on_are_swept() {
+        let wakeups = KeyedWakeups::default();
+        for i in 0..20_000 {
+            drop(wakeups.listen(&format!("gone-{i}")));
+        }
+        let live: Vec<_> = (0..10)
+            .map(|i| wakeups.listen(&format!("live-{i}")))
+            .collect();
+        assert!(
+            wakeups.len() <= SHARDS * 2 * MIN_SWEEP_LEN + live.len(),
+            "{} keys kept for 10 listeners",
+            wakeups.len()
+        );
+        for (i, listener) in live.into_iter().enumerate() {
+            wakeups.wake(&format!("live-{i}"));
+            assert!(woken(listener), "a swept key lost its live listener");
+        }
+    }
+}
