@@ -183,6 +183,115 @@ mod tests {
         assert_eq!(wakeups.len(), 0);
     }
 
+    /// The waiters' protocol (listen, try, sleep) against releases on other threads, with
+    /// sweeps (keys of dropped listeners filling the same shards), `wake_everyone` and re-listens
+    /// going on meanwhile: a waiter whose try failed is woken by the next release of its key,
+    /// whichever of them runs first. Holders free their key within microseconds, so a waiter
+    /// asleep for seconds missed its wake-up.
+    #[test]
+    fn no_wake_up_is_lost_to_racing_releases_sweeps_and_wake_everyone() {
+        use std::sync::atomic::AtomicBool;
+        use std::sync::Arc;
+
+        const KEYS: usize = 3;
+        const WAITERS: usize = 6;
+        let wakeups = Arc::new(KeyedWakeups::default());
+        let held: Arc<Vec<AtomicBool>> = Arc::new((0..KEYS).map(|_| AtomicBool::new(false)).collect());
+        let until = Instant::now() + Duration::from_millis(1500);
+        let stop = Arc::new(AtomicBool::new(false));
+        let noise = {
+            let (wakeups, stop) = (Arc::clone(&wakeups), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // Keys nobody listens on any more: the shards grow and are swept.
+                    drop(wakeups.listen(&format!("gone-{i}")));
+                    if i % 5000 == 0 {
+                        wakeups.wake_everyone();
+                    }
+                    i += 1;
+                }
+            })
+        };
+        let waiters: Vec<_> = (0..WAITERS)
+            .map(|w| {
+                let (wakeups, held) = (Arc::clone(&wakeups), Arc::clone(&held));
+                std::thread::spawn(move || {
+                    let key = w % KEYS;
+                    let name = format!("key-{key}");
+                    let mut taken = 0u64;
+                    while Instant::now() < until {
+                        let listener = wakeups.listen(&name);
+                        if held[key]
+                            .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+                            .is_ok()
+                        {
+                            drop(listener);
+                            taken += 1;
+                            std::hint::spin_loop();
+                            held[key].store(false, Ordering::SeqCst);
+                            wakeups.wake(&name);
+                            continue;
+                        }
+                        assert!(
+                            listener
+                                .wait_deadline(Instant::now() + Duration::from_secs(10))
+                                .is_some(),
+                            "a waiter of {name} slept 10 s past its releases"
+                        );
+                    }
+                    taken
+                })
+            })
+            .collect();
+        let taken: u64 = waiters.into_iter().map(|w| w.join().unwrap()).sum();
+        stop.store(true, Ordering::Relaxed);
+        noise.join().unwrap();
+        assert!(taken > 0);
+    }
+
+    /// A listener that was woken and listens again is woken again by the next wake, also when
+    /// other listeners of the key are still around from before (the entry is new each time).
+    #[test]
+    fn a_woken_listener_that_listens_again_is_woken_by_the_next_wake() {
+        let wakeups = KeyedWakeups::default();
+        for _ in 0..100 {
+            let listener = wakeups.listen("k");
+            wakeups.wake("k");
+            assert!(woken(listener));
+        }
+        assert_eq!(wakeups.len(), 0);
+        let first = wakeups.listen("k");
+        wakeups.wake_everyone();
+        let second = wakeups.listen("k");
+        assert!(woken(first));
+        wakeups.wake("k");
+        assert!(woken(second));
+        assert_eq!(wakeups.len(), 0);
+    }
+
+    /// Dropped listeners' keys are swept however they come: many rounds of distinct keys,
+    /// then a few, then many again, stay bounded by the live ones (twice, per shard, at least
+    /// `MIN_SWEEP_LEN`), also after a burst of live keys that left.
+    #[test]
+    fn keys_stay_bounded_after_a_burst_of_live_listeners_leaves() {
+        let wakeups = KeyedWakeups::default();
+        let burst: Vec<_> = (0..10_000)
+            .map(|i| wakeups.listen(&format!("burst-{i}")))
+            .collect();
+        // One more key per shard with the burst still live: each shard sweeps at its size.
+        drop(burst);
+        for i in 0..100_000 {
+            drop(wakeups.listen(&format!("after-{i}")));
+        }
+        let bound = SHARDS * 2 * MIN_SWEEP_LEN;
+        assert!(
+            wakeups.len() <= bound,
+            "{} keys kept with no listener at all (bound {bound})",
+            wakeups.len()
+        );
+    }
+
     #[test]
     fn keys_nobody_listens_on_are_swept() {
         let wakeups = KeyedWakeups::default();
