@@ -186,7 +186,7 @@ mod tests {
     /// The waiters' protocol (listen, try, sleep) against releases on other threads, with
     /// sweeps (keys of dropped listeners filling the same shards), `wake_everyone` and re-listens
     /// going on meanwhile: a waiter whose try failed is woken by the next release of its key,
-    /// whichever of them runs first. Holders free their key within microseconds, so a waiter
+    /// whichever of them runs first. Holders free their key within a fraction of a millisecond, so a waiter
     /// asleep for seconds missed its wake-up.
     #[test]
     fn no_wake_up_is_lost_to_racing_releases_sweeps_and_wake_everyone() {
@@ -206,7 +206,7 @@ mod tests {
                 while !stop.load(Ordering::Relaxed) {
                     // Keys nobody listens on any more: the shards grow and are swept.
                     drop(wakeups.listen(&format!("gone-{i}")));
-                    if i % 5000 == 0 {
+                    if i % 50_000 == 0 {
                         wakeups.wake_everyone();
                     }
                     i += 1;
@@ -228,7 +228,9 @@ mod tests {
                         {
                             drop(listener);
                             taken += 1;
-                            std::hint::spin_loop();
+                            // Long enough for the others to fall asleep, and for sweeps
+                            // meanwhile.
+                            std::thread::sleep(Duration::from_micros(100));
                             held[key].store(false, Ordering::SeqCst);
                             wakeups.wake(&name);
                             continue;
