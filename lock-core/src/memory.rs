@@ -123,7 +123,10 @@ struct Hold {
     count: u32,
     fence: Fence,
     expires_at: Option<Instant>,
-    /// Another owner found it taken: its release wakes the key's waiters.
+    /// Another owner found it taken: its release wakes the key's waiters, and so does its
+    /// removal once expired (swept, or released late): a waiter sleeps until the lease end by
+    /// its own clock, which need not be the backend's (a `ManualClock`), and a hold taken after
+    /// this one was removed starts unwaited.
     waited: bool,
 }
 
@@ -202,8 +205,18 @@ impl MemoryBackend {
     pub fn purge_expired(&self) -> usize {
         let now = self.now();
         let mut table = self.table();
-        table.sweep(now);
-        table.holds.len() + self.pools.purge_expired(now)
+        let swept = table.sweep(now);
+        let holds = table.holds.len();
+        drop(table);
+        self.wake_swept(swept);
+        holds + self.pools.purge_expired(now)
+    }
+
+    /// Wakes the waiters of expired holds that were swept (see `Hold::waited`).
+    fn wake_swept(&self, swept: Vec<Arc<str>>) {
+        for key in swept {
+            self.lock_wakeups.wake(&key);
+        }
     }
 
     /// The pools' table is apart from the locks'; its hash is salted all the same.
@@ -250,8 +263,21 @@ impl MemoryBackend {
         let hash = self.hash(key);
         let now = self.now();
         let mut table = self.table();
-        table.maybe_sweep(now);
-        let table = &mut *table;
+        let swept = table.maybe_sweep(now);
+        let outcome = Self::acquire_locked(&mut table, key, hash, owner, lease, now);
+        drop(table);
+        self.wake_swept(swept);
+        outcome
+    }
+
+    fn acquire_locked(
+        table: &mut Table,
+        key: &Arc<str>,
+        hash: u64,
+        owner: Owner,
+        lease: LeaseTime,
+        now: Instant,
+    ) -> TryAcquire {
         let mut found = table.holds.find_mut(hash, |hold| *hold.key == **key);
         if let Some(hold) = found.as_mut().filter(|hold| !hold.expired(now)) {
             if hold.owner != owner {
@@ -318,7 +344,11 @@ impl MemoryBackend {
         };
         let hold = entry.get_mut();
         if now.is_some_and(|now| hold.expired(now)) {
-            entry.remove();
+            let (hold, _) = entry.remove();
+            drop(table);
+            if hold.waited {
+                self.lock_wakeups.wake(key);
+            }
             return Release::NotLocked;
         }
         if hold.owner != owner || fence.is_some_and(|fence| fence != hold.fence) {
@@ -389,20 +419,30 @@ impl MemoryBackend {
 }
 
 impl Table {
-    fn maybe_sweep(&mut self, now: Instant) {
+    /// The keys of swept holds someone waited on, to wake once the table is unlocked.
+    fn maybe_sweep(&mut self, now: Instant) -> Vec<Arc<str>> {
         self.acquires_since_sweep += 1;
         if self.acquires_since_sweep >= self.holds.len().max(MIN_SWEEP_OPS) {
-            self.sweep(now);
+            return self.sweep(now);
         }
+        Vec::new()
     }
 
-    fn sweep(&mut self, now: Instant) {
-        self.holds.retain(|hold| !hold.expired(now));
+    fn sweep(&mut self, now: Instant) -> Vec<Arc<str>> {
+        let mut waited = Vec::new();
+        self.holds.retain(|hold| {
+            let expired = hold.expired(now);
+            if expired && hold.waited {
+                waited.push(Arc::clone(&hold.key));
+            }
+            !expired
+        });
         self.acquires_since_sweep = 0;
         // Give back the memory of a burst of keys once they are gone.
         if self.holds.capacity() > 4 * self.holds.len().max(MIN_SWEEP_OPS) {
             self.holds.shrink_to(2 * self.holds.len(), |hold| hold.hash);
         }
+        waited
     }
 }
 
