@@ -55,10 +55,18 @@ impl Default for KeyedWakeups {
     }
 }
 
+/// The shard of a key's hash, from bits that the shard's own `HashTable` does not use: it
+/// takes its buckets from the low bits and its 7-bit tags from the top ones (bits 57 to 63), so
+/// shards chosen by top bits would leave each table 8 tags instead of 128, and many more keys
+/// compared for nothing.
+fn shard_index(hash: u64) -> usize {
+    (hash >> 32) as usize % SHARDS
+}
+
 impl KeyedWakeups {
     fn shard(&self, hash: u64) -> MutexGuard<'_, Shard> {
         // No user code runs under these mutexes: a poisoned one is still consistent.
-        self.shards[(hash >> 59) as usize % SHARDS]
+        self.shards[shard_index(hash)]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -292,6 +300,20 @@ mod tests {
             "{} keys kept with no listener at all (bound {bound})",
             wakeups.len()
         );
+    }
+
+    /// The keys of one shard spread over all the tags of its table (hashbrown's top 7 bits).
+    #[test]
+    fn the_keys_of_one_shard_use_all_the_tags_of_its_table() {
+        let hasher = foldhash::fast::RandomState::default();
+        let mut tags = std::collections::HashSet::new();
+        for i in 0..20_000 {
+            let hash = hasher.hash_one(format!("key-{i}"));
+            if shard_index(hash) == 0 {
+                tags.insert(hash >> 57);
+            }
+        }
+        assert!(tags.len() > 100, "the keys of shard 0 use {} tags of 128", tags.len());
     }
 
     #[test]

@@ -1491,6 +1491,42 @@ macro_rules! conformance_suite {
             assert!(!lock.is_locked_blocking().unwrap());
         }
 
+        /// Wake-ups go by the exact key (on Redis, by the channel name the server sends back):
+        /// keys with braces, glob characters, backslashes, colons and non-ASCII text are woken
+        /// by their release, and not by the release of a key that differs by one character.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiters_of_keys_with_special_characters_are_woken_by_their_own_release() {
+            for odd in ["a}b{c", "*?[x]\\", "k:free", "clé ünïcode ✓", "{}", "x:pool:free"] {
+                let name = key(odd);
+                let lock = Lock::with_backend(name.as_str(), &backend())
+                    .nowait(false)
+                    .timeout(30)
+                    .exp(60);
+                let near = Lock::with_backend(format!("{name}_"), lock.backend())
+                    .nowait(false)
+                    .timeout(30)
+                    .exp(60);
+                let held = lock.acquire().await.unwrap();
+                let held_near = near.acquire().await.unwrap();
+                let (other, other_near) = (lock.clone(), near.clone());
+                let waiter =
+                    tokio::spawn(async move { other.acquire().await.map(|_| __Instant::now()) });
+                let waiter_near = tokio::spawn(async move {
+                    other_near.acquire().await.map(|_| __Instant::now())
+                });
+                tokio::time::sleep(__Duration::from_millis(100)).await;
+                let freed = __Instant::now();
+                held.release().await.unwrap();
+                let got = waiter.await.unwrap().unwrap();
+                assert!(got.duration_since(freed) < LIVENESS, "the waiter of {odd:?} slept on");
+                assert!(!waiter_near.is_finished());
+                let freed = __Instant::now();
+                held_near.release().await.unwrap();
+                let got = waiter_near.await.unwrap().unwrap();
+                assert!(got.duration_since(freed) < LIVENESS, "the waiter of {odd:?}_ slept on");
+            }
+        }
+
         /// A re-entered hold frees its key only at its last release, and that release wakes
         /// the waiter that found it taken before the first one.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
