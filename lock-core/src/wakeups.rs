@@ -20,7 +20,9 @@ const SHARDS: usize = 16;
 
 /// A shard is swept of keys nobody listens on any more (their waiters took the key, timed out
 /// or were dropped) when it has grown to twice its size after the last sweep, and at least
-/// this: amortised O(1) per listen, and never more than about twice the live waiters' keys.
+/// this: amortised O(1) per listen, and never more than about twice the keys that were live at
+/// the shard's last sweep (a burst of waiters that all left is forgotten at the next sweep,
+/// which new keys bring on).
 const MIN_SWEEP_LEN: usize = 64;
 
 pub(crate) struct KeyedWakeups {
