@@ -206,7 +206,8 @@ mod tests {
         const KEYS: usize = 3;
         const WAITERS: usize = 6;
         let wakeups = Arc::new(KeyedWakeups::default());
-        let held: Arc<Vec<AtomicBool>> = Arc::new((0..KEYS).map(|_| AtomicBool::new(false)).collect());
+        let held: Arc<Vec<AtomicBool>> =
+            Arc::new((0..KEYS).map(|_| AtomicBool::new(false)).collect());
         let until = Instant::now() + Duration::from_millis(1500);
         let stop = Arc::new(AtomicBool::new(false));
         let noise = {
@@ -315,7 +316,11 @@ mod tests {
                 tags.insert(hash >> 57);
             }
         }
-        assert!(tags.len() > 100, "the keys of shard 0 use {} tags of 128", tags.len());
+        assert!(
+            tags.len() > 100,
+            "the keys of shard 0 use {} tags of 128",
+            tags.len()
+        );
     }
 
     #[test]

@@ -54,19 +54,24 @@ mod memory_only {
             std::thread::spawn(Owner::current).join().unwrap(),
         );
         let me = Owner::current();
-        let taken = backend.try_acquire_sync(&key, first, lease).unwrap().unwrap();
+        let taken = backend
+            .try_acquire_sync(&key, first, lease)
+            .unwrap()
+            .unwrap();
         assert!(matches!(taken, TryAcquire::Acquired { .. }));
         let listener = backend.listen(&key);
         let found = backend.try_acquire_sync(&key, me, lease).unwrap().unwrap();
         assert!(matches!(found, TryAcquire::Held { .. }));
         clock.advance(Duration::from_secs(11));
         backend.purge_expired();
-        let TryAcquire::Acquired { fence, .. } =
-            backend.try_acquire_sync(&key, second, lease).unwrap().unwrap()
+        let TryAcquire::Acquired { fence, .. } = backend
+            .try_acquire_sync(&key, second, lease)
+            .unwrap()
+            .unwrap()
         else {
             panic!("the expired key was not free");
         };
-        let released = futures_executor_block_on(backend.release(
+        let released = crate::conformance::run_without_tokio(backend.release(
             &key,
             second,
             Some(fence),
@@ -74,24 +79,9 @@ mod memory_only {
         ));
         assert_eq!(released.unwrap(), Release::Freed);
         assert!(
-            listener
-                .wait_timeout(Duration::from_secs(2))
-                .is_some(),
+            listener.wait_timeout(Duration::from_secs(2)).is_some(),
             "the key was freed by a release and its listener slept through it"
         );
-    }
-
-    /// Memory futures are ready at their first poll.
-    fn futures_executor_block_on<F: std::future::Future>(future: F) -> F::Output {
-        let mut future = std::pin::pin!(future);
-        let waker = std::task::Waker::noop();
-        match future
-            .as_mut()
-            .poll(&mut std::task::Context::from_waker(waker))
-        {
-            std::task::Poll::Ready(output) => output,
-            std::task::Poll::Pending => panic!("a memory future was pending"),
-        }
     }
 
     #[test]

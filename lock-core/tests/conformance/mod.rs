@@ -1412,7 +1412,10 @@ macro_rules! conformance_suite {
         /// sleeps until its timeout (10 s), far past the others' few milliseconds of holding.
         #[test]
         fn many_waiters_of_one_key_are_each_woken_by_a_release_in_turn() {
-            let lock = lock("many-waiters").nowait(false).timeout(LIVENESS * 2).exp(60);
+            let lock = lock("many-waiters")
+                .nowait(false)
+                .timeout(LIVENESS * 2)
+                .exp(60);
             let held = lock.acquire_blocking().unwrap();
             let hand_off = |lock: &Lock, way: usize| match way % 5 {
                 0 => {
@@ -1496,7 +1499,14 @@ macro_rules! conformance_suite {
         /// by their release, and not by the release of a key that differs by one character.
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
         async fn waiters_of_keys_with_special_characters_are_woken_by_their_own_release() {
-            for odd in ["a}b{c", "*?[x]\\", "k:free", "clé ünïcode ✓", "{}", "x:pool:free"] {
+            for odd in [
+                "a}b{c",
+                "*?[x]\\",
+                "k:free",
+                "clé ünïcode ✓",
+                "{}",
+                "x:pool:free",
+            ] {
                 let name = key(odd);
                 let lock = Lock::with_backend(name.as_str(), &backend())
                     .nowait(false)
@@ -1511,19 +1521,26 @@ macro_rules! conformance_suite {
                 let (other, other_near) = (lock.clone(), near.clone());
                 let waiter =
                     tokio::spawn(async move { other.acquire().await.map(|_| __Instant::now()) });
-                let waiter_near = tokio::spawn(async move {
-                    other_near.acquire().await.map(|_| __Instant::now())
-                });
+                let waiter_near =
+                    tokio::spawn(
+                        async move { other_near.acquire().await.map(|_| __Instant::now()) },
+                    );
                 tokio::time::sleep(__Duration::from_millis(100)).await;
                 let freed = __Instant::now();
                 held.release().await.unwrap();
                 let got = waiter.await.unwrap().unwrap();
-                assert!(got.duration_since(freed) < LIVENESS, "the waiter of {odd:?} slept on");
+                assert!(
+                    got.duration_since(freed) < LIVENESS,
+                    "the waiter of {odd:?} slept on"
+                );
                 assert!(!waiter_near.is_finished());
                 let freed = __Instant::now();
                 held_near.release().await.unwrap();
                 let got = waiter_near.await.unwrap().unwrap();
-                assert!(got.duration_since(freed) < LIVENESS, "the waiter of {odd:?}_ slept on");
+                assert!(
+                    got.duration_since(freed) < LIVENESS,
+                    "the waiter of {odd:?}_ slept on"
+                );
             }
         }
 
@@ -1545,11 +1562,17 @@ macro_rules! conformance_suite {
             tokio::time::sleep(__Duration::from_millis(100)).await;
             inner.release().await.unwrap();
             tokio::time::sleep(__Duration::from_millis(100)).await;
-            assert!(!waiter.is_finished(), "the waiter got a key still held once");
+            assert!(
+                !waiter.is_finished(),
+                "the waiter got a key still held once"
+            );
             let freed = __Instant::now();
             outer.release().await.unwrap();
             let got = waiter.await.unwrap().unwrap();
-            assert!(got.duration_since(freed) < LIVENESS, "the waiter slept past the release");
+            assert!(
+                got.duration_since(freed) < LIVENESS,
+                "the waiter slept past the release"
+            );
         }
 
         /// `force_unlock` of a hold without a lease end wakes its waiter: nothing else would.
@@ -1564,7 +1587,9 @@ macro_rules! conformance_suite {
             });
             tokio::time::sleep(__Duration::from_millis(100)).await;
             let unlocker = lock.clone();
-            assert!(on_other_thread(move || unlocker.force_unlock_blocking().unwrap()));
+            assert!(on_other_thread(move || unlocker
+                .force_unlock_blocking()
+                .unwrap()));
             let waited = waiter.await.unwrap().unwrap();
             assert!(waited < LIVENESS, "waiter slept {waited:?}");
         }
@@ -1582,14 +1607,16 @@ macro_rules! conformance_suite {
                 .unwrap();
             assert!(matches!(gave_up, Err(LockError::TimedOut { .. })));
             let patient = lock.clone().timeout(30);
-            let waiter = tokio::spawn(async move {
-                patient.acquire().await.map(|_| __Instant::now())
-            });
+            let waiter =
+                tokio::spawn(async move { patient.acquire().await.map(|_| __Instant::now()) });
             tokio::time::sleep(__Duration::from_millis(100)).await;
             let freed = __Instant::now();
             held.release().await.unwrap();
             let got = waiter.await.unwrap().unwrap();
-            assert!(got.duration_since(freed) < LIVENESS, "the waiter slept past the release");
+            assert!(
+                got.duration_since(freed) < LIVENESS,
+                "the waiter slept past the release"
+            );
         }
 
         #[test]
