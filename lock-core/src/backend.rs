@@ -173,7 +173,11 @@ impl PoolState {
 ///   to (re-entry, `extend` and renewals never shorten it, nor add an expiry to a key without one);
 /// - whenever a key becomes free by `release` or `force_unlock`, listeners from
 ///   [`Backend::listen`] on it are woken (expiry need not wake them: waiters sleep at most the
-///   remaining lease);
+///   remaining lease). A backend may wake only the listeners that an acquire attempt made after
+///   their `listen` found the key taken (the waiting loop always listens, then tries): memory
+///   and Redis wake a hold's release only when such an attempt found that hold taken, and
+///   memory also when a hold so found is removed after its lease ended, since a waiter's own
+///   clock may still be short of that end;
 /// - free and expired keys leave no state behind except what fencing needs;
 /// - pools (keyed counting semaphores, `pool_*`): a pool has at most `max_size` live slots; a
 ///   slot's token is never handed out twice for a key; release, extend and renewal act only on

@@ -144,7 +144,10 @@ struct Hold {
     count: u32,
     fence: Fence,
     expires_at: Option<Instant>,
-    /// Another owner found it taken: its release wakes the key's waiters.
+    /// Another owner found it taken: its release wakes the key's waiters, and so does its
+    /// removal once expired (swept, or released late): a waiter sleeps until the lease end by
+    /// its own clock, which need not be the backend's (a `ManualClock`), and a hold taken after
+    /// this one was removed starts unwaited.
     waited: bool,
 }
 
@@ -243,8 +246,14 @@ impl MemoryBackend {
             .iter()
             .map(|shard| {
                 let mut table = lock_table(shard);
-                table.sweep(now);
-                table.holds.len()
+                let swept = table.sweep(now);
+                let left = table.holds.len();
+                drop(table);
+                // Woken once the shard is unlocked (see `Hold::waited`).
+                for key in swept {
+                    self.lock_wakeups.wake(&key);
+                }
+                left
             })
             .sum();
         self.sweep_every
@@ -388,7 +397,11 @@ impl MemoryBackend {
         };
         let hold = entry.get_mut();
         if now.is_some_and(|now| hold.expired(now)) {
-            entry.remove();
+            let (hold, _) = entry.remove();
+            drop(table);
+            if hold.waited {
+                self.lock_wakeups.wake(key);
+            }
             return Release::NotLocked;
         }
         if hold.owner != owner || fence.is_some_and(|fence| fence != hold.fence) {
@@ -468,13 +481,23 @@ fn lock_table(shard: &TableShard) -> MutexGuard<'_, Table> {
 }
 
 impl Table {
-    fn sweep(&mut self, now: Instant) {
-        self.holds.retain(|hold| !hold.expired(now));
+    /// Drops the expired holds; returns the keys of those someone waited on, to wake once the
+    /// shard is unlocked.
+    fn sweep(&mut self, now: Instant) -> Vec<Arc<str>> {
+        let mut waited = Vec::new();
+        self.holds.retain(|hold| {
+            let expired = hold.expired(now);
+            if expired && hold.waited {
+                waited.push(Arc::clone(&hold.key));
+            }
+            !expired
+        });
         // Give back the memory of a burst of keys once they are gone.
         let floor = MIN_SWEEP_OPS / TABLE_SHARDS;
         if self.holds.capacity() > 4 * self.holds.len().max(floor) {
             self.holds.shrink_to(2 * self.holds.len(), |hold| hold.hash);
         }
+        waited
     }
 }
 

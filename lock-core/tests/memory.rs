@@ -35,6 +35,55 @@ mod memory_only {
 
     use lock_core::{Lock, MemoryBackend, SharedBackend};
 
+    /// The `Backend` contract: "whenever a key becomes free by `release` or `force_unlock`,
+    /// listeners from `Backend::listen` on it are woken". Driven through the `Backend` methods
+    /// with a `ManualClock` (as its docs say to): a listener that found the key taken, whose
+    /// holder's lease then ran out (the hold swept), sleeps through the release of the next
+    /// holder, which nobody else found taken.
+    #[test]
+    fn a_listener_is_woken_by_the_release_of_a_hold_taken_after_an_expired_one_was_swept() {
+        use event_listener::Listener;
+        use lock_core::{Backend, ManualClock, Owner, Release, ReleaseScope, TryAcquire};
+
+        let clock = ManualClock::new();
+        let backend = MemoryBackend::with_clock(clock.clone());
+        let key: Arc<str> = "swept-then-retaken".into();
+        let lease = Some(Duration::from_secs(10));
+        let (first, second) = (
+            std::thread::spawn(Owner::current).join().unwrap(),
+            std::thread::spawn(Owner::current).join().unwrap(),
+        );
+        let me = Owner::current();
+        let taken = backend
+            .try_acquire_sync(&key, first, lease)
+            .unwrap()
+            .unwrap();
+        assert!(matches!(taken, TryAcquire::Acquired { .. }));
+        let listener = backend.listen(&key);
+        let found = backend.try_acquire_sync(&key, me, lease).unwrap().unwrap();
+        assert!(matches!(found, TryAcquire::Held { .. }));
+        clock.advance(Duration::from_secs(11));
+        backend.purge_expired();
+        let TryAcquire::Acquired { fence, .. } = backend
+            .try_acquire_sync(&key, second, lease)
+            .unwrap()
+            .unwrap()
+        else {
+            panic!("the expired key was not free");
+        };
+        let released = crate::conformance::run_without_tokio(backend.release(
+            &key,
+            second,
+            Some(fence),
+            ReleaseScope::One,
+        ));
+        assert_eq!(released.unwrap(), Release::Freed);
+        assert!(
+            listener.wait_timeout(Duration::from_secs(2)).is_some(),
+            "the key was freed by a release and its listener slept through it"
+        );
+    }
+
     #[test]
     fn a_million_released_keys_leave_no_entries_behind() {
         let memory = Arc::new(MemoryBackend::new());

@@ -394,6 +394,46 @@ mod cluster_only {
         }
     }
 
+    /// The sharded subscriber unsubscribes channels nobody listened on for 60 s (a waiter
+    /// listens once, then sleeps): a waiter of a never-expiring holder that has slept longer
+    /// than that must still be woken by the release (the server's unsubscribe push wakes the
+    /// channel's waiters, who listen and subscribe again). Slow: over a minute (run with
+    /// `--ignored`; it passed on the per-key wake-ups).
+    #[test]
+    #[ignore = "over a minute: the sharded subscriber's 60 s idle unsubscribe"]
+    fn a_waiter_asleep_longer_than_the_idle_unsubscribe_is_still_woken_by_the_release() {
+        let (cluster, holder) = shared_cluster();
+        let waiter_backend = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
+            .unwrap()
+            .shared();
+        let k = key("asleep-past-idle");
+        let held = Lock::with_backend(k.clone(), &holder.shared())
+            .never_expires()
+            .acquire_blocking()
+            .unwrap();
+        let waiting = Lock::with_backend(k.clone(), &waiter_backend)
+            .exp(60)
+            .nowait(false)
+            .timeout(150);
+        let waiter = std::thread::spawn(move || {
+            waiting.acquire_blocking().map(|guard| {
+                let at = Instant::now();
+                drop(guard);
+                at
+            })
+        });
+        std::thread::sleep(Duration::from_secs(66));
+        assert!(!waiter.is_finished(), "the waiter got a held key");
+        let released = Instant::now();
+        held.release_blocking().unwrap();
+        let acquired = waiter
+            .join()
+            .unwrap()
+            .expect("the waiter slept through the release");
+        let waited = acquired.saturating_duration_since(released);
+        assert!(waited < LIVENESS, "{k}: woken {waited:?} after the release");
+    }
+
     #[test]
     fn a_pool_waiter_of_another_client_is_woken_by_the_release_on_a_cluster() {
         // The pool's channel is sharded (SPUBLISH from pool.lua, SSUBSCRIBE by the waiter's

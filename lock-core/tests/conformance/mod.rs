@@ -1403,6 +1403,222 @@ macro_rules! conformance_suite {
             assert!(!lock.is_locked().await.unwrap());
         }
 
+        /// Many waiters (threads and tasks) of one key behind holds whose leases outlast the
+        /// test: every release hands the key to one of them, and those woken for nothing find
+        /// it taken again and must be woken by a later release (per-key wake-ups forget the
+        /// key at each wake; in memory only a hold someone found taken wakes). Each hand-off
+        /// frees the key another way: guard drop, `release()`, re-entered holds released one by
+        /// one, Hazelcast `lock()`/`unlock()`, `force_unlock`. A waiter that misses its wake-up
+        /// sleeps until its timeout (10 s), far past the others' few milliseconds of holding.
+        #[test]
+        fn many_waiters_of_one_key_are_each_woken_by_a_release_in_turn() {
+            let lock = lock("many-waiters")
+                .nowait(false)
+                .timeout(LIVENESS * 2)
+                .exp(60);
+            let held = lock.acquire_blocking().unwrap();
+            let hand_off = |lock: &Lock, way: usize| match way % 5 {
+                0 => {
+                    let guard = lock.acquire_blocking().unwrap();
+                    std::thread::sleep(__Duration::from_millis(3));
+                    drop(guard);
+                }
+                1 => {
+                    let guard = lock.acquire_blocking().unwrap();
+                    std::thread::sleep(__Duration::from_millis(3));
+                    guard.release_blocking().unwrap();
+                }
+                2 => {
+                    let outer = lock.acquire_blocking().unwrap();
+                    let inner = lock.acquire_blocking().unwrap();
+                    std::thread::sleep(__Duration::from_millis(3));
+                    drop(inner);
+                    std::thread::sleep(__Duration::from_millis(1));
+                    drop(outer);
+                }
+                3 => {
+                    lock.lock_blocking().unwrap();
+                    std::thread::sleep(__Duration::from_millis(3));
+                    lock.unlock_blocking().unwrap();
+                }
+                _ => {
+                    let guard = lock.acquire_blocking().unwrap();
+                    std::thread::sleep(__Duration::from_millis(3));
+                    assert!(lock.force_unlock_blocking().unwrap());
+                    drop(guard);
+                }
+            };
+            let threads: Vec<_> = (0..10)
+                .map(|way| {
+                    let lock = lock.clone();
+                    std::thread::spawn(move || {
+                        let start = __Instant::now();
+                        hand_off(&lock, way);
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let tasks: Vec<_> = (0..6)
+                .map(|i| {
+                    let lock = lock.clone();
+                    runtime.spawn(async move {
+                        let start = __Instant::now();
+                        let guard = lock.acquire().await.unwrap();
+                        tokio::time::sleep(__Duration::from_millis(3)).await;
+                        if i % 2 == 0 {
+                            guard.release().await.unwrap();
+                        } else {
+                            drop(guard);
+                        }
+                        start.elapsed()
+                    })
+                })
+                .collect();
+            std::thread::sleep(__Duration::from_millis(300));
+            held.release_blocking().unwrap();
+            for thread in threads {
+                let waited = thread.join().expect("a thread waiter failed");
+                assert!(waited < LIVENESS, "a thread waiter took {waited:?}");
+            }
+            runtime.block_on(async {
+                for task in tasks {
+                    let waited = task.await.expect("a task waiter failed");
+                    assert!(waited < LIVENESS, "a task waiter took {waited:?}");
+                }
+            });
+            assert!(!lock.is_locked_blocking().unwrap());
+        }
+
+        /// Wake-ups go by the exact key (on Redis, by the channel name the server sends back):
+        /// keys with braces, glob characters, backslashes, colons and non-ASCII text are woken
+        /// by their release, and not by the release of a key that differs by one character.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn waiters_of_keys_with_special_characters_are_woken_by_their_own_release() {
+            for odd in [
+                "a}b{c",
+                "*?[x]\\",
+                "k:free",
+                "clé ünïcode ✓",
+                "{}",
+                "x:pool:free",
+            ] {
+                let name = key(odd);
+                let lock = Lock::with_backend(name.as_str(), &backend())
+                    .nowait(false)
+                    .timeout(30)
+                    .exp(60);
+                let near = Lock::with_backend(format!("{name}_"), lock.backend())
+                    .nowait(false)
+                    .timeout(30)
+                    .exp(60);
+                let held = lock.acquire().await.unwrap();
+                let held_near = near.acquire().await.unwrap();
+                let (other, other_near) = (lock.clone(), near.clone());
+                let waiter =
+                    tokio::spawn(async move { other.acquire().await.map(|_| __Instant::now()) });
+                let waiter_near =
+                    tokio::spawn(
+                        async move { other_near.acquire().await.map(|_| __Instant::now()) },
+                    );
+                tokio::time::sleep(__Duration::from_millis(100)).await;
+                let freed = __Instant::now();
+                held.release().await.unwrap();
+                let got = waiter.await.unwrap().unwrap();
+                assert!(
+                    got.duration_since(freed) < LIVENESS,
+                    "the waiter of {odd:?} slept on"
+                );
+                assert!(!waiter_near.is_finished());
+                let freed = __Instant::now();
+                held_near.release().await.unwrap();
+                let got = waiter_near.await.unwrap().unwrap();
+                assert!(
+                    got.duration_since(freed) < LIVENESS,
+                    "the waiter of {odd:?}_ slept on"
+                );
+            }
+        }
+
+        /// A re-entered hold frees its key only at its last release, and that release wakes
+        /// the waiter that found it taken before the first one.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn the_last_release_of_a_re_entered_hold_wakes_its_waiter() {
+            let lock = lock("reentered-wake").nowait(false).timeout(30).exp(60);
+            let outer = lock.acquire().await.unwrap();
+            let inner = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let waiter = tokio::spawn(async move {
+                other.acquire().await.map(|guard| {
+                    let at = __Instant::now();
+                    drop(guard);
+                    at
+                })
+            });
+            tokio::time::sleep(__Duration::from_millis(100)).await;
+            inner.release().await.unwrap();
+            tokio::time::sleep(__Duration::from_millis(100)).await;
+            assert!(
+                !waiter.is_finished(),
+                "the waiter got a key still held once"
+            );
+            let freed = __Instant::now();
+            outer.release().await.unwrap();
+            let got = waiter.await.unwrap().unwrap();
+            assert!(
+                got.duration_since(freed) < LIVENESS,
+                "the waiter slept past the release"
+            );
+        }
+
+        /// `force_unlock` of a hold without a lease end wakes its waiter: nothing else would.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn force_unlock_wakes_the_waiter_of_a_hold_that_never_ends() {
+            let lock = lock("force-wake").nowait(false).timeout(30).exp(60);
+            let _held = lock.acquire().await.unwrap();
+            let other = lock.clone();
+            let waiter = tokio::spawn(async move {
+                let start = __Instant::now();
+                other.acquire().await.map(|_| start.elapsed())
+            });
+            tokio::time::sleep(__Duration::from_millis(100)).await;
+            let unlocker = lock.clone();
+            assert!(on_other_thread(move || unlocker
+                .force_unlock_blocking()
+                .unwrap()));
+            let waited = waiter.await.unwrap().unwrap();
+            assert!(waited < LIVENESS, "waiter slept {waited:?}");
+        }
+
+        /// A waiter whose timeout ran out leaves; the next waiter of the key, arriving later,
+        /// is still woken by the release (the first one's registration, never woken, must not
+        /// stand in its way).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_waiter_after_one_that_timed_out_is_still_woken() {
+            let lock = lock("after-timeout").nowait(false).exp(60);
+            let held = lock.acquire().await.unwrap();
+            let impatient = lock.clone().timeout(__Duration::from_millis(100));
+            let gave_up = tokio::spawn(async move { impatient.acquire().await.map(drop) })
+                .await
+                .unwrap();
+            assert!(matches!(gave_up, Err(LockError::TimedOut { .. })));
+            let patient = lock.clone().timeout(30);
+            let waiter =
+                tokio::spawn(async move { patient.acquire().await.map(|_| __Instant::now()) });
+            tokio::time::sleep(__Duration::from_millis(100)).await;
+            let freed = __Instant::now();
+            held.release().await.unwrap();
+            let got = waiter.await.unwrap().unwrap();
+            assert!(
+                got.duration_since(freed) < LIVENESS,
+                "the waiter slept past the release"
+            );
+        }
+
         #[test]
         fn no_lost_update_or_wakeup_under_contention_of_tasks_and_threads() {
             // A read-then-write counter (not fetch_add) loses increments unless the lock excludes.

@@ -1090,6 +1090,88 @@ macro_rules! pool_conformance {
                 );
             }
 
+            /// A lock and a pool of one key wait apart: the lock's release wakes the lock's
+            /// waiter and leaves the pool's asleep (the pool stays full), and the slot given back
+            /// then wakes the pool's waiter. Neither holder's lease ends within the test.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_lock_and_a_pool_of_one_key_each_wake_their_own_waiter() {
+                let pool = pool("pool-and-lock-wake", 1).exp(60).nowait(false).timeout(30);
+                let lock = Lock::with_backend(pool.key(), pool.backend())
+                    .exp(60)
+                    .nowait(false)
+                    .timeout(30);
+                let held = lock.acquire().await.unwrap();
+                let slot = pool.acquire().await.unwrap();
+                let (other_lock, other_pool) = (lock.clone(), pool.clone());
+                let lock_waiter =
+                    tokio::spawn(async move { other_lock.acquire().await.map(|_| __Instant::now()) });
+                let pool_waiter =
+                    tokio::spawn(async move { other_pool.acquire().await.map(|_| __Instant::now()) });
+                tokio::time::sleep(__Duration::from_millis(150)).await;
+                let freed = __Instant::now();
+                held.release().await.unwrap();
+                let got = lock_waiter.await.unwrap().unwrap();
+                assert!(got.duration_since(freed) < LIVENESS, "the lock's waiter slept on");
+                tokio::time::sleep(__Duration::from_millis(100)).await;
+                assert!(!pool_waiter.is_finished(), "the pool's waiter got a slot of a full pool");
+                let freed = __Instant::now();
+                slot.release().await.unwrap();
+                let got = pool_waiter.await.unwrap().unwrap();
+                assert!(got.duration_since(freed) < LIVENESS, "the pool's waiter slept on");
+            }
+
+            /// Many waiters of a pool of two, holders' leases outlasting the test: every slot
+            /// given back lets one in, the others wait for the next.
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn many_pool_waiters_are_each_woken_by_a_slot_given_back_in_turn() {
+                let pool = pool("many-pool-waiters", 2)
+                    .exp(60)
+                    .nowait(false)
+                    .timeout(LIVENESS * 2);
+                let first = pool.acquire().await.unwrap();
+                let second = pool.acquire().await.unwrap();
+                let waiters: Vec<_> = (0..12)
+                    .map(|i| {
+                        let pool = pool.clone();
+                        tokio::spawn(async move {
+                            let start = __Instant::now();
+                            let slot = pool.acquire().await.unwrap();
+                            tokio::time::sleep(__Duration::from_millis(3)).await;
+                            if i % 2 == 0 {
+                                slot.release().await.unwrap();
+                            } else {
+                                drop(slot);
+                            }
+                            start.elapsed()
+                        })
+                    })
+                    .collect();
+                let blocking: Vec<_> = (0..4)
+                    .map(|_| {
+                        let pool = pool.clone();
+                        std::thread::spawn(move || {
+                            let start = __Instant::now();
+                            let slot = pool.acquire_blocking().unwrap();
+                            std::thread::sleep(__Duration::from_millis(3));
+                            drop(slot);
+                            start.elapsed()
+                        })
+                    })
+                    .collect();
+                tokio::time::sleep(__Duration::from_millis(300)).await;
+                first.release().await.unwrap();
+                drop(second);
+                for waiter in waiters {
+                    let waited = waiter.await.expect("a pool waiter failed");
+                    assert!(waited < LIVENESS, "a pool waiter took {waited:?}");
+                }
+                for thread in blocking {
+                    let waited = thread.join().expect("a blocking pool waiter failed");
+                    assert!(waited < LIVENESS, "a blocking pool waiter took {waited:?}");
+                }
+                assert_eq!(pool.size().await.unwrap(), 0);
+            }
+
             #[test]
             fn pool_futures_and_guards_are_send() {
                 fn assert_send<T: Send>(_: &T) {}
