@@ -42,6 +42,45 @@ fn a_key_on_each_master(prefix: &str) -> Vec<String> {
     unreachable!()
 }
 
+/// The real binary run with `args` against the shared cluster.
+fn on_cluster(args: &[&str]) -> std::process::Output {
+    lockwright()
+        .args(args)
+        .args(["--url", &shared_cluster().0.url()])
+        .output()
+        .unwrap()
+}
+
+/// The JSON array a listing command (`list`, `pools`) printed, which must succeed.
+fn listing(args: &[&str]) -> Vec<Value> {
+    let output = on_cluster(args);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Waits until `inspect` (its arguments, `--json` among them) shows the key waited on.
+fn until_waited_on(inspect: &[&str]) {
+    let deadline = std::time::Instant::now() + LIVENESS;
+    loop {
+        let output = on_cluster(inspect);
+        let shown = serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null);
+        if shown["waited_on"] == true {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the waiter never tried"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn list_on_a_cluster_finds_the_locks_on_every_master() {
     let prefix = "cli-cluster-list:";
@@ -57,20 +96,7 @@ fn list_on_a_cluster_finds_the_locks_on_every_master() {
                 .unwrap()
         })
         .collect();
-    let output = lockwright()
-        .args(["list", "--json", "--prefix", prefix])
-        .args(["--url", &shared_cluster().0.url()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let listed: Value = serde_json::from_str(&text).unwrap();
-    let listed = listed.as_array().unwrap();
+    let listed = listing(&["list", "--json", "--prefix", prefix]);
     let found: Vec<(&str, u64)> = listed
         .iter()
         .map(|lock| {
@@ -115,27 +141,8 @@ fn force_unlock_on_a_cluster_wakes_the_waiter() {
             let _ = proceeded.send(acquired);
         });
     }
-    let inspect = || {
-        let output = lockwright()
-            .args(["inspect", "stuck", "--json", "--prefix", prefix])
-            .args(["--url", &shared_cluster().0.url()])
-            .output()
-            .unwrap();
-        serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)
-    };
-    let deadline = std::time::Instant::now() + LIVENESS;
-    while inspect()["waited_on"] != true {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the waiter never tried"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let output = lockwright()
-        .args(["force-unlock", "stuck", "--yes", "--prefix", prefix])
-        .args(["--url", &shared_cluster().0.url()])
-        .output()
-        .unwrap();
+    until_waited_on(&["inspect", "stuck", "--json", "--prefix", prefix]);
+    let output = on_cluster(&["force-unlock", "stuck", "--yes", "--prefix", prefix]);
     let said = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{said}");
     assert!(
@@ -163,20 +170,7 @@ fn pools_on_a_cluster_finds_the_pools_on_every_master() {
                 .unwrap()
         })
         .collect();
-    let output = lockwright()
-        .args(["pools", "--json", "--prefix", prefix])
-        .args(["--url", &shared_cluster().0.url()])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let listed: Value = serde_json::from_str(&text).unwrap();
-    let listed = listed.as_array().unwrap();
+    let listed = listing(&["pools", "--json", "--prefix", prefix]);
     let found: Vec<(&str, u64)> = listed
         .iter()
         .map(|pool| {
@@ -220,28 +214,18 @@ fn force_unlock_of_a_pool_slot_on_a_cluster_wakes_the_waiter() {
             let _ = proceeded.send(acquired);
         });
     }
-    let inspect = || {
-        let output = lockwright()
-            .args(["inspect", "--pool", "stuck", "--json", "--prefix", prefix])
-            .args(["--url", &shared_cluster().0.url()])
-            .output()
-            .unwrap();
-        serde_json::from_slice::<Value>(&output.stdout).unwrap_or(Value::Null)
-    };
-    let deadline = std::time::Instant::now() + LIVENESS;
-    while inspect()["waited_on"] != true {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the waiter never tried"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    until_waited_on(&["inspect", "--pool", "stuck", "--json", "--prefix", prefix]);
     let slot = holder.slot().to_string();
-    let output = lockwright()
-        .args(["force-unlock", "--pool", "stuck", "--slot", &slot, "--yes"])
-        .args(["--prefix", prefix, "--url", &shared_cluster().0.url()])
-        .output()
-        .unwrap();
+    let output = on_cluster(&[
+        "force-unlock",
+        "--pool",
+        "stuck",
+        "--slot",
+        &slot,
+        "--yes",
+        "--prefix",
+        prefix,
+    ]);
     let said = String::from_utf8_lossy(&output.stdout);
     assert_eq!(output.status.code(), Some(0), "{said}");
     assert!(said.contains(&slot), "{said}");
