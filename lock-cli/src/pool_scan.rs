@@ -8,11 +8,9 @@ use lock_core::__operate::{MasterServer, StoredPool};
 use lock_core::RedisBackend;
 use redis::aio::MultiplexedConnection;
 
-use crate::connect::{command_failed, open};
+use crate::connect::open;
 use crate::failure::Failure;
-
-/// How many names one `SCAN` call looks at (a hint to the server; it bounds each call's work).
-const SCAN_COUNT: usize = 1000;
+use crate::scan::scan_page;
 
 /// A pool with a live slot, and where it was found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -53,15 +51,7 @@ pub async fn scan_master(
     let mut found = Vec::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await
-            .map_err(|err| command_failed(master, "SCAN", err))?;
+        let (next, names) = scan_page(conn, master, &pattern, cursor).await?;
         // Each read is one round trip on the backend's multiplexed connection: sent together.
         let reads = names.into_iter().filter_map(|name| {
             let key = backend.key_of_pool_name(&name)?;

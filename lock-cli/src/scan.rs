@@ -52,21 +52,32 @@ pub async fn scan_master(
     let mut found = Vec::new();
     let mut cursor: u64 = 0;
     loop {
-        let (next, names): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(&pattern)
-            .arg("COUNT")
-            .arg(SCAN_COUNT)
-            .query_async(conn)
-            .await
-            .map_err(|err| command_failed(master, "SCAN", err))?;
+        let (next, names) = scan_page(conn, master, &pattern, cursor).await?;
         found.extend(read_batch(backend, master, conn, names).await?);
         if next == 0 {
             return Ok(found);
         }
         cursor = next;
     }
+}
+
+/// One `SCAN` call (locks and pools alike): the next cursor (0 once done) and the names it
+/// found that match `pattern`.
+pub(crate) async fn scan_page(
+    conn: &mut MultiplexedConnection,
+    master: &MasterServer,
+    pattern: &str,
+    cursor: u64,
+) -> Result<(u64, Vec<String>), Failure> {
+    redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(SCAN_COUNT)
+        .query_async(conn)
+        .await
+        .map_err(|err| command_failed(master, "SCAN", err))
 }
 
 /// Values and leases of one batch of names, with the server clock, in one pipeline. Not atomic
