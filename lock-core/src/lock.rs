@@ -575,8 +575,13 @@ impl Lock {
     fn acquire_at_once(&self, wait: Wait) -> Option<Result<LockGuard>> {
         let owner = Owner::current();
         let (lease, renewed_lease) = self.options.lease.resolve(&self.backend);
-        let renewed = renewed_from_now(renewed_lease);
-        match self.backend.try_acquire_sync(&self.key, owner, lease)? {
+        // One clock reading serves the watchdog (when the acquire was sent) and the backend.
+        let now = Instant::now();
+        let renewed = renewed_at(renewed_lease, now);
+        match self
+            .backend
+            .try_acquire_sync_at(&self.key, owner, lease, now)?
+        {
             Err(err) => Some(Err(err)),
             Ok(TryAcquire::Acquired { fence, hold_count }) => {
                 Some(Ok(self.guard(owner, fence, hold_count, renewed)))
@@ -632,8 +637,12 @@ impl Lock {
             waiter,
             || self.backend.listen(&self.key),
             || async move {
-                let renewed = renewed_from_now(renewed_lease);
-                let outcome = match self.backend.try_acquire_sync(&self.key, owner, lease) {
+                let now = Instant::now();
+                let renewed = renewed_at(renewed_lease, now);
+                let outcome = match self
+                    .backend
+                    .try_acquire_sync_at(&self.key, owner, lease, now)
+                {
                     Some(outcome) => outcome?,
                     None => self.backend.try_acquire(&self.key, owner, lease).await?,
                 };
@@ -658,4 +667,9 @@ pub(crate) fn renewed_from_now(renewed_lease: Option<Duration>) -> Option<Renewe
         lease,
         sent_at: Instant::now(),
     })
+}
+
+/// [`renewed_from_now`] with a clock reading the caller has already taken.
+fn renewed_at(renewed_lease: Option<Duration>, sent_at: Instant) -> Option<Renewed> {
+    renewed_lease.map(|lease| Renewed { lease, sent_at })
 }

@@ -319,9 +319,20 @@ impl MemoryBackend {
         self.hasher.hash_one(key)
     }
 
-    fn acquire_in_table(&self, key: &Arc<str>, owner: Owner, lease: LeaseTime) -> TryAcquire {
+    /// `now` is the real clock's reading, when the caller has one: it saves a clock read (a
+    /// `ManualClock`, when there is one, is read all the same).
+    fn acquire_in_table(
+        &self,
+        key: &Arc<str>,
+        owner: Owner,
+        lease: LeaseTime,
+        now: Option<Instant>,
+    ) -> TryAcquire {
         let hash = self.hash(key);
-        let now = self.now();
+        let now = match (&self.clock, now) {
+            (None, Some(now)) => now,
+            _ => self.now(),
+        };
         let mut table = self.table(hash);
         if self.count_acquire(&mut table) {
             drop(table);
@@ -508,7 +519,7 @@ impl Backend for MemoryBackend {
         owner: Owner,
         lease: LeaseTime,
     ) -> BoxFuture<'a, Result<TryAcquire>> {
-        Box::pin(async move { Ok(self.acquire_in_table(key, owner, lease)) })
+        Box::pin(async move { Ok(self.acquire_in_table(key, owner, lease, None)) })
     }
 
     fn try_acquire_sync(
@@ -517,7 +528,17 @@ impl Backend for MemoryBackend {
         owner: Owner,
         lease: LeaseTime,
     ) -> Option<Result<TryAcquire>> {
-        Some(Ok(self.acquire_in_table(key, owner, lease)))
+        Some(Ok(self.acquire_in_table(key, owner, lease, None)))
+    }
+
+    fn try_acquire_sync_at(
+        &self,
+        key: &Arc<str>,
+        owner: Owner,
+        lease: LeaseTime,
+        now: Instant,
+    ) -> Option<Result<TryAcquire>> {
+        Some(Ok(self.acquire_in_table(key, owner, lease, Some(now))))
     }
 
     fn release<'a>(

@@ -84,6 +84,46 @@ mod memory_only {
         );
     }
 
+    /// The lock handle passes the backend its own clock reading (it takes one anyway); a backend
+    /// on a `ManualClock` must time leases by that clock all the same, on every acquiring path.
+    #[test]
+    fn a_backend_on_a_manual_clock_times_the_handles_acquires_by_it() {
+        use lock_core::ManualClock;
+
+        let clock = ManualClock::new();
+        let backend: SharedBackend = Arc::new(MemoryBackend::with_clock(clock.clone()));
+        let lease = Duration::from_millis(50);
+        let taken_by_other_thread = |lock: Lock| {
+            std::thread::spawn(move || lock.try_acquire_blocking().unwrap().map(|g| g.fence()))
+                .join()
+                .unwrap()
+        };
+        for renewed in [false, true] {
+            let lock = Lock::with_backend(format!("manual-clock-{renewed}"), &backend);
+            let lock = if renewed {
+                lock.renewed_lease(lease)
+            } else {
+                lock.exp(lease)
+            };
+            let guard = lock.acquire_blocking().unwrap();
+            // Three leases of real time, none of the backend's.
+            std::thread::sleep(3 * lease);
+            assert_eq!(
+                taken_by_other_thread(lock.clone()),
+                None,
+                "renewed: {renewed}: a lease ran out by the real clock, not the backend's"
+            );
+            drop(guard);
+        }
+        let lock = Lock::with_backend("manual-clock-expiry", &backend).exp(lease);
+        std::mem::forget(lock.acquire_blocking().unwrap());
+        clock.advance(lease);
+        assert!(
+            taken_by_other_thread(lock).is_some(),
+            "the lease ran out by the backend's clock"
+        );
+    }
+
     #[test]
     fn a_million_released_keys_leave_no_entries_behind() {
         let memory = Arc::new(MemoryBackend::new());

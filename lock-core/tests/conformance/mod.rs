@@ -157,6 +157,20 @@ impl lock_core::Backend for CountingBackend {
         answer
     }
 
+    fn try_acquire_sync_at(
+        &self,
+        key: &std::sync::Arc<str>,
+        owner: lock_core::Owner,
+        lease: lock_core::LeaseTime,
+        now: std::time::Instant,
+    ) -> Option<lock_core::Result<lock_core::TryAcquire>> {
+        let answer = self.inner.try_acquire_sync_at(key, owner, lease, now);
+        if answer.is_some() {
+            count(&self.attempts, key);
+        }
+        answer
+    }
+
     fn release<'a>(
         &'a self,
         key: &'a str,
