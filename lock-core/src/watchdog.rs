@@ -14,11 +14,13 @@
 //!
 //! Registering is on the path of every default acquire, so it is kept to one short critical
 //! section: no clock read, no allocation, and no wake-up call unless the new hold is due before
-//! the thread's next planned wake-up.
+//! the thread's next planned wake-up. The registry is split into shards, each thread registering
+//! in its own, so threads taking different locks at once do not wait for one another there.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -145,38 +147,69 @@ fn backend_id(backend: &SharedBackend) -> usize {
     backend.identity()
 }
 
-/// The watched holds: a slab (ids are reused slots), so registering and unregistering cost a
-/// slot write, not a hash-map operation.
-struct Registry {
+/// Shards of the registry. A thread registers its holds in the shard it was given (round robin
+/// over threads), so with up to this many threads none waits for another's registration.
+const SHARDS: usize = 16;
+
+/// A ticket's id: its shard, and its slot there.
+fn shard_of(id: usize) -> usize {
+    id % SHARDS
+}
+
+fn slot_of(id: usize) -> usize {
+    id / SHARDS
+}
+
+fn id_of(shard: usize, slot: usize) -> usize {
+    slot * SHARDS + shard
+}
+
+/// One shard of the watched holds: a slab (slots are reused), so registering and unregistering
+/// cost a slot write, not a hash-map operation.
+#[derive(Default)]
+struct Shard {
     slots: Vec<Option<Watched>>,
     free: Vec<usize>,
+}
+
+impl Shard {
+    fn get_mut(&mut self, slot: usize) -> Option<&mut Watched> {
+        self.slots.get_mut(slot)?.as_mut()
+    }
+}
+
+/// A shard alone on its cache line (its neighbours' mutexes are other threads').
+#[repr(align(128))]
+#[derive(Default)]
+struct ShardLock(Mutex<Shard>);
+
+/// What the scheduler plans with, apart from the holds. The scheduler holds it while it plans
+/// and sleeps on it; a registration that must wake it takes it, so the wake-up cannot fall
+/// between the scheduler's plan and its sleep.
+struct Schedule {
     /// Backends with a renewal batch on its way: none gets a second one until it answers, so a
     /// hung backend ties up one thread, not one per cycle.
     busy: HashSet<usize>,
-    /// When the thread last woke up: registrations count their renewal from there, at most
-    /// `MAX_SLEEP` early, which only renews sooner than needed.
-    last_wake: Instant,
-    /// When the thread wakes up next on its own (`None` while it is planning).
-    next_wake: Option<Instant>,
 }
 
-impl Registry {
-    fn watched_mut(&mut self) -> impl Iterator<Item = (usize, &mut Watched)> {
-        self.slots
-            .iter_mut()
-            .enumerate()
-            .filter_map(|(id, slot)| Some((id, slot.as_mut()?)))
-            .filter(|(_, watched)| !watched.lost)
-    }
-
-    fn get_mut(&mut self, id: usize) -> Option<&mut Watched> {
-        self.slots.get_mut(id)?.as_mut()
-    }
-}
+/// [`Watchdog::next_wake`] while the scheduler is planning.
+const PLANNING: u64 = 0;
 
 struct Watchdog {
-    registry: Mutex<Registry>,
+    shards: Box<[ShardLock]>,
+    schedule: Mutex<Schedule>,
     changed: Condvar,
+    /// What the two clock readings below count from (in nanoseconds; 0 is never a reading).
+    epoch: Instant,
+    /// When the scheduler last woke up: registrations count their renewal from there, at most
+    /// `MAX_SLEEP` early, which only renews sooner than needed.
+    last_wake: AtomicU64,
+    /// When the scheduler wakes up next on its own ([`PLANNING`] while it plans).
+    next_wake: AtomicU64,
+    /// The earliest first event of the holds registered while it planned (`u64::MAX`: none): it
+    /// may have looked at their shard before they were there, so it takes this in before it
+    /// sleeps, without those registrations having to wait for its plan.
+    registered_while_planning: AtomicU64,
 }
 
 /// Resolves when the hold behind a guard's ticket is lost; never, for a hold nobody renews.
@@ -209,11 +242,11 @@ impl Ticket {
     /// never lets a hold past its validity look fine.
     pub(crate) fn is_lost(&self) -> bool {
         let mut newly_lost = Vec::new();
-        let mut registry = watchdog().registry();
-        let lost = registry
-            .get_mut(self.id)
+        let mut shard = watchdog().shard(self.id);
+        let lost = shard
+            .get_mut(slot_of(self.id))
             .is_some_and(|watched| watched.lost_by(Instant::now(), &mut newly_lost));
-        drop(registry);
+        drop(shard);
         NewlyLost::report_all(newly_lost);
         lost
     }
@@ -221,9 +254,9 @@ impl Ticket {
     /// The signal that fires when the hold is lost (already fired if it was).
     pub(crate) fn signal(&self) -> Arc<LostSignal> {
         let mut newly_lost = Vec::new();
-        let mut registry = watchdog().registry();
-        let watched = registry
-            .get_mut(self.id)
+        let mut shard = watchdog().shard(self.id);
+        let watched = shard
+            .get_mut(slot_of(self.id))
             .expect("a ticket's slot lives with it");
         let lost = watched.lost_by(Instant::now(), &mut newly_lost);
         let signal = watched.signal.get_or_insert_with(Default::default);
@@ -231,7 +264,7 @@ impl Ticket {
             signal.fire();
         }
         let signal = Arc::clone(signal);
-        drop(registry);
+        drop(shard);
         NewlyLost::report_all(newly_lost);
         signal
     }
@@ -239,40 +272,47 @@ impl Ticket {
     /// Stops watching the hold, as dropping the ticket does; returns whether the watchdog had
     /// declared it lost.
     pub(crate) fn stop(self) -> bool {
-        let mut registry = watchdog().registry();
-        let lost = registry
-            .get_mut(self.id)
+        let mut shard = watchdog().shard(self.id);
+        let lost = shard
+            .get_mut(slot_of(self.id))
             .is_some_and(|watched| watched.lost);
-        Self::free(&mut registry, self.id);
-        drop(registry);
+        let gone = Self::free(&mut shard, self.id);
+        drop(shard);
         std::mem::forget(self);
+        drop(gone);
         lost
     }
 
-    fn free(registry: &mut Registry, id: usize) {
-        registry.slots[id] = None;
-        registry.free.push(id);
+    /// Frees the ticket's slot; returns what it held, to drop once the shard is unlocked (the
+    /// backend and key it shares may be their last references).
+    fn free(shard: &mut Shard, id: usize) -> Option<Watched> {
+        let slot = slot_of(id);
+        shard.free.push(slot);
+        shard.slots[slot].take()
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        Self::free(&mut watchdog().registry(), self.id);
+        let gone = Self::free(&mut watchdog().shard(self.id), self.id);
+        drop(gone);
     }
 }
 
 fn watchdog() -> &'static Watchdog {
     static WATCHDOG: OnceLock<&'static Watchdog> = OnceLock::new();
     WATCHDOG.get_or_init(|| {
+        let epoch = Instant::now();
         let watchdog: &'static Watchdog = Box::leak(Box::new(Watchdog {
-            registry: Mutex::new(Registry {
-                slots: Vec::new(),
-                free: Vec::new(),
+            shards: (0..SHARDS).map(|_| ShardLock::default()).collect(),
+            schedule: Mutex::new(Schedule {
                 busy: HashSet::new(),
-                last_wake: Instant::now(),
-                next_wake: None,
             }),
             changed: Condvar::new(),
+            epoch,
+            last_wake: AtomicU64::new(1),
+            next_wake: AtomicU64::new(PLANNING),
+            registered_while_planning: AtomicU64::new(u64::MAX),
         }));
         std::thread::Builder::new()
             .name("lockwright-watchdog".into())
@@ -291,8 +331,7 @@ pub(crate) fn watch(
     sent_at: Instant,
 ) -> Ticket {
     let watchdog = watchdog();
-    let mut registry = watchdog.registry();
-    let renew_at = registry.last_wake + lease / 3;
+    let renew_at = watchdog.instant(watchdog.last_wake.load(Ordering::Acquire)) + lease / 3;
     let watched = Watched {
         backend,
         hold,
@@ -304,24 +343,53 @@ pub(crate) fn watch(
         signal: None,
     };
     let first_event = watched.renew_at.min(watched.valid_until);
-    let id = match registry.free.pop() {
-        Some(id) => {
-            registry.slots[id] = Some(watched);
-            id
+    let shard_index = own_shard();
+    let mut shard = watchdog.shards[shard_index].lock();
+    let slot = match shard.free.pop() {
+        Some(slot) => {
+            shard.slots[slot] = Some(watched);
+            slot
         }
         None => {
-            registry.slots.push(Some(watched));
-            registry.slots.len() - 1
+            shard.slots.push(Some(watched));
+            shard.slots.len() - 1
         }
     };
-    let wake_now = registry
-        .next_wake
-        .is_some_and(|next_wake| first_event < next_wake);
-    drop(registry);
-    if wake_now {
+    drop(shard);
+    // Read after the hold is in its shard. A published wake-up: the next plan will see the hold
+    // (it sets `PLANNING` before it looks at the shards), so only an earlier first event needs a
+    // wake-up call. `PLANNING`: this plan may have looked at the shard already, so the first
+    // event is left for it to take in before it sleeps (it publishes its wake-up first, then
+    // takes in); read again after leaving it, a `PLANNING` is of a plan that has yet to take it
+    // in, so the registration need not wait for any plan.
+    let first_reading = watchdog.reading(first_event);
+    let mut next_wake = watchdog.next_wake.load(Ordering::Acquire);
+    if next_wake == PLANNING {
+        watchdog
+            .registered_while_planning
+            .fetch_min(first_reading, Ordering::AcqRel);
+        next_wake = watchdog.next_wake.load(Ordering::Acquire);
+    }
+    if next_wake != PLANNING && first_reading < next_wake {
+        // Taken so that the scheduler is asleep (and is woken) or has yet to plan again.
+        drop(watchdog.schedule());
         watchdog.changed.notify_one();
     }
-    Ticket { id }
+    Ticket {
+        id: id_of(shard_index, slot),
+    }
+}
+
+/// The shard this thread registers in: given round robin to threads on their first hold.
+fn own_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local!(static SHARD: Cell<usize> = const { Cell::new(usize::MAX) });
+    SHARD.with(|shard| {
+        if shard.get() == usize::MAX {
+            shard.set(NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS);
+        }
+        shard.get()
+    })
 }
 
 /// How many holds on `backend` the lease watchdog has on its books: those it renews, and those
@@ -342,12 +410,18 @@ pub(crate) fn watch(
 pub fn watched_holds(backend: &SharedBackend) -> usize {
     let id = backend_id(backend);
     watchdog()
-        .registry()
-        .slots
+        .shards
         .iter()
-        .flatten()
-        .filter(|watched| backend_id(&watched.backend) == id)
-        .count()
+        .map(|shard| {
+            shard
+                .lock()
+                .slots
+                .iter()
+                .flatten()
+                .filter(|watched| backend_id(&watched.backend) == id)
+                .count()
+        })
+        .sum()
 }
 
 /// One `extend_many` call: holds of one backend with one lease.
@@ -357,11 +431,47 @@ struct Batch {
     holds: Vec<RenewHold>,
 }
 
-impl Watchdog {
-    fn registry(&self) -> MutexGuard<'_, Registry> {
-        self.registry
+impl ShardLock {
+    fn lock(&self) -> MutexGuard<'_, Shard> {
+        // No user code runs under a shard's mutex but a `Watched`'s drop, which is done after
+        // unlocking: a poisoned shard is still consistent.
+        self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Watchdog {
+    fn schedule(&self) -> MutexGuard<'_, Schedule> {
+        self.schedule
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn shard(&self, id: usize) -> MutexGuard<'_, Shard> {
+        self.shards[shard_of(id)].lock()
+    }
+
+    /// A reading in nanoseconds since `epoch` (never 0: that is [`PLANNING`]).
+    fn reading(&self, at: Instant) -> u64 {
+        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
+    }
+
+    fn instant(&self, reading: u64) -> Instant {
+        self.epoch + Duration::from_nanos(reading)
+    }
+
+    /// Every watched hold not yet lost, with its id, shard by shard (each locked in turn).
+    fn for_each_watched(&self, mut f: impl FnMut(usize, &mut Watched)) {
+        for (index, shard) in self.shards.iter().enumerate() {
+            let mut shard = shard.lock();
+            for (slot, watched) in shard.slots.iter_mut().enumerate() {
+                if let Some(watched) = watched.as_mut().filter(|watched| !watched.lost) {
+                    f(id_of(index, slot), watched);
+                }
+            }
+        }
     }
 
     fn run(&'static self) {
@@ -374,15 +484,14 @@ impl Watchdog {
                 if let Err(err) = spawned {
                     // No thread for it now: the holds stay due and are tried again soon.
                     tracing::warn!(error = %err, "lockwright: cannot start a lease renewal");
-                    let mut registry = self.registry();
-                    registry.busy.remove(&id);
                     let retry_at = Instant::now() + MAX_SLEEP / 10;
-                    for (_, watched) in registry.watched_mut() {
+                    self.for_each_watched(|_, watched| {
                         if backend_id(&watched.backend) == id && watched.in_flight {
                             watched.in_flight = false;
                             watched.renew_at = retry_at;
                         }
-                    }
+                    });
+                    self.schedule().busy.remove(&id);
                 }
             }
         }
@@ -400,27 +509,28 @@ impl Watchdog {
             urgent: bool,
             batches: HashMap<Duration, Batch>,
         }
-        let mut registry = self.registry();
+        let mut schedule = self.schedule();
         loop {
             let now = Instant::now();
-            registry.last_wake = now;
+            self.last_wake.store(self.reading(now), Ordering::Release);
+            self.next_wake.store(PLANNING, Ordering::Release);
             let mut newly_lost = Vec::new();
             let mut due: HashMap<usize, Due> = HashMap::new();
-            let Registry { slots, busy, .. } = &mut *registry;
-            for (id, slot) in slots.iter_mut().enumerate() {
-                let Some(watched) = slot.as_mut().filter(|watched| !watched.lost) else {
-                    continue;
-                };
+            let mut next_event: Option<Instant> = None;
+            let busy = &schedule.busy;
+            self.for_each_watched(|id, watched| {
                 if watched.valid_until <= now {
                     watched.mark_lost(&mut newly_lost);
-                    continue;
+                    return;
                 }
+                let event = watched.next_event(busy);
+                next_event = Some(next_event.map_or(event, |next| next.min(event)));
                 let backend = backend_id(&watched.backend);
                 if watched.in_flight
                     || busy.contains(&backend)
                     || watched.renew_at > now + watched.lease / 6
                 {
-                    continue;
+                    return;
                 }
                 let entry = due.entry(backend).or_insert_with(|| Due {
                     backend: Arc::clone(&watched.backend),
@@ -435,49 +545,50 @@ impl Watchdog {
                 });
                 batch.ids.push(id);
                 batch.holds.push(watched.hold.clone());
-            }
+            });
             let ready: Vec<(SharedBackend, Vec<Batch>)> = due
                 .into_iter()
                 .filter(|(_, due)| due.urgent)
                 .map(|(id, due)| {
-                    busy.insert(id);
+                    schedule.busy.insert(id);
                     (due.backend, due.batches.into_values().collect())
                 })
                 .collect();
             if !ready.is_empty() {
-                for id in ready
-                    .iter()
-                    .flat_map(|(_, batches)| batches)
-                    .flat_map(|b| &b.ids)
-                {
-                    if let Some(watched) = registry.get_mut(*id) {
-                        watched.in_flight = true;
+                // The shards were unlocked since: a slot may hold another hold by now.
+                for batch in ready.iter().flat_map(|(_, batches)| batches) {
+                    for (id, hold) in batch.ids.iter().zip(&batch.holds) {
+                        if let Some(watched) = Self::same_hold(&mut self.shard(*id), *id, hold) {
+                            watched.in_flight = true;
+                        }
                     }
                 }
-                registry.next_wake = None;
-                drop(registry);
+                drop(schedule);
                 NewlyLost::report_all(newly_lost);
                 return ready;
             }
             if !newly_lost.is_empty() {
-                // Report unlocked, then plan again (the registry may have changed meanwhile).
-                drop(registry);
+                // Report unlocked, then plan again (the holds may have changed meanwhile).
+                drop(schedule);
                 NewlyLost::report_all(newly_lost);
-                registry = self.registry();
+                schedule = self.schedule();
                 continue;
             }
-            let next_event = registry
-                .slots
-                .iter()
-                .flatten()
-                .filter(|watched| !watched.lost)
-                .map(|watched| watched.next_event(&registry.busy))
-                .min();
-            let wake_at = next_event.map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
-            registry.next_wake = Some(wake_at);
-            registry = self
+            let planned = next_event.map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
+            // Published first, then what registrations while planning asked for is taken in
+            // (see `watch`): each is either taken in here or sees this wake-up.
+            self.next_wake
+                .store(self.reading(planned), Ordering::Release);
+            let registered = self
+                .registered_while_planning
+                .swap(u64::MAX, Ordering::AcqRel);
+            let wake_at = match registered {
+                u64::MAX => planned,
+                reading => planned.min(self.instant(reading)),
+            };
+            schedule = self
                 .changed
-                .wait_timeout(registry, wake_at.saturating_duration_since(now))
+                .wait_timeout(schedule, wake_at.saturating_duration_since(now))
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
         }
@@ -498,7 +609,7 @@ impl Watchdog {
                 for batch in self.batches {
                     self.watchdog.retry_soon(batch);
                 }
-                self.watchdog.registry().busy.remove(&self.backend);
+                self.watchdog.schedule().busy.remove(&self.backend);
                 self.watchdog.changed.notify_one();
             }
         }
@@ -546,12 +657,10 @@ impl Watchdog {
     }
 
     /// The slot still watches the hold it was renewing (not a reused slot of another hold).
-    fn same_hold<'r>(
-        registry: &'r mut Registry,
-        id: usize,
-        hold: &RenewHold,
-    ) -> Option<&'r mut Watched> {
-        registry.get_mut(id).filter(|watched| watched.hold == *hold)
+    fn same_hold<'r>(shard: &'r mut Shard, id: usize, hold: &RenewHold) -> Option<&'r mut Watched> {
+        shard
+            .get_mut(slot_of(id))
+            .filter(|watched| watched.hold == *hold)
     }
 
     fn settle(
@@ -565,10 +674,10 @@ impl Watchdog {
         let unanswered = live.iter().filter(|live| live.is_none()).count();
         telemetry::renewals(backend.kind(), renewed as u64, unanswered as u64);
         let mut newly_lost = Vec::new();
-        let mut registry = self.registry();
         let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
         for ((id, hold), live) in batch.ids.iter().zip(&batch.holds).zip(live) {
-            let Some(watched) = Self::same_hold(&mut registry, *id, hold) else {
+            let mut shard = self.shard(*id);
+            let Some(watched) = Self::same_hold(&mut shard, *id, hold) else {
                 continue;
             };
             watched.in_flight = false;
@@ -586,17 +695,15 @@ impl Watchdog {
                 None => watched.renew_at = retry_at,
             }
         }
-        drop(registry);
         NewlyLost::report_all(newly_lost);
     }
 
     /// Puts the batch's holds still in flight back to be renewed soon (those it settled are no
     /// longer in flight, and keep their new renewal time).
     fn retry_soon(&self, batch: &Batch) {
-        let mut registry = self.registry();
         let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
         for (id, hold) in batch.ids.iter().zip(&batch.holds) {
-            if let Some(watched) = Self::same_hold(&mut registry, *id, hold) {
+            if let Some(watched) = Self::same_hold(&mut self.shard(*id), *id, hold) {
                 if watched.in_flight {
                     watched.in_flight = false;
                     watched.renew_at = retry_at;

@@ -123,3 +123,50 @@ fn a_hung_server_costs_only_its_own_holds_which_are_lost_before_their_lease_coul
     }
     drop(hold);
 }
+
+/// A hold registered while the watchdog is planning (scanning its shards, here made long by
+/// 40,000 other watched holds spread over them) must still be renewed in time: the watchdog may
+/// have scanned the new hold's shard already, and would otherwise sleep up to a second on the
+/// older holds' far renewals. Lone short-lease holds, one after another, each registered from a
+/// thread of its own (threads are given shards in turn, so each lands at another place in the
+/// scan) and kept past its validity.
+#[test]
+fn a_hold_registered_while_the_watchdog_plans_is_renewed_in_time() {
+    // On a backend of their own, with a lease long past the test: never renewed in it (a
+    // renewal batch of them all would take the lone holds along, and hold them up).
+    let bulk_backend = MemoryBackend::shared();
+    let bulk: Vec<Vec<_>> = (0..16)
+        .map(|thread| {
+            let backend = Arc::clone(&bulk_backend);
+            std::thread::spawn(move || {
+                (0..2_500)
+                    .map(|i| {
+                        Lock::with_backend(format!("{}-{thread}-{i}", key("bulk")), &backend)
+                            .renewed_lease(600)
+                            .acquire_blocking()
+                            .unwrap()
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .map(|thread| thread.join().unwrap())
+        .collect();
+    let backend = MemoryBackend::shared();
+    let lease = Duration::from_millis(250);
+    for round in 0..64 {
+        let lock = Lock::with_backend(key("lone"), &backend).renewed_lease(lease);
+        std::thread::spawn(move || {
+            let guard = lock.acquire_blocking().unwrap();
+            // Past the validity of the acquire alone (lease less a tenth): only a renewal
+            // keeps it.
+            std::thread::sleep(lease + lease / 4);
+            assert!(
+                !guard.is_lease_lost() && guard.is_held_blocking().unwrap(),
+                "round {round}: a hold registered while the watchdog planned was not renewed"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+    drop(bulk);
+}
