@@ -426,6 +426,9 @@ pub fn watched_holds(backend: &SharedBackend) -> usize {
 
 /// One `extend_many` call: holds of one backend with one lease.
 struct Batch {
+    /// Its backend's identity: a slot may come to hold an equal hold (key, owner, fence) of
+    /// another backend while the batch is on its way.
+    backend: usize,
     lease: Duration,
     ids: Vec<usize>,
     holds: Vec<RenewHold>,
@@ -539,6 +542,7 @@ impl Watchdog {
                 });
                 entry.urgent |= watched.renew_at <= now;
                 let batch = entry.batches.entry(watched.lease).or_insert_with(|| Batch {
+                    backend,
                     lease: watched.lease,
                     ids: Vec::new(),
                     holds: Vec::new(),
@@ -558,7 +562,8 @@ impl Watchdog {
                 // The shards were unlocked since: a slot may hold another hold by now.
                 for batch in ready.iter().flat_map(|(_, batches)| batches) {
                     for (id, hold) in batch.ids.iter().zip(&batch.holds) {
-                        if let Some(watched) = Self::same_hold(&mut self.shard(*id), *id, hold) {
+                        let mut shard = self.shard(*id);
+                        if let Some(watched) = Self::same_hold(&mut shard, *id, batch, hold) {
                             watched.in_flight = true;
                         }
                     }
@@ -586,6 +591,13 @@ impl Watchdog {
                 u64::MAX => planned,
                 reading => planned.min(self.instant(reading)),
             };
+            if wake_at < planned {
+                // Registrations compare with the wake-up actually planned: against the later
+                // one, every registration due before it would wake the scheduler for a full
+                // plan of its own.
+                self.next_wake
+                    .store(self.reading(wake_at), Ordering::Release);
+            }
             schedule = self
                 .changed
                 .wait_timeout(schedule, wake_at.saturating_duration_since(now))
@@ -657,10 +669,15 @@ impl Watchdog {
     }
 
     /// The slot still watches the hold it was renewing (not a reused slot of another hold).
-    fn same_hold<'r>(shard: &'r mut Shard, id: usize, hold: &RenewHold) -> Option<&'r mut Watched> {
-        shard
-            .get_mut(slot_of(id))
-            .filter(|watched| watched.hold == *hold)
+    fn same_hold<'r>(
+        shard: &'r mut Shard,
+        id: usize,
+        batch: &Batch,
+        hold: &RenewHold,
+    ) -> Option<&'r mut Watched> {
+        shard.get_mut(slot_of(id)).filter(|watched| {
+            watched.hold == *hold && backend_id(&watched.backend) == batch.backend
+        })
     }
 
     fn settle(
@@ -677,7 +694,7 @@ impl Watchdog {
         let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
         for ((id, hold), live) in batch.ids.iter().zip(&batch.holds).zip(live) {
             let mut shard = self.shard(*id);
-            let Some(watched) = Self::same_hold(&mut shard, *id, hold) else {
+            let Some(watched) = Self::same_hold(&mut shard, *id, batch, hold) else {
                 continue;
             };
             watched.in_flight = false;
@@ -703,7 +720,7 @@ impl Watchdog {
     fn retry_soon(&self, batch: &Batch) {
         let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
         for (id, hold) in batch.ids.iter().zip(&batch.holds) {
-            if let Some(watched) = Self::same_hold(&mut self.shard(*id), *id, hold) {
+            if let Some(watched) = Self::same_hold(&mut self.shard(*id), *id, batch, hold) {
                 if watched.in_flight {
                     watched.in_flight = false;
                     watched.renew_at = retry_at;

@@ -170,3 +170,51 @@ fn a_hold_registered_while_the_watchdog_plans_is_renewed_in_time() {
     }
     drop(bulk);
 }
+
+/// A hold on one backend, dropped while its renewal is on its way, and an equal hold (same key,
+/// owner, fence, kind) then taken by the same thread on another backend: the second reuses the
+/// first's slot in the watchdog's books, and the first's renewal answer ("gone") must not be
+/// settled on it. (Found by a review; it failed before the watchdog compared backends too.)
+#[test]
+fn an_equal_hold_on_another_backend_is_not_declared_lost_by_the_first_ones_renewal() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let entered = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&entered);
+    let slow: SharedBackend = Arc::new(CountingBackend::with_hook(
+        MemoryBackend::shared(),
+        move || {
+            seen.store(true, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(300));
+        },
+    ));
+    let other = MemoryBackend::shared();
+    let name = key("same-hold");
+    std::thread::spawn(move || {
+        let first = Lock::with_backend(name.as_str(), &slow)
+            .renewed_lease(0.6)
+            .acquire_blocking()
+            .unwrap();
+        while !entered.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let first_fence = first.fence();
+        drop(first);
+        let second = Lock::with_backend(name.as_str(), &other)
+            .renewed_lease(0.6)
+            .acquire_blocking()
+            .unwrap();
+        assert_eq!(
+            second.fence(),
+            first_fence,
+            "fences differ: no collision to test"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(second.is_held_blocking().unwrap(), "really gone");
+        assert!(
+            !second.is_lease_lost(),
+            "a healthy hold on another backend was declared lost"
+        );
+    })
+    .join()
+    .unwrap();
+}
