@@ -276,26 +276,25 @@ impl Ticket {
         let lost = shard
             .get_mut(slot_of(self.id))
             .is_some_and(|watched| watched.lost);
-        let gone = Self::free(&mut shard, self.id);
+        Self::free(&mut shard, self.id);
         drop(shard);
         std::mem::forget(self);
-        drop(gone);
         lost
     }
 
-    /// Frees the ticket's slot; returns what it held, to drop once the shard is unlocked (the
-    /// backend and key it shares may be their last references).
-    fn free(shard: &mut Shard, id: usize) -> Option<Watched> {
+    /// Frees the ticket's slot, dropping what it held in place (moving it out to drop it
+    /// unlocked costs a copy of it on every release; a guard or handle holds the backend too, so
+    /// this is rarely its last reference).
+    fn free(shard: &mut Shard, id: usize) {
         let slot = slot_of(id);
+        shard.slots[slot] = None;
         shard.free.push(slot);
-        shard.slots[slot].take()
     }
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        let gone = Self::free(&mut watchdog().shard(self.id), self.id);
-        drop(gone);
+        Self::free(&mut watchdog().shard(self.id), self.id);
     }
 }
 
@@ -362,15 +361,14 @@ pub(crate) fn watch(
     // event is left for it to take in before it sleeps (it publishes its wake-up first, then
     // takes in); read again after leaving it, a `PLANNING` is of a plan that has yet to take it
     // in, so the registration need not wait for any plan.
-    let first_reading = watchdog.reading(first_event);
     let mut next_wake = watchdog.next_wake.load(Ordering::Acquire);
     if next_wake == PLANNING {
         watchdog
             .registered_while_planning
-            .fetch_min(first_reading, Ordering::AcqRel);
+            .fetch_min(watchdog.reading(first_event), Ordering::AcqRel);
         next_wake = watchdog.next_wake.load(Ordering::Acquire);
     }
-    if next_wake != PLANNING && first_reading < next_wake {
+    if next_wake != PLANNING && first_event < watchdog.instant(next_wake) {
         // Taken so that the scheduler is asleep (and is woken) or has yet to plan again.
         drop(watchdog.schedule());
         watchdog.changed.notify_one();
@@ -436,8 +434,8 @@ struct Batch {
 
 impl ShardLock {
     fn lock(&self) -> MutexGuard<'_, Shard> {
-        // No user code runs under a shard's mutex but a `Watched`'s drop, which is done after
-        // unlocking: a poisoned shard is still consistent.
+        // No user code runs under a shard's mutex but the drop of a backend whose last
+        // reference a freed slot held: a poisoned shard is still consistent.
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
