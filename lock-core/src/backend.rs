@@ -215,8 +215,8 @@ pub trait Backend: Send + Sync + std::fmt::Debug + 'static {
     /// [`try_acquire_sync`](Backend::try_acquire_sync) given `now`, the caller's reading of the
     /// monotonic clock taken just before the call (the lock handle takes one anyway: it is when
     /// a renewed hold's acquire was sent). A backend timing leases on that clock may use it
-    /// instead of reading the clock again; a read costs about a third of an uncontended
-    /// in-memory acquire and release. The default ignores it.
+    /// instead of reading the clock again (a read took about 30 ns on this project's 2-core VM,
+    /// a seventh of an uncontended in-memory acquire and release). The default ignores it.
     fn try_acquire_sync_at(
         &self,
         key: &Arc<str>,

@@ -666,7 +666,8 @@ impl Watchdog {
         }
     }
 
-    /// The slot still watches the hold it was renewing (not a reused slot of another hold).
+    /// The slot still watches the hold the batch was renewing: not a reused slot of another hold,
+    /// nor of an equal hold (key, owner, fence) on another backend.
     fn same_hold<'r>(
         shard: &'r mut Shard,
         id: usize,
