@@ -5,13 +5,14 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::backend::{Fence, LeaseTime, Release, ReleaseScope, SharedBackend};
+use crate::backend::{Fence, HoldKind, LeaseTime, Release, ReleaseScope};
 use crate::block_on::block_on;
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::owner::Owner;
+use crate::target::Target;
 use crate::telemetry::{self, FoundBy, Operation, ReleaseObserver, ReleaseOutcome};
-use crate::watchdog::{self, Ticket};
+use crate::watchdog::{self, Ticket, WatchedHold};
 
 /// What the watchdog needs of a hold it renews: its lease, and when the acquire that took it was
 /// sent (the hold is surely live until one lease after that).
@@ -43,8 +44,8 @@ pub(crate) struct Renewed {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct LockGuard {
-    key: Arc<str>,
-    backend: SharedBackend,
+    /// The key and backend, shared with the handle and the watchdog's record.
+    target: Arc<Target>,
     owner: Owner,
     fence: Fence,
     hold_count: u32,
@@ -57,8 +58,7 @@ pub struct LockGuard {
 
 impl LockGuard {
     pub(crate) fn new(
-        key: Arc<str>,
-        backend: SharedBackend,
+        target: Arc<Target>,
         owner: Owner,
         fence: Fence,
         hold_count: u32,
@@ -66,17 +66,15 @@ impl LockGuard {
     ) -> Self {
         let held_since = renewed.map(|renewed| renewed.sent_at);
         let watch = renewed.map(|Renewed { lease, sent_at }| {
-            let hold = crate::backend::RenewHold {
-                key: Arc::clone(&key),
+            let hold = WatchedHold {
                 owner,
                 fence,
-                kind: crate::backend::HoldKind::Lock,
+                kind: HoldKind::Lock,
             };
-            watchdog::watch(Arc::clone(&backend), hold, lease, sent_at)
+            watchdog::watch(Arc::clone(&target), hold, lease, sent_at)
         });
         LockGuard {
-            key,
-            backend,
+            target,
             owner,
             fence,
             hold_count,
@@ -98,7 +96,7 @@ impl LockGuard {
 
     /// The locked key.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.target.key
     }
 
     /// The hold's fencing token (shared by reentrant holds of one owner).
@@ -126,14 +124,20 @@ impl LockGuard {
         self.armed = false;
         // Stop renewing before releasing: no renewal can follow the release.
         let found_lost = self.stop_watching();
-        let kind = self.backend.kind();
-        let observer = ReleaseObserver::start(kind, &self.key, Some(self.fence));
+        let kind = self.target.backend.kind();
+        let observer = ReleaseObserver::start(kind, &self.target.key, Some(self.fence));
         let outcome = self
+            .target
             .backend
-            .release(&self.key, self.owner, Some(self.fence), ReleaseScope::One)
+            .release(
+                &self.target.key,
+                self.owner,
+                Some(self.fence),
+                ReleaseScope::One,
+            )
             .instrument(observer.span().clone())
             .await;
-        let result = telemetry::observe(kind, Operation::Release, &self.key, outcome)
+        let result = telemetry::observe(kind, Operation::Release, &self.target.key, outcome)
             .and_then(|outcome| self.check_release(outcome, found_lost));
         let released = match &result {
             Ok(()) => ReleaseOutcome::Released,
@@ -211,11 +215,12 @@ impl LockGuard {
     async fn extend_to(&mut self, lease: LeaseTime) -> Result<()> {
         let found_lost = self.stop_watching();
         let extended = self
+            .target
             .backend
-            .extend(&self.key, self.owner, self.fence, lease)
+            .extend(&self.target.key, self.owner, self.fence, lease)
             .await;
-        let kind = self.backend.kind();
-        if telemetry::observe(kind, Operation::Extend, &self.key, extended)? {
+        let kind = self.target.backend.kind();
+        if telemetry::observe(kind, Operation::Extend, &self.target.key, extended)? {
             Ok(())
         } else {
             Err(self.lease_lost_error(found_lost))
@@ -224,8 +229,17 @@ impl LockGuard {
 
     /// Whether this hold is still live (not expired, not force-unlocked).
     pub async fn is_held(&self) -> Result<bool> {
-        let state = self.backend.inspect(&self.key, self.owner).await;
-        let state = telemetry::observe(self.backend.kind(), Operation::Inspect, &self.key, state)?;
+        let state = self
+            .target
+            .backend
+            .inspect(&self.target.key, self.owner)
+            .await;
+        let state = telemetry::observe(
+            self.target.backend.kind(),
+            Operation::Inspect,
+            &self.target.key,
+            state,
+        )?;
         Ok(state.held_by_owner && state.fence == Some(self.fence))
     }
 
@@ -257,10 +271,15 @@ impl LockGuard {
     /// The guard found its hold gone: counted and logged here unless the watchdog did.
     fn lease_lost_error(&self, found_lost: bool) -> LockError {
         if !found_lost {
-            telemetry::lease_lost(self.backend.kind(), &self.key, self.fence, FoundBy::Guard);
+            telemetry::lease_lost(
+                self.target.backend.kind(),
+                &self.target.key,
+                self.fence,
+                FoundBy::Guard,
+            );
         }
         LockError::LeaseLost {
-            key: Arc::clone(&self.key),
+            key: Arc::clone(&self.target.key),
         }
     }
 }
@@ -269,10 +288,15 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         self.watch = None;
         if self.armed {
-            let observer = ReleaseObserver::start(self.backend.kind(), &self.key, Some(self.fence));
+            let observer = ReleaseObserver::start(
+                self.target.backend.kind(),
+                &self.target.key,
+                Some(self.fence),
+            );
             observer.span().in_scope(|| {
-                self.backend
-                    .release_on_drop(&self.key, self.owner, self.fence);
+                self.target
+                    .backend
+                    .release_on_drop(&self.target.key, self.owner, self.fence);
             });
             observer.finish(ReleaseOutcome::Dropped, self.held_since);
         }

@@ -42,6 +42,7 @@ mod pool_guard;
 mod python_format;
 #[cfg(feature = "redis")]
 mod redis;
+mod target;
 pub mod telemetry;
 mod waiting;
 mod wakeups;

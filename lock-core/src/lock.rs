@@ -16,6 +16,7 @@ use crate::guard::{LockGuard, Renewed};
 use crate::handle_holds;
 use crate::options::Options;
 use crate::owner::Owner;
+use crate::target::Target;
 use crate::telemetry::{self, AcquireObserver, Operation, ReleaseObserver, ReleaseOutcome};
 use crate::waiting::{self, contention_as_none, Attempt, Wait, Waiter};
 
@@ -125,8 +126,8 @@ macro_rules! lock {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Lock {
-    key: Arc<str>,
-    backend: SharedBackend,
+    /// The key and backend, shared with every guard and watched hold of the handle.
+    target: Arc<Target>,
     options: Options,
 }
 
@@ -143,8 +144,7 @@ impl Lock {
         let key = key.into();
         Lock {
             options: Options::for_key(&key),
-            key,
-            backend: Arc::clone(backend),
+            target: Target::new(key, backend),
         }
     }
 
@@ -193,12 +193,12 @@ impl Lock {
 
     /// The key.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.target.key
     }
 
     /// The backend this handle uses.
     pub fn backend(&self) -> &SharedBackend {
-        &self.backend
+        &self.target.backend
     }
 
     /// `Ok` when the key and options are valid, else the first problem.
@@ -327,12 +327,13 @@ impl Lock {
     fn hold_until_unlock(&self, guard: LockGuard) -> Fence {
         let owner = guard.owner();
         let (fence, ticket) = guard.disarm();
-        let kept = match (ticket, self.options.lease.resolve(&self.backend).0) {
+        let kept = match (ticket, self.options.lease.resolve(&self.target.backend).0) {
             (Some(ticket), _) => handle_holds::Kept::Renewed(ticket),
             (None, Some(lease)) => handle_holds::Kept::Fixed(lease),
             (None, None) => handle_holds::Kept::Never,
         };
-        let spare = handle_holds::record(&self.backend, &self.key, owner, fence, kept);
+        let spare =
+            handle_holds::record(&self.target.backend, &self.target.key, owner, fence, kept);
         drop(spare);
         fence
     }
@@ -351,21 +352,28 @@ impl Lock {
     pub async fn unlock(&self) -> Result<()> {
         self.validate()?;
         let owner = Owner::current();
-        let Some(taken) = handle_holds::take_one(&self.backend, &self.key, owner) else {
+        let Some(taken) = handle_holds::take_one(&self.target.backend, &self.target.key, owner)
+        else {
             return self.release_scope(ReleaseScope::One).await.map(|_| ());
         };
         // Renewal stops before the release, as a guard's does.
         drop(taken.ticket);
         let outcome = self
+            .target
             .backend
-            .release(&self.key, owner, Some(taken.fence), ReleaseScope::One)
+            .release(
+                &self.target.key,
+                owner,
+                Some(taken.fence),
+                ReleaseScope::One,
+            )
             .await?;
         match outcome {
             Release::Freed | Release::StillHeld(_) => Ok(()),
             Release::NotLocked | Release::NotOwner => {
                 drop(handle_holds::lost(
-                    &self.backend,
-                    &self.key,
+                    &self.target.backend,
+                    &self.target.key,
                     owner,
                     taken.fence,
                 ));
@@ -389,7 +397,8 @@ impl Lock {
     /// [`lock`](Lock::lock) without `exp` and that hold is gone.
     pub async fn release(&self) -> Result<bool> {
         self.validate()?;
-        let recorded = handle_holds::take_all(&self.backend, &self.key, Owner::current());
+        let recorded =
+            handle_holds::take_all(&self.target.backend, &self.target.key, Owner::current());
         let had_renewed_hold = recorded.is_some_and(|taken| taken.renewed);
         match self.release_scope(ReleaseScope::All).await {
             Ok(false) | Err(LockError::NotOwner { .. }) if had_renewed_hold => {
@@ -412,28 +421,29 @@ impl Lock {
     /// reports it. `false` when the owner has no such hold (none taken, unlocked, or taken with
     /// `exp` or `never_expires`, which nobody watches). Asks no backend.
     pub fn is_lease_lost(&self) -> bool {
-        handle_holds::status(&self.backend, &self.key, Owner::current())
+        handle_holds::status(&self.target.backend, &self.target.key, Owner::current())
             .is_some_and(|status| status.lost)
     }
 
     /// Whether the watchdog renews a hold of the current owner taken by [`lock`](Lock::lock)
     /// (or `try_lock`): taken without `exp`, not unlocked yet, and not lost. Asks no backend.
     pub fn is_renewed(&self) -> bool {
-        handle_holds::status(&self.backend, &self.key, Owner::current())
+        handle_holds::status(&self.target.backend, &self.target.key, Owner::current())
             .is_some_and(|status| status.renewed && !status.lost)
     }
 
     async fn release_scope(&self, scope: ReleaseScope) -> Result<bool> {
         self.validate()?;
-        let kind = self.backend.kind();
-        let observer = ReleaseObserver::start(kind, &self.key, None);
+        let kind = self.target.backend.kind();
+        let observer = ReleaseObserver::start(kind, &self.target.key, None);
         let outcome = self
+            .target
             .backend
-            .release(&self.key, Owner::current(), None, scope)
+            .release(&self.target.key, Owner::current(), None, scope)
             .instrument(observer.span().clone())
             .await;
         let (released, result) =
-            match telemetry::observe(kind, Operation::Release, &self.key, outcome) {
+            match telemetry::observe(kind, Operation::Release, &self.target.key, outcome) {
                 Err(err) => (ReleaseOutcome::Error, Err(err)),
                 Ok(outcome) => match (outcome, scope) {
                     (Release::Freed | Release::StillHeld(_), _) => {
@@ -445,7 +455,7 @@ impl Lock {
                     (Release::NotLocked | Release::NotOwner, _) => (
                         ReleaseOutcome::NotOwner,
                         Err(LockError::NotOwner {
-                            key: Arc::clone(&self.key),
+                            key: Arc::clone(&self.target.key),
                         }),
                     ),
                 },
@@ -460,16 +470,19 @@ impl Lock {
     /// it was taken in this process through this backend, else at the watchdog's next renewal).
     pub async fn force_unlock(&self) -> Result<bool> {
         self.validate()?;
-        let unlocked = self.backend.force_unlock(&self.key).await;
+        let unlocked = self.target.backend.force_unlock(&self.target.key).await;
         if unlocked.is_ok() {
             // Holds taken here by `lock()` are gone: stop renewing them now, and keep their
             // record so that their owners' `is_lease_lost` and `unlock` tell.
-            drop(handle_holds::force_unlocked(&self.backend, &self.key));
+            drop(handle_holds::force_unlocked(
+                &self.target.backend,
+                &self.target.key,
+            ));
         }
         telemetry::observe(
-            self.backend.kind(),
+            self.target.backend.kind(),
             Operation::ForceUnlock,
-            &self.key,
+            &self.target.key,
             unlocked,
         )
     }
@@ -482,8 +495,17 @@ impl Lock {
     /// Everything about the lock in one backend call.
     pub async fn state(&self) -> Result<LockState> {
         self.validate()?;
-        let state = self.backend.inspect(&self.key, Owner::current()).await;
-        telemetry::observe(self.backend.kind(), Operation::Inspect, &self.key, state)
+        let state = self
+            .target
+            .backend
+            .inspect(&self.target.key, Owner::current())
+            .await;
+        telemetry::observe(
+            self.target.backend.kind(),
+            Operation::Inspect,
+            &self.target.key,
+            state,
+        )
     }
 
     /// Blocking form of [`state`](Lock::state).
@@ -537,7 +559,7 @@ impl Lock {
     /// span) from its start to its outcome, in this one place.
     async fn acquire_as_task(&self, wait: Wait) -> Result<LockGuard> {
         self.validate()?;
-        let mut observer = AcquireObserver::start(self.backend.kind(), &self.key);
+        let mut observer = AcquireObserver::start(self.target.backend.kind(), &self.target.key);
         let acquired = match self.acquire_at_once(wait) {
             Some(acquired) => acquired,
             None => {
@@ -554,7 +576,7 @@ impl Lock {
     /// [`acquire_as_task`](Lock::acquire_as_task) for the blocking API.
     fn acquire_as_thread(&self, wait: Wait) -> Result<LockGuard> {
         self.validate()?;
-        let mut observer = AcquireObserver::start(self.backend.kind(), &self.key);
+        let mut observer = AcquireObserver::start(self.target.backend.kind(), &self.target.key);
         let acquired = match self.acquire_at_once(wait) {
             Some(acquired) => acquired,
             None => {
@@ -574,13 +596,14 @@ impl Lock {
     /// must wait for the lock; the waiting loop then listens and tries again.
     fn acquire_at_once(&self, wait: Wait) -> Option<Result<LockGuard>> {
         let owner = Owner::current();
-        let (lease, renewed_lease) = self.options.lease.resolve(&self.backend);
+        let (lease, renewed_lease) = self.options.lease.resolve(&self.target.backend);
         // One clock reading serves the watchdog (when the acquire was sent) and the backend.
         let now = Instant::now();
         let renewed = renewed_at(renewed_lease, now);
         match self
+            .target
             .backend
-            .try_acquire_sync_at(&self.key, owner, lease, now)?
+            .try_acquire_sync_at(&self.target.key, owner, lease, now)?
         {
             Err(err) => Some(Err(err)),
             Ok(TryAcquire::Acquired { fence, hold_count }) => {
@@ -600,25 +623,18 @@ impl Lock {
         hold_count: u32,
         renewed: Option<Renewed>,
     ) -> LockGuard {
-        LockGuard::new(
-            Arc::clone(&self.key),
-            Arc::clone(&self.backend),
-            owner,
-            fence,
-            hold_count,
-            renewed,
-        )
+        LockGuard::new(Arc::clone(&self.target), owner, fence, hold_count, renewed)
     }
 
     fn lease_lost(&self) -> LockError {
         LockError::LeaseLost {
-            key: Arc::clone(&self.key),
+            key: Arc::clone(&self.target.key),
         }
     }
 
     fn locked(&self) -> LockError {
         LockError::Locked {
-            key: Arc::clone(&self.key),
+            key: Arc::clone(&self.target.key),
         }
     }
 
@@ -630,21 +646,28 @@ impl Lock {
         observer: &mut AcquireObserver,
     ) -> Result<LockGuard> {
         let owner = Owner::current();
-        let (lease, renewed_lease) = self.options.lease.resolve(&self.backend);
+        let (lease, renewed_lease) = self.options.lease.resolve(&self.target.backend);
         waiting::until_taken(
-            &self.key,
+            &self.target.key,
             wait,
             waiter,
-            || self.backend.listen(&self.key),
+            || self.target.backend.listen(&self.target.key),
             || async move {
                 let now = Instant::now();
                 let renewed = renewed_at(renewed_lease, now);
-                let outcome = match self
-                    .backend
-                    .try_acquire_sync_at(&self.key, owner, lease, now)
-                {
+                let outcome = match self.target.backend.try_acquire_sync_at(
+                    &self.target.key,
+                    owner,
+                    lease,
+                    now,
+                ) {
                     Some(outcome) => outcome?,
-                    None => self.backend.try_acquire(&self.key, owner, lease).await?,
+                    None => {
+                        self.target
+                            .backend
+                            .try_acquire(&self.target.key, owner, lease)
+                            .await?
+                    }
                 };
                 Ok(match outcome {
                     TryAcquire::Acquired { fence, hold_count } => {

@@ -12,6 +12,7 @@ use crate::lock::{renewed_from_now, Lease};
 use crate::options::Options;
 use crate::owner::Owner;
 use crate::pool_guard::PoolGuard;
+use crate::target::Target;
 use crate::telemetry::{self, AcquireObserver, Operation};
 use crate::waiting::{self, contention_as_none, Attempt, Wait, Waiter};
 use tracing::Instrument;
@@ -60,8 +61,8 @@ use tracing::Instrument;
 /// ```
 #[derive(Clone, Debug)]
 pub struct Pool {
-    key: Arc<str>,
-    backend: SharedBackend,
+    /// The key and backend, shared with every guard and watched slot of the handle.
+    target: Arc<Target>,
     max_size: u32,
     options: Options,
 }
@@ -89,8 +90,7 @@ impl Pool {
         }
         Pool {
             options,
-            key,
-            backend: Arc::clone(backend),
+            target: Target::new(key, backend),
             max_size,
         }
     }
@@ -137,7 +137,7 @@ impl Pool {
 
     /// The key.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.target.key
     }
 
     /// How many slots the pool has.
@@ -147,7 +147,7 @@ impl Pool {
 
     /// The backend this handle uses.
     pub fn backend(&self) -> &SharedBackend {
-        &self.backend
+        &self.target.backend
     }
 
     /// `Ok` when the key and options are valid, else the first problem.
@@ -215,8 +215,13 @@ impl Pool {
     /// Live slots and the size they were taken with.
     pub async fn state(&self) -> Result<PoolState> {
         self.validate()?;
-        let state = self.backend.pool_state(&self.key).await;
-        telemetry::observe(self.backend.kind(), Operation::PoolState, &self.key, state)
+        let state = self.target.backend.pool_state(&self.target.key).await;
+        telemetry::observe(
+            self.target.backend.kind(),
+            Operation::PoolState,
+            &self.target.key,
+            state,
+        )
     }
 
     /// Blocking form of [`state`](Pool::state).
@@ -229,8 +234,9 @@ impl Pool {
     pub async fn force_release(&self, slot: Fence) -> Result<bool> {
         self.validate()?;
         Ok(self
+            .target
             .backend
-            .pool_force_release(&self.key, Some(slot))
+            .pool_force_release(&self.target.key, Some(slot))
             .await?
             > 0)
     }
@@ -243,11 +249,15 @@ impl Pool {
     /// Frees every slot of the pool; returns how many were live.
     pub async fn force_release_all(&self) -> Result<u32> {
         self.validate()?;
-        let freed = self.backend.pool_force_release(&self.key, None).await;
+        let freed = self
+            .target
+            .backend
+            .pool_force_release(&self.target.key, None)
+            .await;
         telemetry::observe(
-            self.backend.kind(),
+            self.target.backend.kind(),
             Operation::PoolForceRelease,
-            &self.key,
+            &self.target.key,
             freed,
         )
     }
@@ -260,7 +270,8 @@ impl Pool {
     /// Every acquiring method's, observed (see `telemetry`).
     async fn acquire_as_task(&self, wait: Wait) -> Result<PoolGuard> {
         self.validate()?;
-        let mut observer = AcquireObserver::start_pool(self.backend.kind(), &self.key);
+        let mut observer =
+            AcquireObserver::start_pool(self.target.backend.kind(), &self.target.key);
         observer.count_attempt();
         let span = observer.span().clone();
         let acquired = self
@@ -273,7 +284,8 @@ impl Pool {
     /// [`acquire_as_task`](Pool::acquire_as_task) for the blocking API.
     fn acquire_as_thread(&self, wait: Wait) -> Result<PoolGuard> {
         self.validate()?;
-        let mut observer = AcquireObserver::start_pool(self.backend.kind(), &self.key);
+        let mut observer =
+            AcquireObserver::start_pool(self.target.backend.kind(), &self.target.key);
         observer.count_attempt();
         let span = observer.span().clone();
         let acquired = block_on(
@@ -292,22 +304,22 @@ impl Pool {
         observer: &mut AcquireObserver,
     ) -> Result<PoolGuard> {
         let owner = Owner::current();
-        let (lease, renewed_lease) = self.options.lease.resolve(&self.backend);
+        let (lease, renewed_lease) = self.options.lease.resolve(&self.target.backend);
         waiting::until_taken(
-            &self.key,
+            &self.target.key,
             wait,
             waiter,
-            || self.backend.listen_pool(&self.key),
+            || self.target.backend.listen_pool(&self.target.key),
             || async move {
                 let renewed = renewed_from_now(renewed_lease);
                 let acquired = self
+                    .target
                     .backend
-                    .pool_acquire(&self.key, owner, self.max_size, lease)
+                    .pool_acquire(&self.target.key, owner, self.max_size, lease)
                     .await?;
                 Ok(match acquired {
                     PoolAcquire::Acquired { slot, size } => Attempt::Taken(PoolGuard::new(
-                        Arc::clone(&self.key),
-                        Arc::clone(&self.backend),
+                        Arc::clone(&self.target),
                         owner,
                         slot,
                         size,
@@ -318,7 +330,7 @@ impl Pool {
             },
             |now| observer.found_held(now),
             || LockError::PoolFull {
-                key: Arc::clone(&self.key),
+                key: Arc::clone(&self.target.key),
                 max_size: self.max_size,
             },
         )

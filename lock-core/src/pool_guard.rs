@@ -5,14 +5,15 @@ use std::time::Instant;
 
 use tracing::Instrument;
 
-use crate::backend::{Fence, HoldKind, LeaseTime, RenewHold, SharedBackend};
+use crate::backend::{Fence, HoldKind, LeaseTime};
 use crate::block_on::block_on;
 use crate::duration::IntoLockDuration;
 use crate::error::{LockError, Result};
 use crate::guard::Renewed;
 use crate::owner::Owner;
+use crate::target::Target;
 use crate::telemetry::{self, FoundBy, Operation, ReleaseObserver, ReleaseOutcome, Taken};
-use crate::watchdog::{self, Ticket};
+use crate::watchdog::{self, Ticket, WatchedHold};
 
 /// One slot of a [`Pool`](crate::Pool), given back when dropped: at the end of scope, on `?`
 /// and `return`, during a panic's unwinding, and when the future that owns it is dropped.
@@ -36,8 +37,8 @@ use crate::watchdog::{self, Ticket};
 #[must_use = "the slot is given back as soon as the guard is dropped"]
 #[derive(Debug)]
 pub struct PoolGuard {
-    key: Arc<str>,
-    backend: SharedBackend,
+    /// The pool's key and backend, shared with the handle and the watchdog's record.
+    target: Arc<Target>,
     owner: Owner,
     slot: Fence,
     size: u32,
@@ -49,8 +50,7 @@ pub struct PoolGuard {
 
 impl PoolGuard {
     pub(crate) fn new(
-        key: Arc<str>,
-        backend: SharedBackend,
+        target: Arc<Target>,
         owner: Owner,
         slot: Fence,
         size: u32,
@@ -58,17 +58,15 @@ impl PoolGuard {
     ) -> Self {
         let held_since = renewed.map(|renewed| renewed.sent_at);
         let watch = renewed.map(|Renewed { lease, sent_at }| {
-            let hold = RenewHold {
-                key: Arc::clone(&key),
+            let hold = WatchedHold {
                 owner,
                 fence: slot,
                 kind: HoldKind::PoolSlot,
             };
-            watchdog::watch(Arc::clone(&backend), hold, lease, sent_at)
+            watchdog::watch(Arc::clone(&target), hold, lease, sent_at)
         });
         PoolGuard {
-            key,
-            backend,
+            target,
             owner,
             slot,
             size,
@@ -80,7 +78,7 @@ impl PoolGuard {
 
     /// The pool's key.
     pub fn key(&self) -> &str {
-        &self.key
+        &self.target.key
     }
 
     /// The slot's token: unique to this slot of the pool, never handed out again, growing with
@@ -108,18 +106,20 @@ impl PoolGuard {
         self.armed = false;
         // Stop renewing before releasing: no renewal can follow the release.
         let found_lost = self.stop_watching();
-        let kind = self.backend.kind();
-        let observer = ReleaseObserver::start_pool(kind, &self.key, self.slot);
+        let kind = self.target.backend.kind();
+        let observer = ReleaseObserver::start_pool(kind, &self.target.key, self.slot);
         let released = self
+            .target
             .backend
-            .pool_release(&self.key, self.owner, self.slot)
+            .pool_release(&self.target.key, self.owner, self.slot)
             .instrument(observer.span().clone())
             .await;
-        let result = match telemetry::observe(kind, Operation::PoolRelease, &self.key, released) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(self.lease_lost_error(found_lost)),
-            Err(err) => Err(err),
-        };
+        let result =
+            match telemetry::observe(kind, Operation::PoolRelease, &self.target.key, released) {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(self.lease_lost_error(found_lost)),
+                Err(err) => Err(err),
+            };
         let outcome = match &result {
             Ok(()) => ReleaseOutcome::Released,
             Err(LockError::LeaseLost { .. }) => ReleaseOutcome::LeaseLost,
@@ -158,11 +158,12 @@ impl PoolGuard {
     async fn extend_to(&mut self, lease: LeaseTime) -> Result<()> {
         let found_lost = self.stop_watching();
         let extended = self
+            .target
             .backend
-            .pool_extend(&self.key, self.owner, self.slot, lease)
+            .pool_extend(&self.target.key, self.owner, self.slot, lease)
             .await;
-        let kind = self.backend.kind();
-        if telemetry::observe(kind, Operation::PoolExtend, &self.key, extended)? {
+        let kind = self.target.backend.kind();
+        if telemetry::observe(kind, Operation::PoolExtend, &self.target.key, extended)? {
             Ok(())
         } else {
             Err(self.lease_lost_error(found_lost))
@@ -197,10 +198,15 @@ impl PoolGuard {
 
     fn lease_lost_error(&self, found_lost: bool) -> LockError {
         if !found_lost {
-            telemetry::lease_lost(self.backend.kind(), &self.key, self.slot, FoundBy::Guard);
+            telemetry::lease_lost(
+                self.target.backend.kind(),
+                &self.target.key,
+                self.slot,
+                FoundBy::Guard,
+            );
         }
         LockError::LeaseLost {
-            key: Arc::clone(&self.key),
+            key: Arc::clone(&self.target.key),
         }
     }
 }
@@ -209,10 +215,15 @@ impl Drop for PoolGuard {
     fn drop(&mut self) {
         self.watch = None;
         if self.armed {
-            let observer = ReleaseObserver::start_pool(self.backend.kind(), &self.key, self.slot);
+            let observer = ReleaseObserver::start_pool(
+                self.target.backend.kind(),
+                &self.target.key,
+                self.slot,
+            );
             observer.span().in_scope(|| {
-                self.backend
-                    .pool_release_on_drop(&self.key, self.owner, self.slot);
+                self.target
+                    .backend
+                    .pool_release_on_drop(&self.target.key, self.owner, self.slot);
             });
             observer.finish(ReleaseOutcome::Dropped, self.held_since);
         }

@@ -26,8 +26,10 @@ use std::time::{Duration, Instant};
 
 use event_listener::{Event, Listener};
 
-use crate::backend::{Fence, RenewHold, SharedBackend};
+use crate::backend::{Fence, HoldKind, RenewHold, SharedBackend};
 use crate::block_on::block_on;
+use crate::owner::Owner;
+use crate::target::Target;
 use crate::telemetry::{self, FoundBy};
 
 /// The longest the watchdog thread sleeps, so that registering a hold rarely has to wake it.
@@ -67,9 +69,18 @@ impl LostSignal {
     }
 }
 
+/// Which hold of a [`Target`] the watchdog renews.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WatchedHold {
+    pub(crate) owner: Owner,
+    pub(crate) fence: Fence,
+    pub(crate) kind: HoldKind,
+}
+
 struct Watched {
-    backend: SharedBackend,
-    hold: RenewHold,
+    /// The key and backend, shared with the guard: registering costs one reference count.
+    target: Arc<Target>,
+    hold: WatchedHold,
     lease: Duration,
     renew_at: Instant,
     /// Until then the hold is surely live on the server: the send time of its last successful
@@ -100,6 +111,28 @@ impl NewlyLost {
 }
 
 impl Watched {
+    fn backend(&self) -> &SharedBackend {
+        &self.target.backend
+    }
+
+    /// The hold, as the backend's `extend_many` takes it.
+    fn renew_hold(&self) -> RenewHold {
+        RenewHold {
+            key: Arc::clone(&self.target.key),
+            owner: self.hold.owner,
+            fence: self.hold.fence,
+            kind: self.hold.kind,
+        }
+    }
+
+    /// Whether this is the hold `hold` names (a slot may be reused for another).
+    fn is(&self, hold: &RenewHold) -> bool {
+        *self.target.key == *hold.key
+            && self.hold.owner == hold.owner
+            && self.hold.fence == hold.fence
+            && self.hold.kind == hold.kind
+    }
+
     /// Whether the hold is lost at `now`: found gone, or past its validity (marked so here, and
     /// added to `newly_lost`).
     fn lost_by(&mut self, now: Instant, newly_lost: &mut Vec<NewlyLost>) -> bool {
@@ -115,8 +148,8 @@ impl Watched {
             signal.fire();
         }
         newly_lost.push(NewlyLost {
-            kind: self.backend.kind(),
-            key: Arc::clone(&self.hold.key),
+            kind: self.backend().kind(),
+            key: Arc::clone(&self.target.key),
             fence: self.hold.fence,
         });
     }
@@ -124,7 +157,7 @@ impl Watched {
     /// When the scheduler must look at this hold next: its renewal, unless one is on its way
     /// or its backend is busy, and in any case the end of its validity.
     fn next_event(&self, busy: &HashSet<usize>) -> Instant {
-        if self.in_flight || busy.contains(&backend_id(&self.backend)) {
+        if self.in_flight || busy.contains(&backend_id(self.backend())) {
             self.valid_until
         } else {
             self.renew_at.min(self.valid_until)
@@ -324,15 +357,15 @@ fn watchdog() -> &'static Watchdog {
 /// Starts renewing `hold` on `backend` at least every `lease / 3`. `sent_at` is when the acquire
 /// that took the hold was sent: the hold is surely live until one lease after it.
 pub(crate) fn watch(
-    backend: SharedBackend,
-    hold: RenewHold,
+    target: Arc<Target>,
+    hold: WatchedHold,
     lease: Duration,
     sent_at: Instant,
 ) -> Ticket {
     let watchdog = watchdog();
     let renew_at = watchdog.instant(watchdog.last_wake.load(Ordering::Acquire)) + lease / 3;
     let watched = Watched {
-        backend,
+        target,
         hold,
         lease,
         renew_at,
@@ -416,7 +449,7 @@ pub fn watched_holds(backend: &SharedBackend) -> usize {
                 .slots
                 .iter()
                 .flatten()
-                .filter(|watched| backend_id(&watched.backend) == id)
+                .filter(|watched| backend_id(watched.backend()) == id)
                 .count()
         })
         .sum()
@@ -487,7 +520,7 @@ impl Watchdog {
                     tracing::warn!(error = %err, "lockwright: cannot start a lease renewal");
                     let retry_at = Instant::now() + MAX_SLEEP / 10;
                     self.for_each_watched(|_, watched| {
-                        if backend_id(&watched.backend) == id && watched.in_flight {
+                        if backend_id(watched.backend()) == id && watched.in_flight {
                             watched.in_flight = false;
                             watched.renew_at = retry_at;
                         }
@@ -526,7 +559,7 @@ impl Watchdog {
                 }
                 let event = watched.next_event(busy);
                 next_event = Some(next_event.map_or(event, |next| next.min(event)));
-                let backend = backend_id(&watched.backend);
+                let backend = backend_id(watched.backend());
                 if watched.in_flight
                     || busy.contains(&backend)
                     || watched.renew_at > now + watched.lease / 6
@@ -534,7 +567,7 @@ impl Watchdog {
                     return;
                 }
                 let entry = due.entry(backend).or_insert_with(|| Due {
-                    backend: Arc::clone(&watched.backend),
+                    backend: Arc::clone(watched.backend()),
                     urgent: false,
                     batches: HashMap::new(),
                 });
@@ -546,7 +579,7 @@ impl Watchdog {
                     holds: Vec::new(),
                 });
                 batch.ids.push(id);
-                batch.holds.push(watched.hold.clone());
+                batch.holds.push(watched.renew_hold());
             });
             let ready: Vec<(SharedBackend, Vec<Batch>)> = due
                 .into_iter()
@@ -674,9 +707,9 @@ impl Watchdog {
         batch: &Batch,
         hold: &RenewHold,
     ) -> Option<&'r mut Watched> {
-        shard.get_mut(slot_of(id)).filter(|watched| {
-            watched.hold == *hold && backend_id(&watched.backend) == batch.backend
-        })
+        shard
+            .get_mut(slot_of(id))
+            .filter(|watched| watched.is(hold) && backend_id(watched.backend()) == batch.backend)
     }
 
     fn settle(

@@ -1,0 +1,26 @@
+//! What a lock or pool handle names: a key on a backend, behind one reference count.
+//!
+//! A handle, every guard it hands out and the watchdog's record of a renewed hold all need the
+//! key and the backend. Sharing them as one [`Target`] costs each of those one reference-count
+//! increment and decrement instead of two: on the memory backend an uncontended acquire+release
+//! is a few hundred nanoseconds, and each atomic increment-decrement pair is about 18 of them.
+
+use std::sync::Arc;
+
+use crate::backend::SharedBackend;
+
+/// A key on a backend.
+#[derive(Debug)]
+pub(crate) struct Target {
+    pub(crate) key: Arc<str>,
+    pub(crate) backend: SharedBackend,
+}
+
+impl Target {
+    pub(crate) fn new(key: Arc<str>, backend: &SharedBackend) -> Arc<Self> {
+        Arc::new(Target {
+            key,
+            backend: Arc::clone(backend),
+        })
+    }
+}
