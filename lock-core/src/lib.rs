@@ -34,6 +34,7 @@ mod guard;
 mod handle_holds;
 mod lock;
 mod memory;
+mod memory_key;
 mod memory_pools;
 mod options;
 mod owner;
