@@ -198,4 +198,40 @@ mod memory_only {
             .unwrap());
         drop(guard);
     }
+
+    /// The memory backend's fences come from one counter per table shard: they must still be
+    /// unique across keys (the backend's docs say so) and grow per key, whichever keys share a
+    /// shard and in whatever order keys are taken, short keys (stored inline) and long ones.
+    #[test]
+    fn memory_fences_are_unique_across_keys_and_grow_per_key() {
+        use std::collections::{HashMap, HashSet};
+
+        let backend = MemoryBackend::shared();
+        let keys: Vec<String> = (0..1_000)
+            .map(|i| match i % 2 {
+                0 => format!("k{i}"),
+                _ => format!("a-key-long-enough-not-to-be-stored-inline-{i}"),
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        let mut last: HashMap<&str, u64> = HashMap::new();
+        for round in 0..3 {
+            let mut held = Vec::new();
+            for i in 0..keys.len() {
+                // Keys taken in another order each round (7 and 13 are prime to 1,000), a third
+                // of them held to the end of the round.
+                let key = &keys[(i * 7 + round * 13) % keys.len()];
+                let lock = Lock::with_backend(key.as_str(), &backend).exp(60);
+                let guard = lock.acquire_blocking().unwrap();
+                let fence = guard.fence().0;
+                assert!(seen.insert(fence), "fence {fence} handed out twice ({key})");
+                if let Some(previous) = last.insert(key, fence) {
+                    assert!(fence > previous, "{key}: fence {fence} after {previous}");
+                }
+                if i % 3 == 0 {
+                    held.push(guard);
+                }
+            }
+        }
+    }
 }
