@@ -66,6 +66,9 @@ mod tests {
             "",
             "a",
             "bench-key",
+            "exactly-22-bytes-long!",
+            "exactly-23-bytes-long!!",
+            "é-ünïcödé-key",
             "é-ünïcödé-key-22-bytes",
             "a-key-longer-than-inline-capacity",
         ] {
