@@ -125,7 +125,8 @@ impl LockGuard {
         // Stop renewing before releasing: no renewal can follow the release.
         let found_lost = self.stop_watching();
         let kind = self.target.backend.kind();
-        let observer = ReleaseObserver::start(kind, &self.target.key, Some(self.fence));
+        let observer =
+            ReleaseObserver::start(self.target.telemetry, &self.target.key, Some(self.fence));
         let outcome = self
             .target
             .backend
@@ -288,11 +289,8 @@ impl Drop for LockGuard {
     fn drop(&mut self) {
         self.watch = None;
         if self.armed {
-            let observer = ReleaseObserver::start(
-                self.target.backend.kind(),
-                &self.target.key,
-                Some(self.fence),
-            );
+            let observer =
+                ReleaseObserver::start(self.target.telemetry, &self.target.key, Some(self.fence));
             observer.span().in_scope(|| {
                 self.target
                     .backend

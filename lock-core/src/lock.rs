@@ -435,7 +435,7 @@ impl Lock {
     async fn release_scope(&self, scope: ReleaseScope) -> Result<bool> {
         self.validate()?;
         let kind = self.target.backend.kind();
-        let observer = ReleaseObserver::start(kind, &self.target.key, None);
+        let observer = ReleaseObserver::start(self.target.telemetry, &self.target.key, None);
         let outcome = self
             .target
             .backend
@@ -559,7 +559,7 @@ impl Lock {
     /// span) from its start to its outcome, in this one place.
     async fn acquire_as_task(&self, wait: Wait) -> Result<LockGuard> {
         self.validate()?;
-        let mut observer = AcquireObserver::start(self.target.backend.kind(), &self.target.key);
+        let mut observer = AcquireObserver::start(self.target.telemetry, &self.target.key);
         let acquired = match self.acquire_at_once(wait) {
             Some(acquired) => acquired,
             None => {
@@ -576,7 +576,7 @@ impl Lock {
     /// [`acquire_as_task`](Lock::acquire_as_task) for the blocking API.
     fn acquire_as_thread(&self, wait: Wait) -> Result<LockGuard> {
         self.validate()?;
-        let mut observer = AcquireObserver::start(self.target.backend.kind(), &self.target.key);
+        let mut observer = AcquireObserver::start(self.target.telemetry, &self.target.key);
         let acquired = match self.acquire_at_once(wait) {
             Some(acquired) => acquired,
             None => {

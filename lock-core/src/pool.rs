@@ -270,8 +270,7 @@ impl Pool {
     /// Every acquiring method's, observed (see `telemetry`).
     async fn acquire_as_task(&self, wait: Wait) -> Result<PoolGuard> {
         self.validate()?;
-        let mut observer =
-            AcquireObserver::start_pool(self.target.backend.kind(), &self.target.key);
+        let mut observer = AcquireObserver::start_pool(self.target.telemetry, &self.target.key);
         observer.count_attempt();
         let span = observer.span().clone();
         let acquired = self
@@ -284,8 +283,7 @@ impl Pool {
     /// [`acquire_as_task`](Pool::acquire_as_task) for the blocking API.
     fn acquire_as_thread(&self, wait: Wait) -> Result<PoolGuard> {
         self.validate()?;
-        let mut observer =
-            AcquireObserver::start_pool(self.target.backend.kind(), &self.target.key);
+        let mut observer = AcquireObserver::start_pool(self.target.telemetry, &self.target.key);
         observer.count_attempt();
         let span = observer.span().clone();
         let acquired = block_on(

@@ -107,7 +107,8 @@ impl PoolGuard {
         // Stop renewing before releasing: no renewal can follow the release.
         let found_lost = self.stop_watching();
         let kind = self.target.backend.kind();
-        let observer = ReleaseObserver::start_pool(kind, &self.target.key, self.slot);
+        let observer =
+            ReleaseObserver::start_pool(self.target.telemetry, &self.target.key, self.slot);
         let released = self
             .target
             .backend
@@ -215,11 +216,8 @@ impl Drop for PoolGuard {
     fn drop(&mut self) {
         self.watch = None;
         if self.armed {
-            let observer = ReleaseObserver::start_pool(
-                self.target.backend.kind(),
-                &self.target.key,
-                self.slot,
-            );
+            let observer =
+                ReleaseObserver::start_pool(self.target.telemetry, &self.target.key, self.slot);
             observer.span().in_scope(|| {
                 self.target
                     .backend

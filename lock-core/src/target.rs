@@ -8,12 +8,15 @@
 use std::sync::Arc;
 
 use crate::backend::SharedBackend;
+use crate::telemetry::KindKeys;
 
 /// A key on a backend.
 #[derive(Debug)]
 pub(crate) struct Target {
     pub(crate) key: Arc<str>,
     pub(crate) backend: SharedBackend,
+    /// The backend kind's metric keys, looked up once here instead of at every acquire.
+    pub(crate) telemetry: KindKeys,
 }
 
 impl Target {
@@ -21,6 +24,7 @@ impl Target {
         Arc::new(Target {
             key,
             backend: Arc::clone(backend),
+            telemetry: KindKeys::of(backend.kind()),
         })
     }
 }

@@ -305,7 +305,7 @@ struct AcquireKeys {
 }
 
 /// Every metric key of one backend kind, built once: recording then only looks a key up.
-struct Keys {
+pub(crate) struct Keys {
     kind: &'static str,
     lock: AcquireKeys,
     pool: AcquireKeys,
@@ -362,6 +362,24 @@ impl Keys {
             Subject::Lock => &self.lock,
             Subject::Pool => &self.pool,
         }
+    }
+}
+
+/// The metric keys of a handle's backend, looked up once when the handle is made (a lock's
+/// [`Target`](crate::target::Target) keeps them): its acquires and releases then record with no
+/// lookup.
+#[derive(Clone, Copy)]
+pub(crate) struct KindKeys(&'static Keys);
+
+impl KindKeys {
+    pub(crate) fn of(kind: &'static str) -> Self {
+        KindKeys(keys(kind))
+    }
+}
+
+impl std::fmt::Debug for KindKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("KindKeys").field(&self.0.kind).finish()
     }
 }
 
@@ -511,7 +529,8 @@ pub(crate) struct AcquireObserver {
 
 impl AcquireObserver {
     /// Opens the span of a lock's acquire.
-    pub(crate) fn start(kind: &'static str, key: &str) -> Self {
+    pub(crate) fn start(keys: KindKeys, key: &str) -> Self {
+        let kind = keys.0.kind;
         let span = tracing::debug_span!(
             ACQUIRE_SPAN,
             key,
@@ -520,11 +539,12 @@ impl AcquireObserver {
             waited_ms = Empty,
             outcome = Empty
         );
-        Self::with_span(kind, Subject::Lock, span)
+        Self::with_span(keys, Subject::Lock, span)
     }
 
     /// Opens the span of a pool's acquire.
-    pub(crate) fn start_pool(kind: &'static str, key: &str) -> Self {
+    pub(crate) fn start_pool(keys: KindKeys, key: &str) -> Self {
+        let kind = keys.0.kind;
         let span = tracing::debug_span!(
             POOL_ACQUIRE_SPAN,
             key,
@@ -533,12 +553,12 @@ impl AcquireObserver {
             waited_ms = Empty,
             outcome = Empty
         );
-        Self::with_span(kind, Subject::Pool, span)
+        Self::with_span(keys, Subject::Pool, span)
     }
 
-    fn with_span(kind: &'static str, subject: Subject, span: Span) -> Self {
+    fn with_span(keys: KindKeys, subject: Subject, span: Span) -> Self {
         AcquireObserver {
-            keys: keys(kind),
+            keys: keys.0,
             subject,
             span,
             waiting_since: None,
@@ -626,14 +646,15 @@ impl AcquireObserver {
 
 /// One release: its span, and the hold time of a guard's hold.
 pub(crate) struct ReleaseObserver {
-    kind: &'static str,
+    keys: &'static Keys,
     subject: Subject,
     span: Span,
 }
 
 impl ReleaseObserver {
     /// Opens the span of a release of `key` (of the hold with `fence`, when it is a guard's).
-    pub(crate) fn start(kind: &'static str, key: &str, fence: Option<Fence>) -> Self {
+    pub(crate) fn start(keys: KindKeys, key: &str, fence: Option<Fence>) -> Self {
+        let kind = keys.0.kind;
         let span = tracing::debug_span!(
             RELEASE_SPAN,
             key,
@@ -642,14 +663,15 @@ impl ReleaseObserver {
             outcome = Empty
         );
         ReleaseObserver {
-            kind,
+            keys: keys.0,
             subject: Subject::Lock,
             span,
         }
     }
 
     /// Opens the span of the release of a pool's slot `slot`.
-    pub(crate) fn start_pool(kind: &'static str, key: &str, slot: Fence) -> Self {
+    pub(crate) fn start_pool(keys: KindKeys, key: &str, slot: Fence) -> Self {
+        let kind = keys.0.kind;
         let span = tracing::debug_span!(
             POOL_RELEASE_SPAN,
             key,
@@ -658,7 +680,7 @@ impl ReleaseObserver {
             outcome = Empty
         );
         ReleaseObserver {
-            kind,
+            keys: keys.0,
             subject: Subject::Pool,
             span,
         }
@@ -672,7 +694,7 @@ impl ReleaseObserver {
     /// Records the outcome, and the hold time of a guard's hold timed since `held_since`.
     pub(crate) fn finish(self, outcome: ReleaseOutcome, held_since: Option<Instant>) {
         if let Some(since) = held_since {
-            let hold = &keys(self.kind).of(self.subject).hold;
+            let hold = &self.keys.of(self.subject).hold;
             metrics::with_recorder(|recorder| {
                 histogram(recorder, hold).record(SecondsSince(since));
             });
