@@ -180,15 +180,27 @@ fn an_equal_hold_on_another_backend_is_not_declared_lost_by_the_first_ones_renew
     use std::sync::atomic::{AtomicBool, Ordering};
     let entered = Arc::new(AtomicBool::new(false));
     let seen = Arc::clone(&entered);
-    let slow: SharedBackend = Arc::new(CountingBackend::with_hook(
-        MemoryBackend::shared(),
-        move || {
-            seen.store(true, Ordering::SeqCst);
-            std::thread::sleep(Duration::from_millis(300));
-        },
-    ));
-    let other = MemoryBackend::shared();
     let name = key("same-hold");
+    // Two memory backends whose next fences for the key are equal: each backend counts fences
+    // per shard of its table, and its hasher (so the key's shard) is seeded apart, so a pair
+    // agrees about once in 64.
+    let (slow_memory, other) = (0..10_000)
+        .map(|_| (MemoryBackend::shared(), MemoryBackend::shared()))
+        .find(|(a, b)| {
+            let fence = |backend: &SharedBackend| {
+                let guard = Lock::with_backend(name.as_str(), backend)
+                    .exp(60)
+                    .acquire_blocking()
+                    .unwrap();
+                guard.fence()
+            };
+            fence(a) == fence(b)
+        })
+        .expect("two backends whose fences for the key agree");
+    let slow: SharedBackend = Arc::new(CountingBackend::with_hook(slow_memory, move || {
+        seen.store(true, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(300));
+    }));
     std::thread::spawn(move || {
         let first = Lock::with_backend(name.as_str(), &slow)
             .renewed_lease(0.6)
