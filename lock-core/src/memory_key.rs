@@ -1,14 +1,15 @@
 //! The key a memory-backend hold is stored under: a short key is copied into the hold, a long
 //! one shares the handle's `Arc<str>`.
 //!
-//! Sharing costs an atomic increment on acquire and a decrement on release, together about a
-//! tenth of an uncontended acquire+release; copying a short key costs neither.
+//! Sharing costs an atomic increment on acquire and a decrement on release (together about
+//! 18 ns on the CI machine, of an uncontended acquire+release of 150 to 300 ns); copying a short
+//! key costs neither.
 
 use std::fmt;
 use std::sync::Arc;
 
-/// Keys up to this many bytes are kept inline (the size of the hold's key is then that of a
-/// shared key's pointer and length, plus this).
+/// Keys up to this many bytes are kept inline: with the length and the variant's tag, the held
+/// key is 24 bytes, a shared key's pointer and length plus 8.
 const INLINE: usize = 22;
 
 /// A held key.

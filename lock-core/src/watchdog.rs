@@ -316,8 +316,8 @@ impl Ticket {
     }
 
     /// Frees the ticket's slot, dropping what it held in place (moving it out to drop it
-    /// unlocked costs a copy of it on every release; a guard or handle holds the backend too, so
-    /// this is rarely its last reference).
+    /// unlocked costs a copy of it on every release; the guard or handle shares the hold's
+    /// `Target`, so this is rarely the last reference to it or to its backend).
     fn free(shard: &mut Shard, id: usize) {
         let slot = slot_of(id);
         shard.slots[slot] = None;
@@ -354,7 +354,7 @@ fn watchdog() -> &'static Watchdog {
     })
 }
 
-/// Starts renewing `hold` on `backend` at least every `lease / 3`. `sent_at` is when the acquire
+/// Starts renewing `hold` of `target` (its key, on its backend) at least every `lease / 3`. `sent_at` is when the acquire
 /// that took the hold was sent: the hold is surely live until one lease after it.
 pub(crate) fn watch(
     target: Arc<Target>,
