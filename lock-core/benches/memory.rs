@@ -5,6 +5,9 @@
 //! print the same-run ratios (goal: at most 2x the floor). The default lock (no `exp`) includes
 //! registering with the lease watchdog; the `exp = 30 s` line shows the cost without it.
 //!
+//! Then the cost of the primitives a pair is made of (an atomic, a mutex section, an `Arc`
+//! clone, a clock read), timed alone in the same run.
+//!
 //! Then the contended rows (`memory/contended.rs`): 8 threads on 1 key and on 1,000 keys, next to
 //! `std::sync::Mutex<()>` and `tokio::sync::Mutex<()>` floors measured in the same run, printed as
 //! a markdown table of pairs/s with the ratios.
@@ -19,6 +22,8 @@ use lock_core::{Lock, MemoryBackend};
 
 #[path = "memory/contended.rs"]
 mod contended;
+#[path = "memory/primitives.rs"]
+mod primitives;
 
 fn floor(map: &Mutex<HashMap<String, u64>>, key: &str) {
     map.lock().unwrap().insert(key.to_owned(), 1);
@@ -128,6 +133,7 @@ fn main() {
     Criterion::default().configure_from_args().final_summary();
     if !std::env::args().any(|arg| arg == "--test" || arg == "--list") {
         print_ratios();
+        primitives::print_costs();
     }
     // `cargo bench` passes `--bench`; without it (`cargo test --bench memory`) every contended
     // row runs for a few milliseconds, as a smoke test.
