@@ -351,7 +351,13 @@ mod redis_only {
         let backend = RedisBackend::connect_blocking(RedisConfig::new(url)).unwrap();
         assert!(!format!("{backend:?}").contains("right-password"));
         let lock = Lock::with_backend(key("auth"), &backend.shared());
-        drop(lock.acquire_blocking().unwrap());
+        let guard = lock.acquire_blocking().unwrap();
+        // The handle and its guard show their backend too (through the key and backend they
+        // share): redacted there as well.
+        let shown = format!("{lock:?} {guard:?}");
+        assert!(shown.contains("RedisBackend"), "{shown}");
+        assert!(!shown.contains("right-password"), "{shown}");
+        drop(guard);
     }
 
     /// A port on the loopback interface that nothing listens on (connecting is refused at once).
