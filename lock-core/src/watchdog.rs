@@ -82,10 +82,11 @@ struct Watched {
     target: Arc<Target>,
     hold: WatchedHold,
     lease: Duration,
-    renew_at: Instant,
+    /// When to renew it, as a [`Reading`].
+    renew_at: Reading,
     /// Until then the hold is surely live on the server: the send time of its last successful
     /// renewal (or acquire), plus the lease, less the safety margin. Past it, it is lost.
-    valid_until: Instant,
+    valid_until: Reading,
     /// A renewal of this hold is on its way.
     in_flight: bool,
     lost: bool,
@@ -135,7 +136,7 @@ impl Watched {
 
     /// Whether the hold is lost at `now`: found gone, or past its validity (marked so here, and
     /// added to `newly_lost`).
-    fn lost_by(&mut self, now: Instant, newly_lost: &mut Vec<NewlyLost>) -> bool {
+    fn lost_by(&mut self, now: Reading, newly_lost: &mut Vec<NewlyLost>) -> bool {
         if !self.lost && self.valid_until <= now {
             self.mark_lost(newly_lost);
         }
@@ -156,7 +157,7 @@ impl Watched {
 
     /// When the scheduler must look at this hold next: its renewal, unless one is on its way
     /// or its backend is busy, and in any case the end of its validity.
-    fn next_event(&self, busy: &HashSet<usize>) -> Instant {
+    fn next_event(&self, busy: &HashSet<usize>) -> Reading {
         if self.in_flight || busy.contains(&backend_id(self.backend())) {
             self.valid_until
         } else {
@@ -168,10 +169,22 @@ impl Watched {
 /// The part of the lease kept as a safety margin: a hold is declared lost a tenth of its lease
 /// before the server could expire it (the two clocks may run at slightly different rates, and
 /// the scheduler may wake a little late).
-const SAFETY_MARGIN_DIVISOR: u32 = 10;
+const SAFETY_MARGIN_DIVISOR: u64 = 10;
 
-fn valid_until(sent_at: Instant, lease: Duration) -> Instant {
-    sent_at + lease - lease / SAFETY_MARGIN_DIVISOR
+/// A point in time as the watchdog keeps it: nanoseconds since its epoch. Registering computes a
+/// hold's times in these (integer additions) rather than in `Instant`s, whose arithmetic checks
+/// and normalises seconds and nanoseconds at every step: by callgrind, that took registering from
+/// 343 to 241 instructions, a sixteenth of a default acquire+release.
+type Reading = u64;
+
+/// `duration` in nanoseconds, saturated at `u64::MAX` (584 years).
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// The part of a lease of `lease_nanos` a hold is taken to be live for after its send time.
+fn live_part(lease_nanos: u64) -> u64 {
+    lease_nanos - lease_nanos / SAFETY_MARGIN_DIVISOR
 }
 
 /// Which backend a hold renews on: holds of one backend share its batches and its one renewal
@@ -232,7 +245,7 @@ struct Watchdog {
     shards: Box<[ShardLock]>,
     schedule: Mutex<Schedule>,
     changed: Condvar,
-    /// What the two clock readings below count from (in nanoseconds; 0 is never a reading).
+    /// What every [`Reading`] counts from (in nanoseconds; 0 is never a reading).
     epoch: Instant,
     /// When the scheduler last woke up: registrations count their renewal from there, at most
     /// `MAX_SLEEP` early, which only renews sooner than needed.
@@ -278,7 +291,7 @@ impl Ticket {
         let mut shard = watchdog().shard(self.id);
         let lost = shard
             .get_mut(slot_of(self.id))
-            .is_some_and(|watched| watched.lost_by(Instant::now(), &mut newly_lost));
+            .is_some_and(|watched| watched.lost_by(watchdog().now(), &mut newly_lost));
         drop(shard);
         NewlyLost::report_all(newly_lost);
         lost
@@ -291,7 +304,7 @@ impl Ticket {
         let watched = shard
             .get_mut(slot_of(self.id))
             .expect("a ticket's slot lives with it");
-        let lost = watched.lost_by(Instant::now(), &mut newly_lost);
+        let lost = watched.lost_by(watchdog().now(), &mut newly_lost);
         let signal = watched.signal.get_or_insert_with(Default::default);
         if lost {
             signal.fire();
@@ -354,8 +367,9 @@ fn watchdog() -> &'static Watchdog {
     })
 }
 
-/// Starts renewing `hold` of `target` (its key, on its backend) at least every `lease / 3`. `sent_at` is when the acquire
-/// that took the hold was sent: the hold is surely live until one lease after it.
+/// Starts renewing `hold` of `target` (its key, on its backend) at least every `lease / 3`.
+/// `sent_at` is when the acquire that took the hold was sent: the hold is surely live until one
+/// lease after it (less the safety margin).
 pub(crate) fn watch(
     target: Arc<Target>,
     hold: WatchedHold,
@@ -363,13 +377,17 @@ pub(crate) fn watch(
     sent_at: Instant,
 ) -> Ticket {
     let watchdog = watchdog();
-    let renew_at = watchdog.instant(watchdog.last_wake.load(Ordering::Acquire)) + lease / 3;
+    let lease_nanos = nanos(lease);
+    let renew_at = watchdog
+        .last_wake
+        .load(Ordering::Acquire)
+        .saturating_add(lease_nanos / 3);
     let watched = Watched {
         target,
         hold,
         lease,
         renew_at,
-        valid_until: valid_until(sent_at, lease),
+        valid_until: watchdog.valid_until(sent_at, lease_nanos),
         in_flight: false,
         lost: false,
         signal: None,
@@ -398,10 +416,10 @@ pub(crate) fn watch(
     if next_wake == PLANNING {
         watchdog
             .registered_while_planning
-            .fetch_min(watchdog.reading(first_event), Ordering::AcqRel);
+            .fetch_min(first_event, Ordering::AcqRel);
         next_wake = watchdog.next_wake.load(Ordering::Acquire);
     }
-    if next_wake != PLANNING && first_event < watchdog.instant(next_wake) {
+    if next_wake != PLANNING && first_event < next_wake {
         // Taken so that the scheduler is asleep (and is woken) or has yet to plan again.
         drop(watchdog.schedule());
         watchdog.changed.notify_one();
@@ -486,14 +504,24 @@ impl Watchdog {
         self.shards[shard_of(id)].lock()
     }
 
-    /// A reading in nanoseconds since `epoch` (never 0: that is [`PLANNING`]).
-    fn reading(&self, at: Instant) -> u64 {
-        let nanos = at.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
+    /// The reading of `at`, an instant since `epoch` (never 0: that is [`PLANNING`]).
+    fn reading(&self, at: Instant) -> Reading {
+        nanos(at.saturating_duration_since(self.epoch)).max(1)
     }
 
-    fn instant(&self, reading: u64) -> Instant {
-        self.epoch + Duration::from_nanos(reading)
+    fn now(&self) -> Reading {
+        self.reading(Instant::now())
+    }
+
+    /// Until when a hold whose acquire or renewal with a lease of `lease_nanos` was sent at
+    /// `sent_at` is surely live. Never later than that: an acquire sent before the epoch (the
+    /// process's first watched hold) counts from its own send time, not from the epoch.
+    fn valid_until(&self, sent_at: Instant, lease_nanos: u64) -> Reading {
+        let live = live_part(lease_nanos);
+        match sent_at.checked_duration_since(self.epoch) {
+            Some(since) => nanos(since).saturating_add(live).max(1),
+            None => live.saturating_sub(nanos(self.epoch - sent_at)).max(1),
+        }
     }
 
     /// Every watched hold not yet lost, with its id, shard by shard (each locked in turn).
@@ -518,7 +546,7 @@ impl Watchdog {
                 if let Err(err) = spawned {
                     // No thread for it now: the holds stay due and are tried again soon.
                     tracing::warn!(error = %err, "lockwright: cannot start a lease renewal");
-                    let retry_at = Instant::now() + MAX_SLEEP / 10;
+                    let retry_at = self.now().saturating_add(nanos(MAX_SLEEP / 10));
                     self.for_each_watched(|_, watched| {
                         if backend_id(watched.backend()) == id && watched.in_flight {
                             watched.in_flight = false;
@@ -545,12 +573,12 @@ impl Watchdog {
         }
         let mut schedule = self.schedule();
         loop {
-            let now = Instant::now();
-            self.last_wake.store(self.reading(now), Ordering::Release);
+            let now = self.now();
+            self.last_wake.store(now, Ordering::Release);
             self.next_wake.store(PLANNING, Ordering::Release);
             let mut newly_lost = Vec::new();
             let mut due: HashMap<usize, Due> = HashMap::new();
-            let mut next_event: Option<Instant> = None;
+            let mut next_event: Option<Reading> = None;
             let busy = &schedule.busy;
             self.for_each_watched(|id, watched| {
                 if watched.valid_until <= now {
@@ -562,7 +590,7 @@ impl Watchdog {
                 let backend = backend_id(watched.backend());
                 if watched.in_flight
                     || busy.contains(&backend)
-                    || watched.renew_at > now + watched.lease / 6
+                    || watched.renew_at > now.saturating_add(nanos(watched.lease) / 6)
                 {
                     return;
                 }
@@ -610,28 +638,25 @@ impl Watchdog {
                 schedule = self.schedule();
                 continue;
             }
-            let planned = next_event.map_or(now + MAX_SLEEP, |at| at.min(now + MAX_SLEEP));
+            let latest = now.saturating_add(nanos(MAX_SLEEP));
+            // Never 0 ([`PLANNING`]): a reading past the epoch is at least 1.
+            let planned = next_event.map_or(latest, |at| at.min(latest)).max(1);
             // Published first, then what registrations while planning asked for is taken in
             // (see `watch`): each is either taken in here or sees this wake-up.
-            self.next_wake
-                .store(self.reading(planned), Ordering::Release);
+            self.next_wake.store(planned, Ordering::Release);
             let registered = self
                 .registered_while_planning
                 .swap(u64::MAX, Ordering::AcqRel);
-            let wake_at = match registered {
-                u64::MAX => planned,
-                reading => planned.min(self.instant(reading)),
-            };
+            let wake_at = planned.min(registered).max(1);
             if wake_at < planned {
                 // Registrations compare with the wake-up actually planned: against the later
                 // one, every registration due before it would wake the scheduler for a full
                 // plan of its own.
-                self.next_wake
-                    .store(self.reading(wake_at), Ordering::Release);
+                self.next_wake.store(wake_at, Ordering::Release);
             }
             schedule = self
                 .changed
-                .wait_timeout(schedule, wake_at.saturating_duration_since(now))
+                .wait_timeout(schedule, Duration::from_nanos(wake_at.saturating_sub(now)))
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .0;
         }
@@ -723,7 +748,9 @@ impl Watchdog {
         let unanswered = live.iter().filter(|live| live.is_none()).count();
         telemetry::renewals(backend.kind(), renewed as u64, unanswered as u64);
         let mut newly_lost = Vec::new();
-        let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
+        let retry_at = self.retry_at(batch.lease);
+        let sent_at = self.reading(sent_at);
+        let lease_nanos = nanos(batch.lease);
         for ((id, hold), live) in batch.ids.iter().zip(&batch.holds).zip(live) {
             let mut shard = self.shard(*id);
             let Some(watched) = Self::same_hold(&mut shard, *id, batch, hold) else {
@@ -735,9 +762,10 @@ impl Watchdog {
             }
             match live {
                 Some(true) => {
-                    watched.renew_at = sent_at + batch.lease / 3;
-                    watched.valid_until =
-                        watched.valid_until.max(valid_until(sent_at, batch.lease));
+                    watched.renew_at = sent_at.saturating_add(lease_nanos / 3);
+                    watched.valid_until = watched
+                        .valid_until
+                        .max(sent_at.saturating_add(live_part(lease_nanos)));
                 }
                 Some(false) => watched.mark_lost(&mut newly_lost),
                 // Its part of the batch failed: try again soon; the lease still runs.
@@ -747,10 +775,16 @@ impl Watchdog {
         NewlyLost::report_all(newly_lost);
     }
 
+    /// When to try a failed renewal of a lease of `lease` again: soon, well within the lease.
+    fn retry_at(&self, lease: Duration) -> Reading {
+        self.now()
+            .saturating_add(nanos((lease / 10).min(MAX_SLEEP)))
+    }
+
     /// Puts the batch's holds still in flight back to be renewed soon (those it settled are no
     /// longer in flight, and keep their new renewal time).
     fn retry_soon(&self, batch: &Batch) {
-        let retry_at = Instant::now() + (batch.lease / 10).min(MAX_SLEEP);
+        let retry_at = self.retry_at(batch.lease);
         for (id, hold) in batch.ids.iter().zip(&batch.holds) {
             if let Some(watched) = Self::same_hold(&mut self.shard(*id), *id, batch, hold) {
                 if watched.in_flight {

@@ -230,3 +230,47 @@ fn an_equal_hold_on_another_backend_is_not_declared_lost_by_the_first_ones_renew
     .join()
     .unwrap();
 }
+
+/// An acquire answered only after its lease could have ended on the server (a slow server, a
+/// client paused mid-call) gives a hold the watchdog counts as lost at once: a hold's validity
+/// counts from its acquire's send time, whatever the server did. Also as the process's first
+/// watched hold, whose acquire was sent before the watchdog (and the epoch its books count
+/// from) existed: run in a child process, where no other test came first.
+#[test]
+fn a_hold_whose_acquire_answered_after_its_lease_could_end_is_lost_at_once() {
+    a_late_answered_acquire_is_lost_at_once();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "first_watched_hold_worker",
+            "--test-threads=1",
+        ])
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "as the process's first watched hold: {status}"
+    );
+}
+
+#[test]
+#[ignore = "run as a child process by a_hold_whose_acquire_answered_after_its_lease_could_end_is_lost_at_once"]
+fn first_watched_hold_worker() {
+    a_late_answered_acquire_is_lost_at_once();
+}
+
+fn a_late_answered_acquire_is_lost_at_once() {
+    let slow: SharedBackend = Arc::new(
+        CountingBackend::new(MemoryBackend::shared())
+            .with_acquire_delay(Duration::from_millis(600)),
+    );
+    let guard = Lock::with_backend(key("late-answer"), &slow)
+        .renewed_lease(0.3)
+        .acquire_blocking()
+        .unwrap();
+    assert!(
+        guard.is_lease_lost(),
+        "a hold whose acquire was sent a whole lease ago looks live"
+    );
+}

@@ -69,7 +69,8 @@ pub async fn churn_other_keys(
 
 /// Wraps a backend and counts, per key, the acquire attempts and the renewals (`extend_many`
 /// entries) that reach it; it also logs when each renewal batch was sent and whether every hold
-/// in it came back live, and runs a hook before each batch (to make renewals panic, say).
+/// in it came back live, and runs a hook before each batch (to make renewals panic, say). It can
+/// also answer every acquire late (a slow server).
 pub struct CountingBackend {
     inner: lock_core::SharedBackend,
     attempts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
@@ -77,6 +78,7 @@ pub struct CountingBackend {
     renewal_log: std::sync::Mutex<Vec<(Instant, bool)>>,
     before_renewal: Box<dyn Fn() + Send + Sync>,
     default_lease: Option<Duration>,
+    acquire_delay: Option<Duration>,
 }
 
 impl std::fmt::Debug for CountingBackend {
@@ -108,6 +110,7 @@ impl CountingBackend {
             renewal_log: Default::default(),
             before_renewal: Box::new(before_renewal),
             default_lease: None,
+            acquire_delay: None,
         }
     }
 
@@ -115,6 +118,13 @@ impl CountingBackend {
     /// the inner backend's.
     pub fn with_default_lease(mut self, lease: Duration) -> Self {
         self.default_lease = Some(lease);
+        self
+    }
+
+    /// Answers every acquire `delay` after it was sent (blocking the caller's thread meanwhile),
+    /// as a slow server would: the inner backend takes the hold only then.
+    pub fn with_acquire_delay(mut self, delay: Duration) -> Self {
+        self.acquire_delay = Some(delay);
         self
     }
 
@@ -141,7 +151,13 @@ impl lock_core::Backend for CountingBackend {
         lease: lock_core::LeaseTime,
     ) -> lock_core::BoxFuture<'a, lock_core::Result<lock_core::TryAcquire>> {
         count(&self.attempts, key);
-        self.inner.try_acquire(key, owner, lease)
+        match self.acquire_delay {
+            Some(delay) => Box::pin(async move {
+                std::thread::sleep(delay);
+                self.inner.try_acquire(key, owner, lease).await
+            }),
+            None => self.inner.try_acquire(key, owner, lease),
+        }
     }
 
     fn try_acquire_sync(
@@ -150,6 +166,9 @@ impl lock_core::Backend for CountingBackend {
         owner: lock_core::Owner,
         lease: lock_core::LeaseTime,
     ) -> Option<lock_core::Result<lock_core::TryAcquire>> {
+        if self.acquire_delay.is_some() {
+            return None; // a slow server answers through `try_acquire`
+        }
         let answer = self.inner.try_acquire_sync(key, owner, lease);
         if answer.is_some() {
             count(&self.attempts, key);
@@ -164,6 +183,9 @@ impl lock_core::Backend for CountingBackend {
         lease: lock_core::LeaseTime,
         now: std::time::Instant,
     ) -> Option<lock_core::Result<lock_core::TryAcquire>> {
+        if self.acquire_delay.is_some() {
+            return None;
+        }
         let answer = self.inner.try_acquire_sync_at(key, owner, lease, now);
         if answer.is_some() {
             count(&self.attempts, key);
