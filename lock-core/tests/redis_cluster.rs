@@ -686,4 +686,45 @@ mod cluster_only {
         cluster.nodes[victim].restart();
         cluster.wait_healthy();
     }
+
+    /// A lock operation whose reply is lost (its connection breaks after the server ran it) is
+    /// not sent again: run twice, a re-entered hold's release would give back the outer hold
+    /// too, and another owner would take the key its holder still holds. The cluster client
+    /// retries a request whose connection broke by default; lockwright's must not.
+    #[test]
+    fn a_release_whose_reply_was_lost_is_not_repeated_so_the_outer_hold_stays() {
+        let cluster = crate::support::cluster::ProxiedCluster::start();
+        let backend = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
+            .unwrap()
+            .shared();
+        let name = key("lost-reply");
+        let lock = Lock::with_backend(name.as_str(), &backend).exp(60);
+        let outer = lock.acquire_blocking().unwrap();
+        let inner = lock.acquire_blocking().unwrap();
+        assert_eq!(inner.fence(), outer.fence(), "the second acquire re-enters");
+        cluster.proxy.lose_next_script_reply();
+        let released = inner.release_blocking();
+        assert_eq!(
+            cluster.proxy.replies_lost(),
+            1,
+            "the release's reply was not lost"
+        );
+        let other = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    Lock::with_backend(name.as_str(), &backend)
+                        .try_acquire_blocking()
+                        .unwrap()
+                        .map(|guard| guard.fence())
+                })
+                .join()
+                .unwrap()
+        });
+        assert_eq!(
+            other, None,
+            "another owner took the key while its holder still held it (the release, which \
+             said {released:?}, ran twice)"
+        );
+        outer.release_blocking().unwrap();
+    }
 }

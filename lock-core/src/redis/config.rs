@@ -108,8 +108,10 @@ impl RedisConfig {
 
     /// Settings for a Redis Cluster reached through these seed nodes (`redis://host:port`,
     /// with user and password as in [`RedisConfig::new`]; `rediss://` for TLS). The rest of the
-    /// nodes is discovered from them, and followed through `MOVED`/`ASK` redirections, slot
-    /// migrations and failovers.
+    /// nodes is discovered from them, and followed through slot migrations and failovers. An
+    /// operation the cluster refused without running it (`MOVED`, `ASK`, `TRYAGAIN`,
+    /// `CLUSTERDOWN`...) is sent again after a pause, within the command timeout; one whose
+    /// connection broke is not (it may have run), and fails with [`LockError::Backend`](crate::LockError::Backend).
     ///
     /// ```
     /// use lock_core::RedisConfig;

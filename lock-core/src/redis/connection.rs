@@ -11,6 +11,31 @@ use super::topology::{self, Connection};
 use super::{scripts, RedisBackend};
 use crate::error::{LockError, Result};
 
+/// A cluster's refusal that says the command did not run: a redirection (`MOVED`, `ASK`), a
+/// slot or cluster in transition (`TRYAGAIN`, `CLUSTERDOWN`, `MASTERDOWN`, `LOADING`), or no
+/// connection to send it on (none to the slot's node, or the node refused to connect). Only
+/// these are sent again: after a broken connection or a timeout the command may have run, and a
+/// lock operation run twice takes or gives back a hold twice.
+pub(super) fn refused_before_running(err: &RedisError) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Moved
+            | ErrorKind::Ask
+            | ErrorKind::TryAgain
+            | ErrorKind::ClusterDown
+            | ErrorKind::MasterDown
+            | ErrorKind::BusyLoadingError
+            | ErrorKind::ClusterConnectionNotFound
+    ) || err.is_connection_refusal()
+}
+
+/// The pause before sending again a command a cluster refused (`refused_before_running`), by
+/// how many times it was refused: 2 ms, doubling, at most 100 ms (the cluster client rebuilds
+/// its slot map meanwhile; a failover takes seconds, the command timeout bounds the whole).
+fn pause_after_refusals(refusals: u32) -> Duration {
+    Duration::from_millis(2u64 << refusals.min(6)).min(Duration::from_millis(100))
+}
+
 pub(super) fn is_connection_failure(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_dropped()
@@ -225,6 +250,7 @@ impl RedisBackend {
         }
         let attempt = async {
             let mut demoted = false;
+            let mut refusals = 0;
             loop {
                 let mut conn = self
                     .connection(key)
@@ -240,6 +266,19 @@ impl RedisBackend {
                         self.discard_connection(key).await;
                         // The other slots' connections go to the same demoted server.
                         self.inner.connector.master_may_be_gone();
+                    }
+                    // The cluster client resends nothing itself (`retries(0)`, topology.rs):
+                    // it would also resend a command whose reply was lost with its connection.
+                    // A refusal that says it did not run is sent again here, after a pause.
+                    Err(err)
+                        if self.inner.connector.is_cluster() && refused_before_running(&err) =>
+                    {
+                        let pause = {
+                            let _runtime = self.inner.runtime.handle().enter();
+                            tokio::time::sleep(pause_after_refusals(refusals))
+                        };
+                        refusals += 1;
+                        pause.await;
                     }
                     Err(err) => {
                         let slow_cluster_node =

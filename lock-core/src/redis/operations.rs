@@ -417,7 +417,21 @@ impl RedisBackend {
         for arg in args {
             invocation.arg(arg);
         }
-        let replies: Vec<Vec<i64>> = conn.invoke(&invocation)?;
+        let replies: Vec<Vec<i64>> = match conn.invoke(&invocation) {
+            // Refused without running (the cluster client resends nothing itself, see
+            // topology.rs): once more, on a fresh connection, which reads the slot map anew.
+            Err(err)
+                if matches!(conn, super::topology::BlockingConnection::Cluster(_))
+                    && super::connection::refused_before_running(&err) =>
+            {
+                drop(conn);
+                self.inner
+                    .connector
+                    .blocking(&self.inner.config)?
+                    .invoke(&invocation)?
+            }
+            answer => answer?,
+        };
         replies
             .first()
             .and_then(|reply| reply.first().copied())

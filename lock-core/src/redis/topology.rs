@@ -232,12 +232,15 @@ impl Connector {
                     .map(|url| connection_info(url, insecure))
                     .collect::<RedisResult<Vec<_>>>()
                     .map_err(rejected)?;
-                let builder = cluster_builder(&infos, &tls, insecure, config.connect_timeout);
+                // No retries by the client: it resends a request whose connection broke or
+                // timed out, which may have run already, and a lock operation run twice takes
+                // or gives back a hold twice. `eval_then_wait` sends again only what the
+                // cluster refused without running it (connection.rs, `refused_before_running`).
+                let builder =
+                    cluster_builder(&infos, &tls, insecure, config.connect_timeout).retries(0);
                 let blocking = cluster_builder(&infos, &tls, insecure, config.connect_timeout)
                     .response_timeout(config.command_timeout)
-                    // One retry, for a redirection (MOVED/ASK): redis-rs would otherwise retry
-                    // a timed-out node for as long as it stays slow.
-                    .retries(1)
+                    .retries(0)
                     .build()
                     .map_err(rejected)?;
                 Deployment::Cluster {

@@ -258,6 +258,54 @@ pub fn shared_cluster_backend() -> SharedBackend {
 }
 
 /// A free port whose cluster bus port (port + 10000) is free too.
+/// A cluster of one master holding every slot, reached only through a [`FreezingProxy`]: the
+/// node announces the proxy's port as its own, so a cluster client's every connection (the slot
+/// map's too) goes through the proxy. For faults a real cluster's connections must meet.
+///
+/// [`FreezingProxy`]: super::FreezingProxy
+pub struct ProxiedCluster {
+    pub node: RedisServer,
+    pub proxy: super::FreezingProxy,
+}
+
+impl ProxiedCluster {
+    pub fn start() -> Self {
+        let port = cluster_port();
+        let proxy = super::FreezingProxy::start(port);
+        let (announced, bus) = (proxy.port.to_string(), (port + 10_000).to_string());
+        let mut args: Vec<&str> = NODE_ARGS.to_vec();
+        args.extend([
+            "--cluster-announce-port",
+            &announced,
+            "--cluster-announce-bus-port",
+            &bus,
+        ]);
+        let node = RedisServer::start_on(port, &args);
+        let added = node.command(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]);
+        assert!(
+            added.eq_ignore_ascii_case("ok"),
+            "CLUSTER ADDSLOTSRANGE: {added}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !node
+            .command(&["CLUSTER", "INFO"])
+            .contains("cluster_state:ok")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the one-node cluster is not ok in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        ProxiedCluster { node, proxy }
+    }
+
+    /// The `redis+cluster://` URL of the node, through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis+cluster://127.0.0.1:{}", self.proxy.port)
+    }
+}
+
 fn cluster_port() -> u16 {
     loop {
         let port = super::free_port();

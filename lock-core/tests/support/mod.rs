@@ -299,7 +299,12 @@ pub fn redis_on_given_runtime() -> &'static (tokio::runtime::Runtime, RedisBacke
 /// subscriber connections open at that moment; connections opened later are forwarded normally,
 /// so a client that reconnects gets through.
 ///
+/// It can also LOSE A REPLY ([`lose_next_script_reply`]): the next script call (`EVALSHA` or
+/// `EVAL`) reaches the server, and the proxy closes that connection when the reply comes back,
+/// instead of delivering it, as a connection that breaks at the wrong moment does.
+///
 /// [`freeze_subscribers`]: FreezingProxy::freeze_subscribers
+/// [`lose_next_script_reply`]: FreezingProxy::lose_next_script_reply
 pub struct FreezingProxy {
     pub port: u16,
     state: std::sync::Arc<ProxyState>,
@@ -312,12 +317,19 @@ struct ProxyState {
     /// New connections start frozen (accepted, then never forwarded): a server that takes
     /// connections and answers nothing.
     freeze_new: std::sync::atomic::AtomicBool,
+    /// The next script call's reply is to be lost.
+    lose_script_reply: std::sync::atomic::AtomicBool,
+    /// How many replies were lost so.
+    replies_lost: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Default)]
 struct ProxiedConnection {
     frozen: std::sync::atomic::AtomicBool,
     subscriber: std::sync::atomic::AtomicBool,
+    /// A script call whose reply is to be lost went out on it: the next bytes from the server
+    /// are dropped, and the connection closed.
+    muted: std::sync::atomic::AtomicBool,
 }
 
 impl FreezingProxy {
@@ -406,6 +418,21 @@ impl FreezingProxy {
         self.freeze_all()
     }
 
+    /// The next script call's reply is lost: the call reaches the server, which runs it, and
+    /// its connection is closed when the reply comes back.
+    pub fn lose_next_script_reply(&self) {
+        self.state
+            .lose_script_reply
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many replies [`lose_next_script_reply`](Self::lose_next_script_reply) lost.
+    pub fn replies_lost(&self) -> usize {
+        self.state
+            .replies_lost
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn freeze(&self, which: impl Fn(&ProxiedConnection) -> bool) -> usize {
         use std::sync::atomic::Ordering;
         let connections = self.state.connections.lock().unwrap();
@@ -468,6 +495,17 @@ fn pump(
         };
         if sniff && (sent(b"$9\r\nSUBSCRIBE\r\n") || sent(b"$10\r\nPSUBSCRIBE\r\n")) {
             connection.subscriber.store(true, Ordering::Relaxed);
+        }
+        if sniff
+            && (sent(b"$7\r\nEVALSHA\r\n") || sent(b"$4\r\nEVAL\r\n"))
+            && state.lose_script_reply.swap(false, Ordering::SeqCst)
+        {
+            // Muted before the call goes out, so its reply is read muted.
+            connection.muted.store(true, Ordering::SeqCst);
+        }
+        if !sniff && connection.muted.load(Ordering::SeqCst) {
+            state.replies_lost.fetch_add(1, Ordering::SeqCst);
+            break; // the reply is dropped, and both sockets closed
         }
         while frozen() && !stopped() {
             std::thread::sleep(Duration::from_millis(10));
