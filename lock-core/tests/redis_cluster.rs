@@ -727,4 +727,106 @@ mod cluster_only {
         );
         outer.release_blocking().unwrap();
     }
+
+    /// A cluster that refuses every operation (`CLUSTERDOWN`: its one slot range unassigned) makes
+    /// `eval_then_wait` pause and send again; the runtime given to the backend shutting down
+    /// during such a pause ends the operation with a typed error, not a panic (a timer of the
+    /// given runtime polled after its shutdown would panic).
+    #[test]
+    fn a_given_runtime_shutting_down_while_a_refused_operation_pauses_gives_a_typed_error() {
+        let cluster = crate::support::cluster::ProxiedCluster::start();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = RedisConfig::new(cluster.url())
+            .runtime(runtime.handle().clone())
+            .command_timeout(10)
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+        let lock = Lock::with_backend(key("refused-while-shutting-down"), &backend).exp(60);
+        drop(lock.acquire_blocking().unwrap()); // connected, scripts loaded
+        let removed = cluster
+            .node
+            .command(&["CLUSTER", "DELSLOTSRANGE", "0", "16383"]);
+        assert!(
+            removed.eq_ignore_ascii_case("ok"),
+            "CLUSTER DELSLOTSRANGE: {removed}"
+        );
+        let started = Instant::now();
+        let acquiring = std::thread::spawn(move || lock.acquire_blocking().map(|_| ()));
+        std::thread::sleep(Duration::from_millis(500));
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        let outcome = acquiring.join();
+        assert!(
+            matches!(outcome, Ok(Err(LockError::Backend { .. }))),
+            "not a typed error: {outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "the acquire did not end"
+        );
+    }
+
+    /// A waiter whose channel's subscription is never confirmed (its subscriber connection
+    /// frozen) waits for it up to the command timeout; the runtime given to the backend shutting
+    /// down meanwhile ends the wait with a typed error, not a panic.
+    #[test]
+    fn a_given_runtime_shutting_down_while_a_waiter_awaits_its_subscription_gives_a_typed_error() {
+        let cluster = crate::support::cluster::ProxiedCluster::start();
+        let holder = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
+            .unwrap()
+            .shared();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = RedisConfig::new(cluster.url())
+            .runtime(runtime.handle().clone())
+            .command_timeout(10)
+            .unwrap();
+        let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+        // A first wait, so the subscriber connection is up (and then frozen).
+        let (first, second) = (key("subscribed-first"), key("subscribed-frozen"));
+        let held = Lock::with_backend(first.as_str(), &holder)
+            .exp(60)
+            .acquire_blocking()
+            .unwrap();
+        // Waiters in threads of their own: this thread owns the holds.
+        let waited = Lock::with_backend(first.as_str(), &backend)
+            .nowait(false)
+            .timeout(0.5);
+        let first_wait = std::thread::spawn(move || waited.acquire_blocking().map(|_| ()));
+        assert!(
+            matches!(first_wait.join().unwrap(), Err(LockError::TimedOut { .. })),
+            "the first wait did not time out"
+        );
+        drop(held);
+        assert!(
+            cluster.proxy.freeze_subscribers() > 0,
+            "no subscriber connection to freeze"
+        );
+        let _held = Lock::with_backend(second.as_str(), &holder)
+            .exp(60)
+            .acquire_blocking()
+            .unwrap();
+        let waiter = Lock::with_backend(second.as_str(), &backend)
+            .nowait(false)
+            .timeout(8);
+        let started = Instant::now();
+        let waiting = std::thread::spawn(move || waiter.acquire_blocking().map(|_| ()));
+        std::thread::sleep(Duration::from_millis(500));
+        runtime.shutdown_timeout(Duration::from_secs(5));
+        let outcome = waiting.join();
+        assert!(
+            matches!(outcome, Ok(Err(LockError::Backend { .. }))),
+            "not a typed error: {outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(7),
+            "the wait did not end"
+        );
+    }
 }

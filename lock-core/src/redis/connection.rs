@@ -273,12 +273,21 @@ impl RedisBackend {
                     Err(err)
                         if self.inner.connector.is_cluster() && refused_before_running(&err) =>
                     {
-                        let pause = {
-                            let _runtime = self.inner.runtime.handle().enter();
-                            tokio::time::sleep(pause_after_refusals(refusals))
-                        };
+                        // Paused on the backend's runtime, so the caller's executor needs no
+                        // timer; a given runtime that shuts down meanwhile ends the pause with
+                        // an error (a timer of its own, polled after that, would panic).
+                        let pause = pause_after_refusals(refusals);
                         refusals += 1;
-                        pause.await;
+                        let paused = self
+                            .inner
+                            .runtime
+                            .handle()
+                            .spawn(async move { tokio::time::sleep(pause).await });
+                        if paused.await.is_err() {
+                            return Err(backend_error(
+                                "the runtime given to RedisConfig::runtime has shut down".into(),
+                            ));
+                        }
                     }
                     Err(err) => {
                         let slow_cluster_node =

@@ -84,8 +84,12 @@ impl Sharded {
     }
 
     /// Waits until the subscription to `channel`, if one is wanted, is confirmed, or `patience`
-    /// (a timer made on the backend's runtime) runs out.
-    pub(super) async fn ready(&self, channel: &str, patience: tokio::time::Sleep) {
+    /// (a timer on the backend's runtime) runs out.
+    pub(super) async fn ready(
+        &self,
+        channel: &str,
+        patience: impl std::future::Future<Output = ()>,
+    ) {
         let mut patience = std::pin::pin!(patience);
         loop {
             let confirmed = self.confirmed.listen();
@@ -349,9 +353,17 @@ impl RedisBackend {
         if !self.inner.wakeups.sharded.awaits_confirmation(channel) {
             return; // no waiter's channel, or already subscribed: no timer needed
         }
-        let patience = {
-            let _runtime = self.inner.runtime.handle().enter();
-            tokio::time::sleep(self.inner.config.command_timeout)
+        // Run on the backend's runtime, so the caller's executor needs no timer; a given
+        // runtime that shuts down meanwhile ends the patience (a timer of its own, polled after
+        // that, would panic), and the attempt's `eval` then says so, typed.
+        let (runtime, timeout) = (
+            self.inner.runtime.handle().clone(),
+            self.inner.config.command_timeout,
+        );
+        let patience = async move {
+            let _ = runtime
+                .spawn(async move { tokio::time::sleep(timeout).await })
+                .await;
         };
         let ready = self.inner.wakeups.sharded.ready(channel, patience);
         ready.await;

@@ -294,8 +294,8 @@ pub fn redis_on_given_runtime() -> &'static (tokio::runtime::Runtime, RedisBacke
 /// half-open TCP connection or a frozen NAT entry does. The client's writes still succeed (they
 /// fill the kernel buffers); nothing reaches the server and no reply or close comes back.
 ///
-/// Connections are told apart by what their client sent: one whose client sent `SUBSCRIBE` or
-/// `PSUBSCRIBE` (sniffed in the client-to-server bytes) is a subscriber. [`freeze_subscribers`] freezes the
+/// Connections are told apart by what their client sent: one whose client sent `SUBSCRIBE`,
+/// `PSUBSCRIBE` or `SSUBSCRIBE` (sniffed in the client-to-server bytes) is a subscriber. [`freeze_subscribers`] freezes the
 /// subscriber connections open at that moment; connections opened later are forwarded normally,
 /// so a client that reconnects gets through.
 ///
@@ -389,7 +389,8 @@ impl FreezingProxy {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// How many connections have sent `SUBSCRIBE` or `PSUBSCRIBE` and are not frozen.
+    /// How many connections have sent `SUBSCRIBE`, `PSUBSCRIBE` or `SSUBSCRIBE` and are not
+    /// frozen.
     pub fn live_subscribers(&self) -> usize {
         use std::sync::atomic::Ordering;
         let connections = self.state.connections.lock().unwrap();
@@ -493,7 +494,11 @@ fn pump(
                 .windows(command.len())
                 .any(|w| w.eq_ignore_ascii_case(command))
         };
-        if sniff && (sent(b"$9\r\nSUBSCRIBE\r\n") || sent(b"$10\r\nPSUBSCRIBE\r\n")) {
+        if sniff
+            && (sent(b"$9\r\nSUBSCRIBE\r\n")
+                || sent(b"$10\r\nPSUBSCRIBE\r\n")
+                || sent(b"$10\r\nSSUBSCRIBE\r\n"))
+        {
             connection.subscriber.store(true, Ordering::Relaxed);
         }
         if sniff
