@@ -829,4 +829,58 @@ mod cluster_only {
             "the wait did not end"
         );
     }
+
+    /// A guard's release of last resort (its runtime, the one given to the backend, shut down
+    /// under it: sent synchronously, see `release_without_runtime`) while its key's slot is being
+    /// migrated: the old owner answers `ASK`, and the release goes to the importing node with
+    /// `ASKING`. The cluster client resends nothing itself, so this is the release's own doing.
+    #[test]
+    fn a_release_without_runtime_during_a_slot_migration_follows_the_ask() {
+        let cluster = fault_cluster();
+        let observer = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
+            .unwrap()
+            .shared();
+        let k = key("released-while-migrating");
+        let slot = slot_of(&lock_name(&k));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = RedisConfig::new(cluster.url()).runtime(runtime.handle().clone());
+        let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+        let lock = Lock::with_backend(k.clone(), &backend).never_expires();
+        let (acquired, is_acquired) = std::sync::mpsc::channel();
+        runtime.spawn(async move {
+            let _guard = lock.acquire().await.unwrap();
+            acquired.send(()).unwrap();
+            std::future::pending::<()>().await;
+        });
+        is_acquired.recv_timeout(Duration::from_secs(5)).unwrap();
+        // Half a migration: the lock's keys are on the importing node, the old owner answers ASK.
+        let from = cluster.master_of_slot(slot);
+        let to = cluster.masters().into_iter().find(|&m| m != from).unwrap();
+        let (from_id, to_id) = (node_id(&cluster, from), node_id(&cluster, to));
+        let slot_arg = slot.to_string();
+        cluster.nodes[to].command(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id]);
+        cluster.nodes[from].command(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id]);
+        let keys = cluster.nodes[from].command(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, "100"]);
+        let port = cluster.nodes[to].port.to_string();
+        let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
+        migrate.extend(keys.lines());
+        cluster.nodes[from].command(&migrate);
+        drop(runtime); // the guard's drop release goes out synchronously, meeting the ASK
+        for master in cluster.masters() {
+            cluster.nodes[master].command(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
+        }
+        let probe = Lock::with_backend(k.clone(), &observer);
+        let held = probe.is_locked_blocking().unwrap();
+        if held {
+            probe.force_unlock_blocking().unwrap(); // leave the shared cluster clean
+        }
+        assert!(
+            !held,
+            "the release met ASK and gave up: the lock stays held (it never expires)"
+        );
+    }
 }

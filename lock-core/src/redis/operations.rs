@@ -419,16 +419,25 @@ impl RedisBackend {
         }
         let replies: Vec<Vec<i64>> = match conn.invoke(&invocation) {
             // Refused without running (the cluster client resends nothing itself, see
-            // topology.rs): once more, on a fresh connection, which reads the slot map anew.
+            // topology.rs): once more, to the node a redirection names (after `ASKING` for an
+            // `ASK`: the slot is being migrated there), else on a fresh connection, which reads
+            // the slot map anew.
             Err(err)
                 if matches!(conn, super::topology::BlockingConnection::Cluster(_))
                     && super::connection::refused_before_running(&err) =>
             {
                 drop(conn);
-                self.inner
-                    .connector
-                    .blocking(&self.inner.config)?
-                    .invoke(&invocation)?
+                let config = &self.inner.config;
+                match err.redirect_node() {
+                    Some((node, _slot)) => {
+                        let mut direct = self.inner.connector.blocking_node(config, node)?;
+                        if err.kind() == deadpool_redis::redis::ErrorKind::Ask {
+                            direct.asking()?;
+                        }
+                        direct.invoke(&invocation)?
+                    }
+                    None => self.inner.connector.blocking(config)?.invoke(&invocation)?,
+                }
             }
             answer => answer?,
         };

@@ -381,29 +381,36 @@ impl Connector {
         let seed = nodes.first().ok_or("no cluster nodes given")?;
         let mut masters = Vec::new();
         for (host, port) in cluster_masters(&listing) {
-            let mut info = seed.clone();
-            info.addr = match &seed.addr {
-                ConnectionAddr::TcpTls {
-                    insecure,
-                    tls_params,
-                    ..
-                } => ConnectionAddr::TcpTls {
-                    host,
-                    port,
-                    insecure: *insecure,
-                    tls_params: tls_params.clone(),
-                },
-                _ => ConnectionAddr::Tcp(host, port),
-            };
-            masters.push(match certs {
-                Some(certs) => redis::Client::build_with_tls(info, certs.clone())?,
-                None => redis::Client::open(info)?,
-            });
+            masters.push(node_client(seed, certs, host, port)?);
         }
         if masters.is_empty() {
             return Err(BadSetting("the cluster lists no master that serves slots".into()).into());
         }
         Ok(masters)
+    }
+
+    /// A synchronous connection to the cluster node at `address` (`host:port`, as a `MOVED` or
+    /// `ASK` names it), with the seed nodes' credentials and TLS settings, bounded like
+    /// [`Self::blocking`]'s: for the release of last resort, which follows a redirection itself.
+    pub(super) fn blocking_node(
+        &self,
+        config: &RedisConfig,
+        address: &str,
+    ) -> Result<BlockingConnection, BoxError> {
+        let Deployment::Cluster { nodes, certs, .. } = &self.deployment else {
+            return Err("only a cluster redirects".into());
+        };
+        let (host, port) = address
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
+            .ok_or_else(|| format!("a redirection to an odd address: {address}"))?;
+        let seed = nodes.first().ok_or("no cluster nodes given")?;
+        let client = node_client(seed, certs, host.to_owned(), port)?;
+        let conn = client.get_connection_with_timeout(config.connect_timeout)?;
+        let timeout = Some(config.command_timeout);
+        conn.set_read_timeout(timeout)?;
+        conn.set_write_timeout(timeout)?;
+        Ok(BlockingConnection::Server(conn))
     }
 
     /// A connection to the master broke (or answered as a replica): with Sentinel, the master
@@ -487,6 +494,14 @@ pub(super) enum BlockingConnection {
 }
 
 impl BlockingConnection {
+    /// `ASKING`, so that the next command is taken by a node importing its slot.
+    pub(super) fn asking(&mut self) -> RedisResult<()> {
+        match self {
+            BlockingConnection::Server(conn) => redis::cmd("ASKING").query(conn),
+            BlockingConnection::Cluster(conn) => redis::cmd("ASKING").query(&mut **conn),
+        }
+    }
+
     pub(super) fn invoke<T: redis::FromRedisValue>(
         &mut self,
         invocation: &redis::ScriptInvocation<'_>,
@@ -655,6 +670,33 @@ impl Nodes {
                 db,
             },
         })
+    }
+}
+
+/// A client of the cluster node `host:port`, with the seed node's credentials and TLS settings.
+fn node_client(
+    seed: &ConnectionInfo,
+    certs: &Option<TlsCertificates>,
+    host: String,
+    port: u16,
+) -> RedisResult<redis::Client> {
+    let mut info = seed.clone();
+    info.addr = match &seed.addr {
+        ConnectionAddr::TcpTls {
+            insecure,
+            tls_params,
+            ..
+        } => ConnectionAddr::TcpTls {
+            host,
+            port,
+            insecure: *insecure,
+            tls_params: tls_params.clone(),
+        },
+        _ => ConnectionAddr::Tcp(host, port),
+    };
+    match certs {
+        Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
+        None => redis::Client::open(info),
     }
 }
 
