@@ -517,6 +517,13 @@ mod cluster_only {
     /// Moves `slot` and every key in it from one master to another, as `redis-cli --cluster
     /// reshard` does: IMPORTING / MIGRATING, MIGRATE, then the new owner everywhere.
     fn migrate_slot(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
+        move_slot_keys(cluster, slot, from, to);
+        give_slot(cluster, slot, to);
+    }
+
+    /// The first half of a migration of `slot`: IMPORTING on `to`, MIGRATING on `from`, and
+    /// every key moved; `from` then answers `ASK` for them.
+    fn move_slot_keys(cluster: &RedisCluster, slot: u16, from: usize, to: usize) {
         let (from_id, to_id) = (node_id(cluster, from), node_id(cluster, to));
         let slot = slot.to_string();
         cluster.nodes[to].command(&["CLUSTER", "SETSLOT", &slot, "IMPORTING", &from_id]);
@@ -531,6 +538,11 @@ mod cluster_only {
             migrate.extend(keys.lines());
             cluster.nodes[from].command(&migrate);
         }
+    }
+
+    /// The end of a migration: `slot` is `to`'s, on every master.
+    fn give_slot(cluster: &RedisCluster, slot: u16, to: usize) {
+        let (to_id, slot) = (node_id(cluster, to), slot.to_string());
         for master in cluster.masters() {
             cluster.nodes[master].command(&["CLUSTER", "SETSLOT", &slot, "NODE", &to_id]);
         }
@@ -735,6 +747,24 @@ mod cluster_only {
     #[test]
     fn a_given_runtime_shutting_down_while_a_refused_operation_pauses_gives_a_typed_error() {
         let cluster = crate::support::cluster::ProxiedCluster::start();
+        let (runtime, backend) = backend_on_a_given_runtime(&cluster);
+        let lock = Lock::with_backend(key("refused-while-shutting-down"), &backend).exp(60);
+        drop(lock.acquire_blocking().unwrap()); // connected, scripts loaded
+        let removed = cluster
+            .node
+            .command(&["CLUSTER", "DELSLOTSRANGE", "0", "16383"]);
+        assert!(
+            removed.eq_ignore_ascii_case("ok"),
+            "CLUSTER DELSLOTSRANGE: {removed}"
+        );
+        assert_a_shutdown_mid_acquire_gives_a_typed_error(runtime, lock);
+    }
+
+    /// A backend on a runtime of its own given to it (`RedisConfig::runtime`), with a 10 s
+    /// command timeout.
+    fn backend_on_a_given_runtime(
+        cluster: &crate::support::cluster::ProxiedCluster,
+    ) -> (tokio::runtime::Runtime, lock_core::SharedBackend) {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -745,15 +775,16 @@ mod cluster_only {
             .command_timeout(10)
             .unwrap();
         let backend = RedisBackend::connect_blocking(config).unwrap().shared();
-        let lock = Lock::with_backend(key("refused-while-shutting-down"), &backend).exp(60);
-        drop(lock.acquire_blocking().unwrap()); // connected, scripts loaded
-        let removed = cluster
-            .node
-            .command(&["CLUSTER", "DELSLOTSRANGE", "0", "16383"]);
-        assert!(
-            removed.eq_ignore_ascii_case("ok"),
-            "CLUSTER DELSLOTSRANGE: {removed}"
-        );
+        (runtime, backend)
+    }
+
+    /// Shuts `runtime` (given to `lock`'s backend) down half a second into `lock`'s blocking
+    /// acquire, on a thread of its own; the acquire must then end, well before its 8 s bound
+    /// (and the 10 s command timeout), with `LockError::Backend`.
+    fn assert_a_shutdown_mid_acquire_gives_a_typed_error(
+        runtime: tokio::runtime::Runtime,
+        lock: Lock,
+    ) {
         let started = Instant::now();
         let acquiring = std::thread::spawn(move || lock.acquire_blocking().map(|_| ()));
         std::thread::sleep(Duration::from_millis(500));
@@ -778,16 +809,7 @@ mod cluster_only {
         let holder = RedisBackend::connect_blocking(RedisConfig::new(cluster.url()))
             .unwrap()
             .shared();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = RedisConfig::new(cluster.url())
-            .runtime(runtime.handle().clone())
-            .command_timeout(10)
-            .unwrap();
-        let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+        let (runtime, backend) = backend_on_a_given_runtime(&cluster);
         // A first wait, so the subscriber connection is up (and then frozen).
         let (first, second) = (key("subscribed-first"), key("subscribed-frozen"));
         let held = Lock::with_backend(first.as_str(), &holder)
@@ -815,19 +837,7 @@ mod cluster_only {
         let waiter = Lock::with_backend(second.as_str(), &backend)
             .nowait(false)
             .timeout(8);
-        let started = Instant::now();
-        let waiting = std::thread::spawn(move || waiter.acquire_blocking().map(|_| ()));
-        std::thread::sleep(Duration::from_millis(500));
-        runtime.shutdown_timeout(Duration::from_secs(5));
-        let outcome = waiting.join();
-        assert!(
-            matches!(outcome, Ok(Err(LockError::Backend { .. }))),
-            "not a typed error: {outcome:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(7),
-            "the wait did not end"
-        );
+        assert_a_shutdown_mid_acquire_gives_a_typed_error(runtime, waiter);
     }
 
     /// A guard's release of last resort (its runtime, the one given to the backend, shut down
@@ -842,37 +852,14 @@ mod cluster_only {
             .shared();
         let k = key("released-while-migrating");
         let slot = slot_of(&lock_name(&k));
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = RedisConfig::new(cluster.url()).runtime(runtime.handle().clone());
-        let backend = RedisBackend::connect_blocking(config).unwrap().shared();
-        let lock = Lock::with_backend(k.clone(), &backend).never_expires();
-        let (acquired, is_acquired) = std::sync::mpsc::channel();
-        runtime.spawn(async move {
-            let _guard = lock.acquire().await.unwrap();
-            acquired.send(()).unwrap();
-            std::future::pending::<()>().await;
-        });
-        is_acquired.recv_timeout(Duration::from_secs(5)).unwrap();
+        let (runtime, _backend) =
+            crate::support::held_on_a_given_runtime(RedisConfig::new(cluster.url()), &k);
         // Half a migration: the lock's keys are on the importing node, the old owner answers ASK.
         let from = cluster.master_of_slot(slot);
         let to = cluster.masters().into_iter().find(|&m| m != from).unwrap();
-        let (from_id, to_id) = (node_id(&cluster, from), node_id(&cluster, to));
-        let slot_arg = slot.to_string();
-        cluster.nodes[to].command(&["CLUSTER", "SETSLOT", &slot_arg, "IMPORTING", &from_id]);
-        cluster.nodes[from].command(&["CLUSTER", "SETSLOT", &slot_arg, "MIGRATING", &to_id]);
-        let keys = cluster.nodes[from].command(&["CLUSTER", "GETKEYSINSLOT", &slot_arg, "100"]);
-        let port = cluster.nodes[to].port.to_string();
-        let mut migrate = vec!["MIGRATE", "127.0.0.1", &port, "", "0", "5000", "KEYS"];
-        migrate.extend(keys.lines());
-        cluster.nodes[from].command(&migrate);
+        move_slot_keys(&cluster, slot, from, to);
         drop(runtime); // the guard's drop release goes out synchronously, meeting the ASK
-        for master in cluster.masters() {
-            cluster.nodes[master].command(&["CLUSTER", "SETSLOT", &slot_arg, "NODE", &to_id]);
-        }
+        give_slot(&cluster, slot, to);
         let probe = Lock::with_backend(k.clone(), &observer);
         let held = probe.is_locked_blocking().unwrap();
         if held {

@@ -533,6 +533,31 @@ pub fn assert_the_given_runtimes_shutdown_releases(
     shutdown: &str,
     name: &str,
 ) {
+    let (runtime, _backend) = held_on_a_given_runtime(config, name);
+    let probe = lock_core::Lock::with_backend(name, observer);
+    assert!(probe.is_locked_blocking().unwrap());
+    match shutdown {
+        "drop" => drop(runtime),
+        _ => runtime.shutdown_background(),
+    }
+    let start = Instant::now();
+    while probe.is_locked_blocking().unwrap() {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{shutdown}: {name} still held (it never expires)"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A never-expiring hold of `name`, taken by a task on a new runtime given to a backend made
+/// from `config` (`RedisConfig::runtime`); the task then waits forever, so the runtime's
+/// shutdown drops the guard with no runtime left to run its release. Returns the runtime and
+/// the backend.
+pub fn held_on_a_given_runtime(
+    config: RedisConfig,
+    name: &str,
+) -> (tokio::runtime::Runtime, SharedBackend) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -548,20 +573,7 @@ pub fn assert_the_given_runtimes_shutdown_releases(
         std::future::pending::<()>().await;
     });
     is_acquired.recv_timeout(Duration::from_secs(5)).unwrap();
-    let probe = lock_core::Lock::with_backend(name, observer);
-    assert!(probe.is_locked_blocking().unwrap());
-    match shutdown {
-        "drop" => drop(runtime),
-        _ => runtime.shutdown_background(),
-    }
-    let start = Instant::now();
-    while probe.is_locked_blocking().unwrap() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{shutdown}: {name} still held (it never expires)"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    (runtime, backend)
 }
 
 /// [`assert_the_given_runtimes_shutdown_releases`] for a pool slot: a task on the given runtime
