@@ -111,7 +111,8 @@ impl RedisConfig {
     /// nodes is discovered from them, and followed through slot migrations and failovers. An
     /// operation the cluster refused without running it (`MOVED`, `ASK`, `TRYAGAIN`,
     /// `CLUSTERDOWN`...) is sent again after a pause, within the command timeout; one whose
-    /// connection broke is not (it may have run), and fails with [`LockError::Backend`](crate::LockError::Backend).
+    /// connection broke is not (it may have run), and fails with
+    /// [`LockError::Backend`](crate::LockError::Backend).
     ///
     /// ```
     /// use lock_core::RedisConfig;
