@@ -749,8 +749,11 @@ impl Watchdog {
         telemetry::renewals(backend.kind(), renewed as u64, unanswered as u64);
         let mut newly_lost = Vec::new();
         let retry_at = self.retry_at(batch.lease);
-        let sent_at = self.reading(sent_at);
         let lease_nanos = nanos(batch.lease);
+        let (renew_at, valid_until) = (
+            self.reading(sent_at).saturating_add(lease_nanos / 3),
+            self.valid_until(sent_at, lease_nanos),
+        );
         for ((id, hold), live) in batch.ids.iter().zip(&batch.holds).zip(live) {
             let mut shard = self.shard(*id);
             let Some(watched) = Self::same_hold(&mut shard, *id, batch, hold) else {
@@ -762,10 +765,8 @@ impl Watchdog {
             }
             match live {
                 Some(true) => {
-                    watched.renew_at = sent_at.saturating_add(lease_nanos / 3);
-                    watched.valid_until = watched
-                        .valid_until
-                        .max(sent_at.saturating_add(live_part(lease_nanos)));
+                    watched.renew_at = renew_at;
+                    watched.valid_until = watched.valid_until.max(valid_until);
                 }
                 Some(false) => watched.mark_lost(&mut newly_lost),
                 // Its part of the batch failed: try again soon; the lease still runs.

@@ -10,6 +10,8 @@ use std::task::{ready, Context, Poll};
 
 use event_listener::Event;
 
+use deadpool_redis::redis;
+
 use super::{batch, RedisBackend};
 use crate::backend::{Backend, BoxFuture, Fence, HoldKind, TryAcquire};
 use crate::error::{LockError, Result};
@@ -431,10 +433,11 @@ impl RedisBackend {
                 match err.redirect_node() {
                     Some((node, _slot)) => {
                         let mut direct = self.inner.connector.blocking_node(config, node)?;
-                        if err.kind() == deadpool_redis::redis::ErrorKind::Ask {
-                            direct.asking()?;
+                        if err.kind() == redis::ErrorKind::Ask {
+                            // So that the importing node takes the next command.
+                            redis::cmd("ASKING").query::<()>(&mut direct)?;
                         }
-                        direct.invoke(&invocation)?
+                        invocation.invoke(&mut direct)?
                     }
                     None => self.inner.connector.blocking(config)?.invoke(&invocation)?,
                 }

@@ -396,7 +396,7 @@ impl Connector {
         &self,
         config: &RedisConfig,
         address: &str,
-    ) -> Result<BlockingConnection, BoxError> {
+    ) -> Result<redis::Connection, BoxError> {
         let Deployment::Cluster { nodes, certs, .. } = &self.deployment else {
             return Err("only a cluster redirects".into());
         };
@@ -410,7 +410,7 @@ impl Connector {
         let timeout = Some(config.command_timeout);
         conn.set_read_timeout(timeout)?;
         conn.set_write_timeout(timeout)?;
-        Ok(BlockingConnection::Server(conn))
+        Ok(conn)
     }
 
     /// A connection to the master broke (or answered as a replica): with Sentinel, the master
@@ -494,14 +494,6 @@ pub(super) enum BlockingConnection {
 }
 
 impl BlockingConnection {
-    /// `ASKING`, so that the next command is taken by a node importing its slot.
-    pub(super) fn asking(&mut self) -> RedisResult<()> {
-        match self {
-            BlockingConnection::Server(conn) => redis::cmd("ASKING").query(conn),
-            BlockingConnection::Cluster(conn) => redis::cmd("ASKING").query(&mut **conn),
-        }
-    }
-
     pub(super) fn invoke<T: redis::FromRedisValue>(
         &mut self,
         invocation: &redis::ScriptInvocation<'_>,

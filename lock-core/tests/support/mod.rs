@@ -295,9 +295,9 @@ pub fn redis_on_given_runtime() -> &'static (tokio::runtime::Runtime, RedisBacke
 /// fill the kernel buffers); nothing reaches the server and no reply or close comes back.
 ///
 /// Connections are told apart by what their client sent: one whose client sent `SUBSCRIBE`,
-/// `PSUBSCRIBE` or `SSUBSCRIBE` (sniffed in the client-to-server bytes) is a subscriber. [`freeze_subscribers`] freezes the
-/// subscriber connections open at that moment; connections opened later are forwarded normally,
-/// so a client that reconnects gets through.
+/// `PSUBSCRIBE` or `SSUBSCRIBE` (sniffed in the client-to-server bytes) is a subscriber.
+/// [`freeze_subscribers`] freezes the subscriber connections open at that moment; connections
+/// opened later are forwarded normally, so a client that reconnects gets through.
 ///
 /// It can also LOSE A REPLY ([`lose_next_script_reply`]): the next script call (`EVALSHA` or
 /// `EVAL`) reaches the server, and the proxy closes that connection when the reply comes back,
