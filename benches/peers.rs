@@ -1088,7 +1088,7 @@ fn main() {
         if server.is_some() { "started by the bench" } else { "REDIS_URL" },
         shell("rustc", &["--version"]),
         if workers == 0 { "tokio current-thread runtime".to_owned() } else { format!("tokio multi-thread runtime with {workers} workers") },
-        match env_number("PEERS_POOL") { Some(pool) => format!("pool_size({pool})"), None => "its default config (pool of 4 connections)".to_owned() },
+        match env_number("PEERS_POOL") { Some(pool) => format!("pool_size({pool})"), None => "its default config (pool of 2 connections)".to_owned() },
     );
     let _ = writeln!(
         out,

@@ -36,7 +36,7 @@ fn other_owner() -> Owner {
 
 /// Calls one queue has in flight at most (`MAX_SENDERS` in `src/redis/batch.rs`): operations
 /// issued while that many are in flight queue behind them.
-const SENDERS: usize = 4;
+const SENDERS: usize = 2;
 
 /// Pauses the server, then sends [`SENDERS`] acquires (of `key`, and of keys next to it), which
 /// stay in flight for [`PAUSE`]: operations issued next queue behind them. Returns the task of

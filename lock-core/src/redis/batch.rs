@@ -46,7 +46,7 @@ const MAX_BATCH: usize = 256;
 
 /// Calls of one queue in flight at once. Operations queue (and go out together) only while
 /// that many are; a call holds a connection's pipeline only for its own round trip.
-const MAX_SENDERS: usize = 4;
+const MAX_SENDERS: usize = 2;
 
 /// The hash slots of a Redis Cluster: there, each has its own queue.
 const CLUSTER_SLOTS: usize = 16384;

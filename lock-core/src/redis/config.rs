@@ -86,7 +86,7 @@ impl RedisConfig {
     ///
     /// The URL is read when connecting: a malformed one is a [`LockError::Connection`] then.
     ///
-    /// Defaults: pool of 4 connections, key prefix `lockwright:`, 5 s connect and command
+    /// Defaults: pool of 2 connections, key prefix `lockwright:`, 5 s connect and command
     /// timeouts.
     pub fn new(url: impl Into<String>) -> Self {
         let url = url.into();
@@ -94,7 +94,7 @@ impl RedisConfig {
             topology: Topology::Url(url),
             tls: TlsSettings::default(),
             sentinel_credentials: None,
-            pool_size: 4,
+            pool_size: 2,
             prefix: Self::DEFAULT_PREFIX.to_owned(),
             connect_timeout: Duration::from_secs(5),
             command_timeout: Duration::from_secs(5),
@@ -347,7 +347,7 @@ impl RedisConfig {
         Ok(self)
     }
 
-    /// How many multiplexed connections the backend keeps (default 4). Operations on one key
+    /// How many multiplexed connections the backend keeps (default 2). Operations on one key
     /// always use the same connection, which keeps them in order. Outside 1 to
     /// [`MAX_POOL_SIZE`](RedisConfig::MAX_POOL_SIZE), connecting fails with
     /// [`LockError::InvalidArgument`].
