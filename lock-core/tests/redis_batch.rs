@@ -34,9 +34,8 @@ fn other_owner() -> Owner {
     std::thread::spawn(Owner::current).join().unwrap()
 }
 
-/// Calls one queue has in flight at most (`MAX_SENDERS` in `src/redis/batch.rs`): operations
-/// issued while that many are in flight queue behind them.
-const SENDERS: usize = 2;
+/// Calls one queue has in flight at most.
+const SENDERS: usize = support::BATCH_SENDERS;
 
 /// Pauses the server, then sends [`SENDERS`] acquires (of `key`, and of keys next to it), which
 /// stay in flight for [`PAUSE`]: operations issued next queue behind them. Returns the task of

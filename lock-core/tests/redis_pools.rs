@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use lock_core::{Backend, LockError, Owner, Pool, PoolAcquire, RedisBackend, RedisConfig};
 
-use support::{raw, script_calls, RedisServer};
+use support::{raw, script_calls, RedisServer, BATCH_SENDERS};
 
 const LIVENESS: Duration = Duration::from_secs(10);
 
@@ -160,8 +160,8 @@ fn a_waiter_in_another_process_is_woken_by_the_release_not_by_the_lease() {
     );
 }
 
-/// Pauses the server's writes, then puts 4 calls (the most a queue sends at once) in flight on
-/// a one-connection backend, so operations issued next queue behind them.
+/// Pauses the server's writes, then puts [`BATCH_SENDERS`] calls (the most a queue sends at
+/// once) in flight on a one-connection backend, so operations issued next queue behind them.
 async fn calls_in_flight(
     backend: &RedisBackend,
     url: &str,
@@ -174,7 +174,7 @@ async fn calls_in_flight(
         .arg("WRITE")
         .query(&mut admin)
         .unwrap();
-    let in_flight = (0..4)
+    let in_flight = (0..BATCH_SENDERS)
         .map(|i| {
             let backend = backend.clone();
             let key: Arc<str> = format!("in-flight-{i}").into();
@@ -225,8 +225,8 @@ async fn pool_acquires_issued_while_calls_are_in_flight_go_out_together_and_at_m
     );
     assert_eq!(
         script_calls(&mut admin) - before,
-        5,
-        "the 4 calls in flight, then the 10 queued acquires in one"
+        BATCH_SENDERS as u64 + 1,
+        "the calls in flight, then the 10 queued acquires in one"
     );
 }
 

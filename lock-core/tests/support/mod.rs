@@ -234,6 +234,11 @@ pub fn raw(url: &str) -> redis::Connection {
         .expect("raw redis connection")
 }
 
+/// Calls one batch queue has in flight at most (`MAX_SENDERS` in `src/redis/batch.rs`):
+/// operations issued while that many are in flight queue behind them.
+#[allow(dead_code)] // not every test binary uses it
+pub const BATCH_SENDERS: usize = 2;
+
 /// Script calls the server has run so far (`EVALSHA`, and `EVAL` after a `NOSCRIPT`).
 pub fn script_calls(conn: &mut redis::Connection) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(conn).unwrap();
