@@ -532,50 +532,191 @@ fn a_shutdown_dropping_many_guards_with_redis_silent_is_not_held_up_by_each_rele
     }
 }
 
-/// Likewise an acquire already sent when the runtime shuts down: if it took the lock, the
-/// reply with its fence is lost with the runtime, so the hold cannot be given back. The backend
-/// logs an error naming the key.
+/// Where the I/O of a runtime's tasks runs, in the cut-off tests.
+#[derive(Clone, Copy, Debug)]
+enum CallerIo {
+    /// On the runtime given to the backend (`RedisConfig::runtime`), the only one there is.
+    GivenRuntime,
+    /// On the caller's own runtime, with a default backend (whose own runtime outlives it): the
+    /// lane the backend gives a multi-thread runtime's tasks.
+    CallersLane,
+}
+
+/// A backend behind a freezing proxy, whose I/O for `runtime`'s tasks runs on `runtime` as
+/// `io` says, and how many connections the proxy took before `runtime`'s first operation.
+fn backend_for_cut_off(
+    runtime: &tokio::runtime::Runtime,
+    io: CallerIo,
+) -> (support::FreezingProxy, SharedBackend, usize) {
+    match io {
+        CallerIo::GivenRuntime => {
+            let (proxy, backend) = backend_behind_proxy_on(runtime);
+            (proxy, backend, 0)
+        }
+        CallerIo::CallersLane => {
+            let proxy = support::FreezingProxy::start(shared_redis().0.port);
+            let config = RedisConfig::new(proxy.url()).command_timeout(60).unwrap();
+            let backend = RedisBackend::connect_blocking(config).unwrap().shared();
+            let before = proxy.connections_taken();
+            (proxy, backend, before)
+        }
+    }
+}
+
+/// Likewise an acquire already sent when the runtime carrying it shuts down: if it took the
+/// lock, the reply with its fence is lost with the runtime, so the hold cannot be given back.
+/// The backend logs an error naming the key. Both where that runtime was given to the backend
+/// and where it is a caller's own (its lane's connections are the ones frozen; the backend's
+/// own are not).
 #[test]
 fn an_acquire_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
     logs::capture();
-    let runtime = two_worker_runtime();
-    let (proxy, backend) = backend_behind_proxy_on(&runtime);
-    let name = key("cut-off-acquire");
-    let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
-    // Opens the key's connection, which is then frozen with the rest.
-    drop(lock.acquire_blocking().unwrap());
-    assert!(proxy.freeze_all() >= 1);
-    runtime.spawn(async move {
-        let _guard = lock.acquire().await;
-    });
-    std::thread::sleep(Duration::from_millis(300)); // the acquire is sent, and unanswered
-    drop(runtime);
-    let logged = logs::error_naming(&name, conformance::LIVENESS);
-    assert!(logged.is_some(), "no error naming {name} was logged");
-    println!("logged: {}", logged.unwrap());
+    for io in [CallerIo::GivenRuntime, CallerIo::CallersLane] {
+        let runtime = two_worker_runtime();
+        let (proxy, backend, before) = backend_for_cut_off(&runtime, io);
+        let name = key("cut-off-acquire");
+        let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+        // Opens the key's connection on that runtime, which is then frozen (once the release on
+        // drop has landed: `is_locked` waits for it).
+        let opening = lock.clone();
+        let still_held = runtime.block_on(runtime.spawn(async move {
+            drop(opening.acquire().await.unwrap());
+            opening.is_locked().await.unwrap()
+        }));
+        assert!(!still_held.unwrap());
+        assert!(proxy.freeze_taken_after(before) >= 1, "{io:?}");
+        runtime.spawn(async move {
+            let _guard = lock.acquire().await;
+        });
+        std::thread::sleep(Duration::from_millis(300)); // the acquire is sent, and unanswered
+        drop(runtime);
+        let logged = logs::error_naming(&name, conformance::LIVENESS);
+        let logged = logged.unwrap_or_else(|| panic!("{io:?}: no error naming {name} was logged"));
+        assert!(logged.contains("abandoned acquire"), "{io:?}: {logged}");
+        println!("{io:?}: logged: {logged}");
+    }
 }
 
-/// As for a lock: a pool acquire already sent when the runtime shuts down may have taken a
-/// slot whose token came with the lost reply, so it cannot be given back (here it never
-/// expires). The backend logs an error naming the pool's key.
+/// As for a lock: a pool acquire already sent when the runtime carrying it shuts down may
+/// have taken a slot whose token came with the lost reply, so it cannot be given back (here it
+/// never expires). The backend logs an error naming the pool's key.
 #[test]
 fn a_pool_acquire_cut_off_in_flight_by_a_runtime_shutdown_is_logged_as_an_error() {
     logs::capture();
+    for io in [CallerIo::GivenRuntime, CallerIo::CallersLane] {
+        let runtime = two_worker_runtime();
+        let (proxy, backend, before) = backend_for_cut_off(&runtime, io);
+        let name = key("cut-off-pool-acquire");
+        let pool = lock_core::Pool::with_backend(name.as_str(), 1, &backend).never_expires();
+        let opening = pool.clone();
+        let still_taken = runtime.block_on(runtime.spawn(async move {
+            drop(opening.acquire().await.unwrap());
+            opening.state().await.unwrap().size
+        }));
+        assert_eq!(still_taken.unwrap(), 0);
+        assert!(proxy.freeze_taken_after(before) >= 1, "{io:?}");
+        runtime.spawn(async move {
+            let _slot = pool.acquire().await;
+        });
+        std::thread::sleep(Duration::from_millis(300)); // the acquire is sent, and unanswered
+        drop(runtime);
+        let logged = logs::error_naming(&name, conformance::LIVENESS);
+        let logged = logged.unwrap_or_else(|| panic!("{io:?}: no error naming {name} was logged"));
+        assert!(
+            logged.contains("abandoned pool acquire"),
+            "{io:?}: {logged}"
+        );
+        println!("{io:?}: logged: {logged}");
+    }
+}
+
+/// A default backend (no runtime given) runs the Redis I/O of a multi-thread runtime's tasks
+/// on that runtime (a lane of its own: no hop to the backend's thread and back). When that
+/// runtime shuts down with releases in flight and more queued behind them: those in flight
+/// (here frozen: they never reach Redis) cannot safely be sent again, so each is logged as an
+/// error naming its key, and its lock stays held; those only queued have not been sent and
+/// still go out, through the backend's own runtime. The backend serves its other callers on,
+/// and a new runtime gets a lane of its own.
+#[test]
+fn a_callers_runtime_shutting_down_cuts_off_only_what_it_had_in_flight() {
+    logs::capture();
     let runtime = two_worker_runtime();
-    let (proxy, backend) = backend_behind_proxy_on(&runtime);
-    let name = key("cut-off-pool-acquire");
-    let pool = lock_core::Pool::with_backend(name.as_str(), 1, &backend).never_expires();
-    // Opens the key's connection, which is then frozen with the rest.
-    drop(pool.acquire_blocking().unwrap());
-    assert!(proxy.freeze_all() >= 1);
-    runtime.spawn(async move {
-        let _slot = pool.acquire().await;
-    });
-    std::thread::sleep(Duration::from_millis(300)); // the acquire is sent, and unanswered
+    let (proxy, backend, before) = backend_for_cut_off(&runtime, CallerIo::CallersLane);
+    let names: Vec<String> = (0..8).map(|_| key("lane-cut-off")).collect();
+    let (acquired, is_acquired) = std::sync::mpsc::channel();
+    let (go, release) = tokio::sync::watch::channel(false);
+    for name in &names {
+        let lock = Lock::with_backend(name.as_str(), &backend).never_expires();
+        let (acquired, mut release) = (acquired.clone(), release.clone());
+        runtime.spawn(async move {
+            let guard = lock.acquire().await.unwrap();
+            acquired.send(()).unwrap();
+            let _ = release.wait_for(|go| *go).await;
+            let _ = guard.release().await;
+            std::future::pending::<()>().await;
+        });
+    }
+    for _ in &names {
+        is_acquired.recv_timeout(LIVENESS).unwrap();
+    }
+    // The lane's connection drivers (and its watch) are tasks of the caller's runtime.
+    let alive = runtime.metrics().num_alive_tasks();
+    assert!(
+        alive > names.len(),
+        "{alive} tasks: the I/O does not run on the caller's runtime"
+    );
+    assert!(
+        proxy.freeze_taken_after(before) >= 1,
+        "the lane made no connection of its own"
+    );
+    go.send(true).unwrap();
+    std::thread::sleep(Duration::from_millis(300)); // the first releases are sent, the rest queued
     drop(runtime);
-    let logged = logs::error_naming(&name, conformance::LIVENESS);
-    assert!(logged.is_some(), "no error naming {name} was logged");
-    println!("logged: {}", logged.unwrap());
+    let probe = shared_redis().1.shared();
+    let (mut freed, mut held_and_logged) = (0, 0);
+    let deadline = Instant::now() + LIVENESS;
+    for name in &names {
+        let lock = Lock::with_backend(name.as_str(), &probe);
+        loop {
+            if !lock.is_locked_blocking().unwrap() {
+                freed += 1;
+                break;
+            }
+            if let Some(logged) = logs::error_naming(name, Duration::ZERO) {
+                assert!(
+                    logged.contains("a release whose caller had left failed"),
+                    "{logged}"
+                );
+                held_and_logged += 1;
+                assert!(lock.force_unlock_blocking().unwrap());
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} is still held and no error names it"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    println!(
+        "{freed} released through the backend's runtime, {held_and_logged} cut off and logged"
+    );
+    assert!(held_and_logged >= 1, "no release was in flight");
+    assert!(freed >= 1, "no queued release went out after the shutdown");
+    // The backend serves on: a blocking caller, and a new runtime's task on a lane of its own.
+    let after = Lock::with_backend(key("after-lane-cut-off").as_str(), &backend);
+    drop(after.acquire_blocking().unwrap());
+    let runtime = two_worker_runtime();
+    let lock = after.clone();
+    runtime
+        .block_on(runtime.spawn(async move { lock.acquire().await.unwrap().release().await }))
+        .unwrap()
+        .unwrap();
+    assert!(
+        runtime.metrics().num_alive_tasks() >= 1,
+        "no lane on the new runtime"
+    );
+    assert!(!after.is_locked_blocking().unwrap());
 }
 
 #[test]

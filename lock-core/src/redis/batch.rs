@@ -34,7 +34,8 @@ use std::time::Duration;
 use deadpool_redis::redis::{self, FromRedisValue, Value};
 use tokio::sync::oneshot;
 
-use super::connection::{Replicated, SharedError, TimeoutError};
+use super::connection::{Applied, NotSent, Replicated, SharedError, TimeoutError, Unsettled};
+use super::lanes::{Lane, Route};
 use super::operations::Detachable;
 use super::{lease_millis, topology, RedisBackend};
 use crate::backend::{Fence, LeaseTime, ReleaseScope};
@@ -328,22 +329,27 @@ impl RedisBackend {
     /// the command timeout (plus the `WAIT` it may need) from now, however long the batch ahead
     /// of it takes: an acquire that succeeds after its caller was told of the timeout is given
     /// back. `abandoned`, once set, keeps a queued acquire from being sent at all.
+    /// It goes through the lane `route` names from here (see `lanes`).
     pub(super) async fn batched(
         &self,
         key: &Arc<str>,
         op: Op,
         abandoned: Option<Arc<AtomicBool>>,
+        route: Route,
     ) -> Result<(Vec<i64>, Replicated)> {
         if self.inner.runtime.is_gone() {
             return Err(LockError::Backend {
                 key: Arc::clone(key),
-                source: "the runtime given to RedisConfig::runtime has shut down".into(),
+                source: Box::new(NotSent(
+                    "the runtime given to RedisConfig::runtime has shut down".into(),
+                )),
             });
         }
+        let lane = self.lane(route);
         let queue = self.queue_of(key);
         let (answer, answered) = oneshot::channel();
         let lead = {
-            let mut state = self.inner.queues[queue].state();
+            let mut state = lane.queues[queue].state();
             state.waiting.push(Queued {
                 key: Arc::clone(key),
                 op,
@@ -360,22 +366,25 @@ impl RedisBackend {
         if let Some(batch) = lead {
             let sender = Sender {
                 backend: self.clone(),
+                lane: Arc::clone(&lane),
                 queue,
                 handed_over: false,
             };
             // The batch may carry other callers' operations, so it is never left to a future
             // that may stop being polled (an async task set aside, or one whose thread blocks
-            // in the blocking API): it is sent on the backend's runtime. A blocking caller's
-            // own thread does nothing but poll it, so it sends its batch itself (no hop).
+            // in the blocking API): it is sent by a task on the lane's runtime (the caller's
+            // own, or the backend's). A blocking caller's own thread does nothing but poll it,
+            // so it sends its batch itself (no hop).
             let send = self.detached(async move {
                 let mut sender = sender;
-                sender.backend.clone().send_batch(batch).await;
+                let lane = Arc::clone(&sender.lane);
+                sender.backend.clone().send_batch(&lane, batch).await;
                 sender.hand_over();
             });
             if crate::block_on::polled_by_block_on() {
                 send.await;
             } else {
-                drop(self.inner.runtime.handle().spawn(send));
+                drop(lane.handle.spawn(send));
             }
         }
         let config = &self.inner.config;
@@ -397,7 +406,7 @@ impl RedisBackend {
             }),
             Err(_) => Err(LockError::Backend {
                 key: Arc::clone(key),
-                source: Box::new(TimeoutError(limit)),
+                source: Box::new(Unsettled(Box::new(TimeoutError(limit)))),
             }),
         }
     }
@@ -412,13 +421,14 @@ impl RedisBackend {
             runtime: self.inner.runtime.handle().clone(),
             fallback: None,
             moved: false,
+            left: None,
         }
     }
 
     /// Sends `batch` (one queue's: on a cluster, one hash slot's) in the calls [`calls_of`]
     /// makes, one after another so that a retried call is never overtaken, and answers each
     /// operation. Acquires whose caller left before they were sent are left out.
-    async fn send_batch(&self, batch: Vec<Queued>) {
+    async fn send_batch(&self, lane: &Lane, batch: Vec<Queued>) {
         let batch: Vec<Queued> = batch
             .into_iter()
             .filter_map(|queued| {
@@ -433,18 +443,20 @@ impl RedisBackend {
                 // Nobody will read it: the acquire's caller left, and takes nothing.
                 drop(queued.answer.send(Err(LockError::Backend {
                     key,
-                    source: "acquire abandoned before it was sent".into(),
+                    source: Box::new(NotSent("acquire abandoned before it was sent".into())),
                 })));
                 None
             })
             .collect();
         for call in calls_of(batch) {
-            self.send_call(call).await;
+            self.send_call(lane, call).await;
         }
     }
 
-    /// One script call of `ops` (all in one cluster slot), then each operation's answer.
-    async fn send_call(&self, ops: Vec<Queued>) {
+    /// One script call of `ops` (all in one cluster slot) through `lane` (or home, see
+    /// [`RedisBackend::sending_lane`]), then each operation's answer.
+    async fn send_call(&self, lane: &Lane, ops: Vec<Queued>) {
+        let lane = self.sending_lane(lane);
         let mut keys = Vec::with_capacity(ops.len() * 2);
         let mut args = Vec::with_capacity(2 + ops.len() * 4);
         args.push(self.publish_command().to_owned());
@@ -462,11 +474,18 @@ impl RedisBackend {
             self.scripts().0
         };
         let sent = self
-            .eval_then_wait(&first, script, &keys, &args, |replies: &Vec<OpReply>| {
-                replies.iter().zip(&ops).any(|(reply, queued)| {
-                    reply.0.as_ref().is_ok_and(|reply| queued.op.wrote(reply))
-                })
-            })
+            .eval_then_wait_on(
+                lane,
+                &first,
+                script,
+                &keys,
+                &args,
+                |replies: &Vec<OpReply>| {
+                    replies.iter().zip(&ops).any(|(reply, queued)| {
+                        reply.0.as_ref().is_ok_and(|reply| queued.op.wrote(reply))
+                    })
+                },
+            )
             .await;
         match sent {
             Ok((replies, replicated)) if replies.len() == ops.len() => {
@@ -512,7 +531,9 @@ impl RedisBackend {
     /// Gives `queued` its answer. Nobody waiting for it any more (its caller was told of a
     /// timeout, or its future is gone entirely), a hold it took is given back, as a dropped
     /// guard's would be: in the background (this sender is busy with the very queue the release
-    /// goes through), or synchronously when no runtime is left.
+    /// goes through), or synchronously when no runtime is left. A failure nobody hears of is
+    /// logged as an error when it may leave a hold behind: an acquire that may have applied, a
+    /// release that may not have.
     fn answer(&self, queued: Queued, answer: Result<(Vec<i64>, Replicated)>) {
         let Queued {
             key,
@@ -520,8 +541,37 @@ impl RedisBackend {
             answer: to,
             ..
         } = queued;
-        let Err(Ok((reply, _))) = to.send(answer) else {
+        let Err(unheard) = to.send(answer) else {
             return;
+        };
+        let reply = match unheard {
+            Ok((reply, _)) => reply,
+            Err(error) => {
+                let url = self.inner.config.redacted_url();
+                match (&op, Applied::of(&error)) {
+                    (Op::Acquire { .. } | Op::PoolAcquire { .. }, Applied::Maybe) => {
+                        tracing::error!(
+                            %key,
+                            %url,
+                            %error,
+                            "lockwright: an acquire whose caller had left failed after it was \
+                             sent; if it took the lock (or pool slot), the hold cannot be given \
+                             back (its fence was in the lost reply) and stays until its lease \
+                             ends (never without one) or a force unlock"
+                        )
+                    }
+                    (Op::Release { .. } | Op::PoolRelease { .. }, _) => tracing::error!(
+                        %key,
+                        %url,
+                        %error,
+                        "lockwright: a release whose caller had left failed; the lock (or pool \
+                         slot) may stay held until its lease ends (never without one) or a \
+                         force unlock"
+                    ),
+                    _ => {}
+                }
+                return;
+            }
         };
         match (&op, reply.as_slice()) {
             (Op::Acquire { owner, .. }, [1, fence, _]) => {
@@ -582,6 +632,7 @@ fn calls_of(batch: Vec<Queued>) -> Vec<Vec<Queued>> {
 /// stays busy with nobody sending.
 struct Sender {
     backend: RedisBackend,
+    lane: Arc<Lane>,
     queue: usize,
     handed_over: bool,
 }
@@ -593,7 +644,7 @@ impl Sender {
         self.handed_over = true;
         let backend = self.backend.clone();
         {
-            let mut state = backend.inner.queues[self.queue].state();
+            let mut state = self.lane.queues[self.queue].state();
             if state.waiting.is_empty() {
                 state.senders -= 1;
                 return;
@@ -601,21 +652,22 @@ impl Sender {
         }
         let mut next = Sender {
             backend: backend.clone(),
+            lane: Arc::clone(&self.lane),
             queue: self.queue,
             handed_over: false,
         };
-        // On the backend's runtime, not beside the caller: the callers waiting for this batch
-        // may be blocking the threads of their own runtime (the blocking API called from async
-        // code), which would then never run it.
+        // On the lane's runtime, not beside the caller: the callers waiting for this batch may
+        // be blocking the threads of their own runtime (the blocking API called from async
+        // code, whose operations go through the home lane), which would then never run it.
         let task = backend.detached(async move { next.drain().await });
-        drop(backend.inner.runtime.handle().spawn(task));
+        drop(self.lane.handle.spawn(task));
     }
 
     /// Sends batch after batch until the queue is empty.
     async fn drain(&mut self) {
         loop {
             let batch = {
-                let mut state = self.backend.inner.queues[self.queue].state();
+                let mut state = self.lane.queues[self.queue].state();
                 if state.waiting.is_empty() {
                     state.senders -= 1;
                     self.handed_over = true;
@@ -623,7 +675,7 @@ impl Sender {
                 }
                 std::mem::take(&mut state.waiting)
             };
-            self.backend.send_batch(batch).await;
+            self.backend.send_batch(&self.lane, batch).await;
         }
     }
 }
@@ -634,7 +686,7 @@ impl Drop for Sender {
             return;
         }
         let waiting = {
-            let mut state = self.backend.inner.queues[self.queue].state();
+            let mut state = self.lane.queues[self.queue].state();
             state.senders -= 1;
             if state.senders > 0 {
                 return; // another sender takes what waits

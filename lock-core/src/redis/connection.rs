@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use deadpool_redis::redis::{self, ErrorKind, RedisError, Script};
 
+use super::lanes::Lane;
 use super::topology::{self, Connection};
 use super::{scripts, RedisBackend};
 use crate::error::{LockError, Result};
@@ -77,7 +78,7 @@ impl RedisBackend {
     /// not an error.
     pub(super) async fn warn_if_lock_keys_can_be_evicted(&self) {
         let read = async {
-            let mut conn = self.connection("").await.ok()?;
+            let mut conn = self.connection_on(&self.inner.lanes.home, "").await.ok()?;
             let settings: std::collections::HashMap<String, String> = redis::cmd("CONFIG")
                 .arg("GET")
                 .arg("maxmemory*")
@@ -119,7 +120,7 @@ impl RedisBackend {
 
     pub(super) async fn check_connection(&self) -> Result<()> {
         let mut conn = self
-            .connection("")
+            .connection_on(&self.inner.lanes.home, "")
             .await
             .map_err(|err| self.connection_error(err))?;
         let pong: String = tokio::time::timeout(
@@ -137,9 +138,13 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// The connection of `key`'s slot, (re)connecting when needed.
-    pub(super) async fn connection(&self, key: &str) -> std::result::Result<Connection, PoolError> {
-        let slot = &self.inner.slots[self.slot_of(key)];
+    /// The connection of `key`'s slot in `lane`, (re)connecting when needed.
+    pub(super) async fn connection_on(
+        &self,
+        lane: &Lane,
+        key: &str,
+    ) -> std::result::Result<Connection, PoolError> {
+        let slot = &lane.slots[self.slot_of(key)];
         // The slot mutex is FIFO: operations on a key keep their order even while reconnecting.
         let mut slot = slot.lock().await;
         if let Some(held) = slot.as_ref() {
@@ -152,12 +157,21 @@ impl RedisBackend {
                 replaced.discard();
             }
         }
-        // Connect on the backend's runtime: the connection's driver task lives where it was
-        // created, and must outlive the caller's runtime (or work when the caller has none).
+        // Connect on the lane's runtime: the connection's driver task lives where it was
+        // created (home: the backend's runtime, which outlives its callers' and works when the
+        // caller has none; a caller's lane: that caller's runtime, with no hop to another).
         let connector = std::sync::Arc::clone(&self.inner.connector);
         let connect_timeout = self.inner.config.connect_timeout;
-        let connecting = self.inner.runtime.handle().spawn(async move {
-            let connected = tokio::time::timeout(connect_timeout, connector.connect())
+        let pooled = lane.pooled;
+        let connecting = lane.handle.spawn(async move {
+            let connect = async {
+                if pooled {
+                    connector.connect().await
+                } else {
+                    connector.connect_own().await
+                }
+            };
+            let connected = tokio::time::timeout(connect_timeout, connect)
                 .await
                 .map_err(|_| PoolError(TimeoutError(connect_timeout).into()))?;
             let held = connected.map_err(PoolError)?;
@@ -199,13 +213,13 @@ impl RedisBackend {
     }
 
     pub(super) fn slot_of(&self, key: &str) -> usize {
-        self.inner.hasher.hash_one(key) as usize % self.inner.slots.len()
+        self.inner.hasher.hash_one(key) as usize % self.inner.config.pool_size
     }
 
-    /// Forgets a broken (or demoted) connection for good, so the next operation gets a fresh
-    /// one.
-    pub(super) async fn discard_connection(&self, key: &str) {
-        if let Some(held) = self.inner.slots[self.slot_of(key)].lock().await.take() {
+    /// Forgets a broken (or demoted) connection of `lane` for good, so the next operation gets
+    /// a fresh one.
+    pub(super) async fn discard_connection(&self, lane: &Lane, key: &str) {
+        if let Some(held) = lane.slots[self.slot_of(key)].lock().await.take() {
             held.discard();
         }
     }
@@ -224,13 +238,28 @@ impl RedisBackend {
         Ok(value)
     }
 
-    /// Runs one script on `key`'s connection, within the command timeout; then, with
+    /// [`Self::eval_then_wait_on`] the home lane.
+    pub(super) async fn eval_then_wait<T: redis::FromRedisValue>(
+        &self,
+        key: &str,
+        script: &Script,
+        keys: &[&str],
+        args: &[&str],
+        wrote: impl Fn(&T) -> bool,
+    ) -> Result<(T, Replicated)> {
+        let home = &self.inner.lanes.home;
+        self.eval_then_wait_on(home, key, script, keys, args, wrote)
+            .await
+    }
+
+    /// Runs one script on `key`'s connection in `lane`, within the command timeout; then, with
     /// [`RedisConfig::wait_replicas`](super::RedisConfig) set and when `wrote` says the reply is of a write to confirm, `WAIT` on the same connection
     /// (which is what makes it cover that write), within its own timeout plus the command
     /// timeout. The script's reply is returned whatever `WAIT` says: the caller may have to undo
     /// what it did.
-    pub(super) async fn eval_then_wait<T: redis::FromRedisValue>(
+    pub(super) async fn eval_then_wait_on<T: redis::FromRedisValue>(
         &self,
+        lane: &Lane,
         key: &str,
         script: &Script,
         keys: &[&str],
@@ -253,9 +282,9 @@ impl RedisBackend {
             let mut refusals = 0;
             loop {
                 let mut conn = self
-                    .connection(key)
+                    .connection_on(lane, key)
                     .await
-                    .map_err(|err| backend_error(err.into()))?;
+                    .map_err(|err| backend_error(Box::new(NotSent(err.into()))))?;
                 match invocation.invoke_async::<T>(&mut conn).await {
                     Ok(value) => return Ok((value, conn)),
                     // A master demoted by a failover answers the first write of a script with
@@ -263,7 +292,7 @@ impl RedisBackend {
                     // send it once more, to the master a fresh connection finds.
                     Err(err) if err.kind() == ErrorKind::ReadOnly && !demoted => {
                         demoted = true;
-                        self.discard_connection(key).await;
+                        self.discard_connection(lane, key).await;
                         // The other slots' connections go to the same demoted server.
                         self.inner.connector.master_may_be_gone();
                     }
@@ -295,7 +324,7 @@ impl RedisBackend {
                         if (is_connection_failure(&err) && !slow_cluster_node)
                             || err.kind() == ErrorKind::ReadOnly
                         {
-                            self.discard_connection(key).await;
+                            self.discard_connection(lane, key).await;
                         }
                         if !err.is_timeout() && is_connection_failure(&err) {
                             self.inner.connector.master_may_be_gone();
@@ -305,10 +334,8 @@ impl RedisBackend {
                 }
             }
         };
-        if self.inner.runtime.is_gone() {
-            return Err(backend_error(
-                "the runtime given to RedisConfig::runtime has shut down".into(),
-            ));
+        if lane.is_gone() {
+            return Err(backend_error(Box::new(NotSent(lane.gone_reason().into()))));
         }
         let timeout = self.inner.config.command_timeout;
         // The timer belongs to the backend's runtime, so the caller's executor needs none.
@@ -322,7 +349,7 @@ impl RedisBackend {
                 // A cluster connection reaches every node: one slow node is no reason to drop
                 // it (a new one would wait for that node too); it follows failovers itself.
                 if !self.inner.connector.is_cluster() {
-                    self.discard_connection(key).await;
+                    self.discard_connection(lane, key).await;
                 }
                 return Err(backend_error(TimeoutError(timeout).into()));
             }
@@ -348,7 +375,7 @@ impl RedisBackend {
             }
             Ok(Err(err)) => {
                 if is_connection_failure(&err) {
-                    self.discard_connection(key).await;
+                    self.discard_connection(lane, key).await;
                     if !err.is_timeout() {
                         self.inner.connector.master_may_be_gone();
                     }
@@ -356,7 +383,7 @@ impl RedisBackend {
                 Replicated::Failed(SharedError(std::sync::Arc::new(err)))
             }
             Err(_) => {
-                self.discard_connection(key).await;
+                self.discard_connection(lane, key).await;
                 Replicated::Failed(SharedError(std::sync::Arc::new(TimeoutError(limit))))
             }
         };
@@ -380,6 +407,74 @@ impl RedisBackend {
                 wanted,
             }),
             Replicated::Failed(err) => Err(err.for_key(key.into())),
+        }
+    }
+}
+
+/// The source of an error that came before the operation could reach Redis (no connection, its
+/// lane or runtime gone, an acquire abandoned while queued): it certainly did not apply. Shown as
+/// the error it wraps.
+#[derive(Debug)]
+pub(super) struct NotSent(pub(super) Box<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for NotSent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for NotSent {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// The source of the error an operation's caller gets when its answer takes longer than the
+/// command timeout (see `RedisBackend::batched`): the operation may still go out, or its reply
+/// still come. Its late answer is dealt with where nobody waits for it any more (`answer` in
+/// `batch.rs`: an acquire's hold given back, a failure logged). Shown as the error it wraps.
+#[derive(Debug)]
+pub(super) struct Unsettled(pub(super) Box<dyn std::error::Error + Send + Sync>);
+
+impl fmt::Display for Unsettled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Unsettled {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// What an operation's error says of whether the operation applied in Redis.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Applied {
+    /// Certainly not: Redis's reply refused it, or it was never sent ([`NotSent`]).
+    No,
+    /// Perhaps: it went out, and the reply was lost (a broken connection, a command timeout,
+    /// the runtime carrying it shut down).
+    Maybe,
+    /// Not known yet ([`Unsettled`]): its late answer is dealt with when it comes.
+    Later,
+}
+
+impl Applied {
+    pub(super) fn of(err: &LockError) -> Applied {
+        let LockError::Backend { source, .. } = err else {
+            return Applied::No;
+        };
+        let mut source: &(dyn std::error::Error + 'static) = source.as_ref();
+        if let Some(shared) = source.downcast_ref::<SharedError>() {
+            source = shared.0.as_ref();
+        }
+        if source.downcast_ref::<NotSent>().is_some() {
+            Applied::No
+        } else if source.downcast_ref::<Unsettled>().is_some() {
+            Applied::Later
+        } else {
+            Applied::Maybe
         }
     }
 }

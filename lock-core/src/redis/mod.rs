@@ -15,6 +15,7 @@ mod batch;
 mod config;
 mod connection;
 mod known_holds;
+mod lanes;
 pub mod operate;
 mod operations;
 mod pools;
@@ -26,6 +27,7 @@ mod subscriber;
 mod topology;
 
 pub use config::RedisConfig;
+use lanes::Route;
 use operations::{Acquiring, Detachable, Fallback, PendingKey};
 use runtime::IoRuntime;
 use subscriber::Wakeups;
@@ -36,7 +38,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use event_listener::{Event, EventListener};
-use tokio::sync::Mutex as AsyncMutex;
 
 use crate::backend::{
     Backend, BoxFuture, Fence, HoldKind, LeaseTime, LockState, PoolAcquire, PoolState, Release,
@@ -104,9 +105,8 @@ struct Inner {
     known_holds: known_holds::KnownHolds,
     /// Makes connections, whatever the topology.
     connector: Arc<topology::Connector>,
-    slots: Box<[AsyncMutex<Option<topology::Held>>]>,
-    /// One queue of operations per slot (see `batch`).
-    queues: Box<[batch::Queue]>,
+    /// The connections and queues of each runtime the I/O runs on (see `lanes`).
+    lanes: lanes::Lanes,
     wakeups: Arc<Wakeups>,
     hasher: foldhash::fast::RandomState,
     runtime: IoRuntime,
@@ -322,14 +322,19 @@ impl RedisBackend {
             None => config.prefix.clone(),
         };
         let known_holds = known_holds::KnownHolds::new(&config.redacted_url(), &namespace);
+        let home = lanes::Lane::new(
+            handle.clone(),
+            Arc::clone(&runtime.gone),
+            config.pool_size,
+            Self::queue_count(&config, connector.is_cluster()),
+            true,
+        );
+        // Callers' runtimes get lanes unless the I/O was given a runtime (then it all runs
+        // there) or the deployment is a cluster.
+        let callers_get_lanes = config.runtime.is_none() && !connector.is_cluster();
         let backend = RedisBackend {
             inner: Arc::new(Inner {
-                slots: (0..config.pool_size)
-                    .map(|_| AsyncMutex::new(None))
-                    .collect(),
-                queues: (0..Self::queue_count(&config, connector.is_cluster()))
-                    .map(|_| Default::default())
-                    .collect(),
+                lanes: lanes::Lanes::new(home, callers_get_lanes),
                 config,
                 connector,
                 pending_releases: Default::default(),
@@ -353,6 +358,7 @@ impl RedisBackend {
         owner: Owner,
         fence: Option<Fence>,
         scope: ReleaseScope,
+        route: Route,
     ) -> Result<Release> {
         let (reply, _) = self
             .batched(
@@ -363,6 +369,7 @@ impl RedisBackend {
                     scope,
                 },
                 None,
+                route,
             )
             .await?;
         let outcome = reply.first().copied().unwrap_or(-3);
@@ -391,7 +398,13 @@ impl RedisBackend {
     async fn undo_unconfirmed(&self, key: &Arc<str>, owner: Owner, fence: Fence) {
         let undone = self
             .clone()
-            .release_now(Arc::clone(key), owner, Some(fence), ReleaseScope::One)
+            .release_now(
+                Arc::clone(key),
+                owner,
+                Some(fence),
+                ReleaseScope::One,
+                Route::Here,
+            )
             .await;
         if let Err(err) = undone {
             tracing::warn!(
@@ -443,8 +456,10 @@ impl RedisBackend {
                     backend.release_without_runtime(&key, owner, fence, false, HoldKind::Lock);
                     return;
                 }
+                // Nobody waits for it: through the home lane, which no caller's runtime
+                // shutting down can cut off.
                 let released = backend
-                    .release_now(key, owner, Some(fence), ReleaseScope::One)
+                    .release_now(key, owner, Some(fence), ReleaseScope::One, Route::Home)
                     .await;
                 if let Err(err) = released {
                     tracing::warn!(error = %err, "lockwright: release on drop failed");
@@ -459,6 +474,7 @@ impl RedisBackend {
             // the same given one, shutting down), it runs synchronously instead.
             fallback: Some(fallback),
             moved: false,
+            left: None,
         }
     }
 
@@ -571,6 +587,7 @@ impl Backend for RedisBackend {
                             ended: backend.inner.known_holds.ended_fence_arg(&key, owner),
                         },
                         Some(Arc::clone(&abandoned)),
+                        Route::Here,
                     )
                     .await;
                 let (reply, replicated) = match reply {
@@ -641,9 +658,11 @@ impl Backend for RedisBackend {
                 )
             })
         };
-        self.run_with_fallback(
+        self.run_release(
             key,
-            backend.release_now(key.into(), owner, fence, scope),
+            key,
+            HoldKind::Lock,
+            backend.release_now(key.into(), owner, fence, scope, Route::Here),
             Some(lost),
         )
     }
@@ -658,7 +677,7 @@ impl Backend for RedisBackend {
         let key_owned: Arc<str> = key.into();
         self.run(key, async move {
             let (reply, _) = backend
-                .batched(&key_owned, batch::Op::Inspect { owner }, None)
+                .batched(&key_owned, batch::Op::Inspect { owner }, None, Route::Here)
                 .await?;
             match reply.as_slice() {
                 [0] => Ok(LockState::FREE),
@@ -697,6 +716,7 @@ impl Backend for RedisBackend {
                         lease,
                     },
                     None,
+                    Route::Here,
                 )
                 .await?;
             backend.confirmed(&key_owned, replicated)?;

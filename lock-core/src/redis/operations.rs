@@ -12,6 +12,7 @@ use event_listener::Event;
 
 use deadpool_redis::redis;
 
+use super::connection::Applied;
 use super::{batch, RedisBackend};
 use crate::backend::{Backend, BoxFuture, Fence, HoldKind, TryAcquire};
 use crate::error::{LockError, Result};
@@ -53,6 +54,8 @@ pub(super) struct Detachable<T: Send + 'static> {
     pub(super) fallback: Option<Fallback>,
     /// Already moved to `runtime`: never moved again (no respawn loop on a dead runtime).
     pub(super) moved: bool,
+    /// Set when it moves: its caller has left (see [`RedisBackend::run_release`]).
+    pub(super) left: Option<Arc<AtomicBool>>,
 }
 
 /// What to do, synchronously, with a [`Detachable`] no runtime can finish; its argument tells
@@ -84,6 +87,9 @@ impl<T: Send + 'static> Drop for Detachable<T> {
             drop(op); // after the fallback: the op's pending entry, if any, ends only now
             return;
         }
+        if let Some(left) = &self.left {
+            left.store(true, Ordering::Release);
+        }
         drop(self.runtime.spawn(Detachable {
             op: Some(op),
             started: true,
@@ -91,6 +97,7 @@ impl<T: Send + 'static> Drop for Detachable<T> {
             runtime: self.runtime.clone(),
             fallback: self.fallback.take(),
             moved: true,
+            left: self.left.take(),
         }));
     }
 }
@@ -150,7 +157,10 @@ impl Drop for Acquiring {
         drop(self.backend.inner.runtime.handle().spawn(async move {
             let _in_flight = in_flight;
             let outcome = op.await;
-            unanswered.answered();
+            unanswered.answered_with(match &outcome {
+                Some(Err(err)) => Some(err),
+                _ => None,
+            });
             if let Some(Ok(TryAcquire::Acquired { fence, .. })) = outcome {
                 // Given back like a dropped guard's hold: even should this runtime shut down.
                 backend.release_on_drop(&key, owner, fence);
@@ -159,8 +169,10 @@ impl Drop for Acquiring {
     }
 }
 
-/// Travels with the rest of an abandoned acquire: dropped before its reply came (the runtime
-/// finishing it shut down) after the script was sent, it logs an error. The acquire may have
+/// Travels with the rest of an abandoned acquire, and logs an error when the acquire went out
+/// but no answer came back: dropped before its reply came (the runtime finishing it shut down),
+/// or answered with an error that may come after Redis applied it (the connection broke, the
+/// command timed out, or the caller's runtime that carried it shut down). The acquire may have
 /// taken the lock, and its fence came with the lost reply: that hold cannot be given back, and
 /// stays until its lease ends (never, without one). Not fixable without the reply; loud instead.
 pub(super) struct Unanswered {
@@ -173,8 +185,35 @@ pub(super) struct Unanswered {
 }
 
 impl Unanswered {
-    pub(super) fn answered(&mut self) {
+    /// The acquire answered: `error` when it failed. Only an error after which it may have
+    /// applied is logged ([`Applied::Maybe`]); one whose answer is still to come is dealt with
+    /// when it comes (`answer` in `batch.rs`).
+    pub(super) fn answered_with(&mut self, error: Option<&LockError>) {
         self.answered = true;
+        let Some(error) = error.filter(|error| Applied::of(error) == Applied::Maybe) else {
+            return;
+        };
+        if !self.sent.load(Ordering::Acquire) {
+            return;
+        }
+        match self.kind {
+            HoldKind::Lock => tracing::error!(
+                key = %self.key,
+                url = %self.url,
+                %error,
+                "lockwright: an abandoned acquire failed after it was sent; if it took the \
+                 lock, the hold cannot be given back (its fence was in the lost reply) and stays \
+                 until its lease ends (never without one) or force_unlock"
+            ),
+            HoldKind::PoolSlot => tracing::error!(
+                key = %self.key,
+                url = %self.url,
+                %error,
+                "lockwright: an abandoned pool acquire failed after it was sent; if it took a \
+                 slot, the slot cannot be given back (its token was in the lost reply) and stays \
+                 taken until its lease ends (never without one) or force_release_all"
+            ),
+        }
     }
 }
 
@@ -291,6 +330,67 @@ impl RedisBackend {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
+        self.detachable(key, op, fallback, None)
+    }
+
+    /// [`Self::run_with_fallback`] for a release of `kind` on `key` (a pool's release waits for
+    /// those of `pending`, its pending entry's name; a lock's, `key`'s): should its caller
+    /// leave before it ends and it then fail, nobody else hears of it and the hold it was to
+    /// end may stay, so the failure is logged as an error. One that fails only later, past the
+    /// command timeout, is logged when its late answer comes (`answer` in `batch.rs`).
+    pub(super) fn run_release<T, F>(
+        &self,
+        pending: &str,
+        key: &str,
+        kind: HoldKind,
+        op: F,
+        fallback: Option<Fallback>,
+    ) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let left = Arc::new(AtomicBool::new(false));
+        let op = {
+            let (left, key, url) = (
+                Arc::clone(&left),
+                Arc::<str>::from(key),
+                self.inner.config.redacted_url(),
+            );
+            async move {
+                let released = op.await;
+                if let Err(error) = &released {
+                    if left.load(Ordering::Acquire) && Applied::of(error) != Applied::Later {
+                        let stays = match kind {
+                            HoldKind::Lock => "the lock may stay held",
+                            HoldKind::PoolSlot => "the pool slot may stay taken",
+                        };
+                        tracing::error!(
+                            %key,
+                            %url,
+                            %error,
+                            "lockwright: a release whose caller had left failed; {stays} until \
+                             its lease ends (never without one) or a force unlock"
+                        );
+                    }
+                }
+                released
+            }
+        };
+        self.detachable(pending, op, fallback, Some(left))
+    }
+
+    fn detachable<T, F>(
+        &self,
+        key: &str,
+        op: F,
+        fallback: Option<Fallback>,
+        left: Option<Arc<AtomicBool>>,
+    ) -> BoxFuture<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
         let backend = self.clone();
         let key: Arc<str> = key.into();
         Box::pin(Detachable {
@@ -303,6 +403,7 @@ impl RedisBackend {
             runtime: self.inner.runtime.handle().clone(),
             fallback,
             moved: false,
+            left,
         })
     }
 

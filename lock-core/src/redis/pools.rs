@@ -14,6 +14,8 @@ use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use super::batch::Op;
+use super::connection::NotSent;
+use super::lanes::Route;
 use super::operations::{Detachable, Fallback, Unanswered};
 use super::RedisBackend;
 use crate::backend::{
@@ -56,7 +58,7 @@ impl RedisBackend {
                 // Nobody reads the error of an acquire whose caller left: it takes nothing.
                 let left = || LockError::Backend {
                     key: Arc::clone(&key),
-                    source: "pool acquire abandoned before it was sent".into(),
+                    source: Box::new(NotSent("pool acquire abandoned before it was sent".into())),
                 };
                 if !backend
                     .after_pending_releases(&Self::pool_pending(&key), gave_up)
@@ -79,7 +81,7 @@ impl RedisBackend {
                     lease,
                 };
                 let (reply, replicated) = backend
-                    .batched(&key, op, Some(Arc::clone(&abandoned)))
+                    .batched(&key, op, Some(Arc::clone(&abandoned)), Route::Here)
                     .await?;
                 match reply.as_slice() {
                     [1, slot, size] => {
@@ -91,7 +93,9 @@ impl RedisBackend {
                             }),
                             Err(err) => {
                                 // Not confirmed by the replicas: given back before the error.
-                                let undone = backend.pool_release_now(&key, owner, slot).await;
+                                let undone = backend
+                                    .pool_release_now(&key, owner, slot, Route::Here)
+                                    .await;
                                 if let Err(undo) = undone {
                                     tracing::warn!(
                                         %key,
@@ -130,9 +134,15 @@ impl RedisBackend {
         })
     }
 
-    async fn pool_release_now(&self, key: &Arc<str>, owner: Owner, slot: Fence) -> Result<bool> {
+    async fn pool_release_now(
+        &self,
+        key: &Arc<str>,
+        owner: Owner,
+        slot: Fence,
+        route: Route,
+    ) -> Result<bool> {
         let (reply, _) = self
-            .batched(key, Op::PoolRelease { owner, slot }, None)
+            .batched(key, Op::PoolRelease { owner, slot }, None, route)
             .await?;
         match reply.as_slice() {
             [1] => Ok(true),
@@ -148,9 +158,13 @@ impl RedisBackend {
         slot: Fence,
     ) -> BoxFuture<'static, Result<bool>> {
         let (backend, key_owned): (_, Arc<str>) = (self.clone(), key.into());
-        self.run(&Self::pool_pending(key), async move {
-            backend.pool_release_now(&key_owned, owner, slot).await
-        })
+        let release = async move {
+            backend
+                .pool_release_now(&key_owned, owner, slot, Route::Here)
+                .await
+        };
+        let pending = Self::pool_pending(key);
+        self.run_release(&pending, key, HoldKind::PoolSlot, release, None)
     }
 
     pub(super) fn pool_extend_op(
@@ -163,7 +177,7 @@ impl RedisBackend {
         let (backend, key): (_, Arc<str>) = (self.clone(), key.into());
         self.run(&Self::pool_pending(&key), async move {
             let op = Op::PoolExtend { owner, slot, lease };
-            let (reply, replicated) = backend.batched(&key, op, None).await?;
+            let (reply, replicated) = backend.batched(&key, op, None, Route::Here).await?;
             backend.confirmed(&key, replicated)?;
             match reply.as_slice() {
                 [1] => Ok(true),
@@ -176,7 +190,9 @@ impl RedisBackend {
     pub(super) fn pool_state_op(&self, key: &str) -> BoxFuture<'static, Result<PoolState>> {
         let (backend, key): (_, Arc<str>) = (self.clone(), key.into());
         self.run(&Self::pool_pending(&key), async move {
-            let (reply, _) = backend.batched(&key, Op::PoolState, None).await?;
+            let (reply, _) = backend
+                .batched(&key, Op::PoolState, None, Route::Here)
+                .await?;
             match reply.as_slice() {
                 [0, _] => Ok(PoolState::EMPTY),
                 [size, max_size] if *size > 0 => Ok(PoolState {
@@ -195,7 +211,9 @@ impl RedisBackend {
     ) -> BoxFuture<'static, Result<u32>> {
         let (backend, key): (_, Arc<str>) = (self.clone(), key.into());
         self.run(&Self::pool_pending(&key), async move {
-            let (reply, _) = backend.batched(&key, Op::PoolForce { slot }, None).await?;
+            let (reply, _) = backend
+                .batched(&key, Op::PoolForce { slot }, None, Route::Here)
+                .await?;
             match reply.as_slice() {
                 [freed] if *freed >= 0 => Ok(u32::try_from(*freed).unwrap_or(u32::MAX)),
                 other => Err(Self::unexpected(&key, "force release", other)),
@@ -223,7 +241,11 @@ impl RedisBackend {
                     backend.release_without_runtime(&key, owner, slot, false, HoldKind::PoolSlot);
                     return;
                 }
-                if let Err(err) = backend.pool_release_now(&key, owner, slot).await {
+                // Nobody waits for it: through the home lane, which no caller's runtime can cut off.
+                if let Err(err) = backend
+                    .pool_release_now(&key, owner, slot, Route::Home)
+                    .await
+                {
                     tracing::warn!(%key, error = %err, "lockwright: pool slot release on drop failed");
                 }
             })),
@@ -232,6 +254,7 @@ impl RedisBackend {
             runtime: self.inner.runtime.handle().clone(),
             fallback: Some(fallback),
             moved: false,
+            left: None,
         }
     }
 
@@ -319,7 +342,7 @@ impl Drop for PoolAcquiring {
         drop(self.backend.inner.runtime.handle().spawn(async move {
             let _in_flight = in_flight;
             let outcome = op.await;
-            unanswered.answered();
+            unanswered.answered_with(outcome.as_ref().err());
             if let Ok(PoolAcquire::Acquired { slot, .. }) = outcome {
                 // Given back like a dropped guard's slot: even should this runtime shut down.
                 backend.pool_release_on_drop_op(&key, owner, slot);

@@ -349,6 +349,20 @@ impl Connector {
         Ok(Held { conn, generation })
     }
 
+    /// A new connection of its own, not from the pool: its driver task runs on the runtime
+    /// this is awaited on (a caller's lane, see `lanes`), where a pooled one may have been made
+    /// on another.
+    pub(super) async fn connect_own(&self) -> Result<Held, BoxError> {
+        let generation = self.generation.current();
+        let conn = match &self.deployment {
+            Deployment::Server { client, .. } => HeldConn::Own(Connection::Server(
+                client.get_multiplexed_async_connection().await?,
+            )),
+            Deployment::Sentinel(_) | Deployment::Cluster { .. } => return self.connect().await,
+        };
+        Ok(Held { conn, generation })
+    }
+
     /// The client of the one server, or of the current master (asking the Sentinels). Not for a
     /// cluster, whose clients are per node.
     pub(super) async fn master(&self) -> Result<redis::Client, BoxError> {

@@ -415,6 +415,21 @@ impl FreezingProxy {
         self.freeze(|_| true)
     }
 
+    /// How many connections it has taken so far.
+    pub fn connections_taken(&self) -> usize {
+        self.state.connections.lock().unwrap().len()
+    }
+
+    /// Freezes the connections it took after its first `first` ones; returns how many.
+    pub fn freeze_taken_after(&self, first: usize) -> usize {
+        use std::sync::atomic::Ordering;
+        let connections = self.state.connections.lock().unwrap();
+        for connection in connections.iter().skip(first) {
+            connection.frozen.store(true, Ordering::Relaxed);
+        }
+        connections.len().saturating_sub(first)
+    }
+
     /// Freezes every connection open now and every one opened from now on: the server seems
     /// to take connections and never answer.
     pub fn freeze_everything(&self) -> usize {
