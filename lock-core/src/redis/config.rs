@@ -377,13 +377,15 @@ impl RedisConfig {
         Ok(self)
     }
 
-    /// Runs the backend's Redis I/O (its connections' driver tasks, the pub/sub subscriber and
-    /// the command timeouts' timer) on this multi-thread tokio runtime instead of on a one-thread
-    /// runtime of its own.
+    /// Runs all of the backend's Redis I/O (its connections' driver tasks, the pub/sub
+    /// subscriber, the lease watchdog's renewals, guards' releases on drop and the command
+    /// timeouts' timer) on this multi-thread tokio runtime instead of on a one-thread runtime of
+    /// its own.
     ///
-    /// Pass the runtime your tasks run on: their lock operations then reach Redis without
-    /// crossing to another thread and back, which matters most at low concurrency (the figures
-    /// are in BENCHMARKS.md). In exchange the backend works only while that runtime runs: once it
+    /// Without it, tasks of a multi-thread runtime already do their own operations' I/O on that
+    /// runtime (a lane of their own, see [`RedisBackend`](super::RedisBackend)); with it, so does
+    /// the rest, and no thread of the backend's own runs at all. Pass the runtime your tasks run
+    /// on (the figures are in BENCHMARKS.md). In exchange the backend works only while that runtime runs: once it
     /// has shut down, operations fail with [`LockError::Backend`]. A guard dropped then, or by
     /// its shutdown (a task holding it on that runtime), is still released: synchronously, on a
     /// connection of its own, blocking the dropping thread for that round trip. Only a release or

@@ -21,6 +21,16 @@
 //! Order is unchanged: a caller's operations on a key are issued one after another, and a
 //! release on drop is waited for by this process's next operation on its key, whichever lanes
 //! carry them.
+//!
+//! A caller's runtime shutting down drops its tasks: the callers' futures, and the senders of
+//! its lane's queues. Each moves to the home runtime unfinished (`Detachable`). A moved sender
+//! sends what it had not sent yet through the home lane ([`RedisBackend::sending_lane`]): never
+//! sent, it may go out now. A call already sent through the lane's connections gets no reply
+//! (their driver tasks are gone): it may have landed, so it is not sent again (a second release
+//! could take away another hold of the same owner, a second acquire take the lock twice); each
+//! of its operations fails, and one whose failure may leave a hold behind (an acquire that may
+//! have taken the lock, a release that may not have happened) is logged as an error naming its
+//! key (`Unanswered`, `RedisBackend::run_release`).
 
 use std::sync::{Arc, RwLock, Weak};
 

@@ -58,12 +58,18 @@ const RENEW_BATCH: usize = 256;
 /// cluster node that joined or restarted), shared under load: operations issued while their
 /// connection's call is in flight go out together as the next call (group commit, see the
 /// `batch` module). Waiters are woken through one pattern subscription per backend, or on a
-/// cluster through sharded subscriptions to the channels of the keys waited on. The
-/// connections' I/O (their driver tasks, the batches' sending and the command timeouts' timer)
-/// runs on a small runtime the backend owns, so the blocking API
-/// works in programs without tokio and inside any runtime, and the backend survives the runtimes
-/// of its callers; each operation is otherwise polled by its caller, on any executor, and one
-/// dropped half-way is finished there (an acquire also gives back what it got). Operations on
+/// cluster through sharded subscriptions to the channels of the keys waited on. The I/O that
+/// must outlive callers (the subscriber, the watchdog's renewals, releases on drop, the command
+/// timeouts' timer, and the connections of the blocking API and of current-thread runtimes) runs
+/// on a small runtime the backend owns, so the blocking API works in programs without tokio and
+/// inside any runtime, and the backend survives the runtimes of its callers. A task of a
+/// multi-thread runtime sends its operations through a lane of its own on that runtime (its own
+/// connections and queues: no hop to the backend's thread and back; not on a Cluster, and not
+/// with [`RedisConfig::runtime`]); when that runtime shuts down, what it queued and had not sent
+/// yet goes out through the backend's runtime, and what was in flight is logged as an error
+/// naming its key. Each operation is otherwise polled by its caller, on any executor, and one
+/// dropped half-way is finished on the backend's runtime (an acquire also gives back what it
+/// got). Operations on
 /// one key issued by one task or thread reach Redis in the order issued (a guard's release on
 /// drop is never overtaken by the next operation on that key), except right after a
 /// `SCRIPT FLUSH`, when the first call of each script is retried.
