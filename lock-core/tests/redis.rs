@@ -39,6 +39,26 @@ mod redis_only {
             .expect("raw redis connection")
     }
 
+    /// The harness's own start-up: a port found free that another process binds before the
+    /// server does (seen in CI: a cluster node's bus port taken) is picked again, instead of
+    /// failing the test.
+    #[test]
+    fn the_harness_picks_another_port_when_a_picked_one_was_taken_meanwhile() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken_port = taken.local_addr().unwrap().port();
+        let picks = std::sync::atomic::AtomicUsize::new(0);
+        let server = RedisServer::start_on_picked(
+            || match picks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) {
+                0 => taken_port,
+                _ => crate::support::free_port(),
+            },
+            |_| Vec::new(),
+        );
+        assert_ne!(server.port, taken_port);
+        assert_eq!(picks.load(std::sync::atomic::Ordering::Relaxed), 2);
+        drop(taken);
+    }
+
     /// Any handle on the key and backend may unlock a `lock()` (as any Hazelcast proxy of a
     /// name may): one taken through one `shared()` handle of a backend is renewed, seen and
     /// unlocked through another, and leaves nothing to renew behind.

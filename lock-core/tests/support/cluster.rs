@@ -97,10 +97,11 @@ impl RedisCluster {
                 }
                 // With TLS the bus would listen at the TLS port + 10000, while `redis-cli
                 // --cluster create` meets nodes at their plain port + 10000: say which.
-                let port = cluster_port();
-                args.extend(["--cluster-port".to_owned(), (port + 10_000).to_string()]);
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                RedisServer::start_on(port, &args)
+                RedisServer::start_on_picked(cluster_port, |port| {
+                    let mut args = args.clone();
+                    args.extend(["--cluster-port".to_owned(), (port + 10_000).to_string()]);
+                    args
+                })
             })
             .collect();
         let addrs: Vec<String> = nodes
@@ -318,7 +319,8 @@ fn cluster_port() -> u16 {
 impl RedisServer {
     /// A node with the cluster options: its port and its cluster bus port (port + 10000) free.
     pub fn start_cluster_node(extra_args: &[&str]) -> Self {
-        Self::start_on(cluster_port(), extra_args)
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        Self::start_on_picked(cluster_port, |_| extra_args.clone())
     }
 
     /// Whether it accepts connections.

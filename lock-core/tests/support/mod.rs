@@ -42,7 +42,36 @@ impl RedisServer {
 
     /// Starts a server with extra `redis-server` arguments (e.g. `["--requirepass", "pw"]`).
     pub fn start_with(extra_args: &[&str]) -> Self {
-        Self::start_on(free_port(), extra_args)
+        let extra_args: Vec<String> = extra_args.iter().map(|a| a.to_string()).collect();
+        Self::start_on_picked(free_port, |_| extra_args.clone())
+    }
+
+    /// Starts a server on a port `pick` gives, with the arguments `args` makes for that port.
+    /// A port found free is free only until someone binds it: when another process (a test's
+    /// client connection, another test's server) took it, or a cluster node's bus port beside
+    /// it, before the server bound it, another port is picked (up to 5 times).
+    pub fn start_on_picked(pick: impl Fn() -> u16, args: impl Fn(u16) -> Vec<String>) -> Self {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = pick();
+            let dir = Self::new_dir(port);
+            let extra_args = args(port);
+            let child = spawn(port, false, &dir, &extra_args);
+            let mut server = RedisServer {
+                child,
+                port,
+                dir,
+                extra_args,
+                tls: false,
+            };
+            match server.try_wait_ready() {
+                Ok(()) => return server,
+                // Dropped: killed, its directory removed.
+                Err(failure) if failure.contains("Address already in use") => last = failure,
+                Err(failure) => panic!("{failure}"),
+            }
+        }
+        panic!("5 picked ports were taken before redis-server bound them; the last:\n{last}")
     }
 
     /// Starts a server on `port` with extra `redis-server` arguments.
@@ -109,37 +138,46 @@ impl RedisServer {
     }
 
     fn wait_ready(&mut self) {
+        if let Err(failure) = self.try_wait_ready() {
+            panic!("{failure}");
+        }
+    }
+
+    /// Waits until the server answers; what went wrong otherwise (with its log).
+    fn try_wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
+                return Err(format!(
                     "redis-server on port {} exited at start ({status}); its log:\n{}",
                     self.port,
                     std::fs::read_to_string(self.dir.join("redis.log")).unwrap_or_default()
-                );
+                ));
             }
             if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                // Not forever: the port may be another process's that never answers.
+                let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
                 if self.tls {
                     // A plain PING would only end the handshake; the server listens: it is up
                     // (connections wait in the backlog until its event loop runs).
-                    return;
+                    return Ok(());
                 }
                 let mut reply = [0u8; 64];
                 if stream.write_all(b"PING\r\n").is_ok() {
                     if let Ok(n) = stream.read(&mut reply) {
                         // `-NOAUTH` also proves the server is up.
                         if n > 0 {
-                            return;
+                            return Ok(());
                         }
                     }
                 }
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!(
+        Err(format!(
             "redis-server on port {} did not start within 10 s",
             self.port
-        );
+        ))
     }
 }
 
